@@ -1,0 +1,50 @@
+"""The invitation and self-acceptance portal for the customer agreement."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from portal import catalog as catalog_module
+from portal import config, credentials, db, errors, extensions, security
+from portal.catalog import Catalog
+
+#: The project's top level: ``templates/`` and ``locales/`` sit here, beside ``portal/``.
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+LOCALES = ROOT / "locales"
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the portal. Raises ConfigError or CatalogError when it cannot work as configured."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or None,
+        template_folder=str(TEMPLATES),
+        static_folder="static",
+    )
+    config.load(app, overrides)
+    app.extensions["portal.catalog"] = catalog_module.load(app.config["AGREEMENT_CATALOG"])
+    app.extensions["portal.peppers"] = [
+        credentials.pepper(key)
+        for key in [app.config["SECRET_KEY"], *reversed(app.config["SECRET_KEY_FALLBACKS"])]
+    ]
+    db.init_app(app)
+    extensions.init_app(app, LOCALES)
+    errors.init_app(app)
+    security.init_app(app)
+
+    from portal import api
+
+    app.register_blueprint(api.bp)
+    # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.
+    extensions.csrf.exempt(api.bp)
+    return app
+
+
+def catalog_of(app: Flask) -> Catalog:
+    result: Catalog = app.extensions["portal.catalog"]
+    return result

@@ -1,0 +1,232 @@
+"""Agreement acceptances: partner attestations, the customer's direct acceptance, and status."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal import credentials, events, validate
+from portal.catalog import CUSTOMER_AGREEMENT, Catalog
+from portal.errors import (
+    AttestationExists,
+    AttestationNotAllowed,
+    DateAgreedInFuture,
+    InvalidFields,
+)
+from portal.models import (
+    AcceptanceMethod,
+    AgreementAcceptance,
+    ApiKey,
+    Customer,
+    Event,
+    Partner,
+    utcnow,
+)
+
+#: Clock skew tolerated on ``dateAgreed`` before it counts as "in the future".
+CLOCK_SKEW = timedelta(minutes=5)
+DIRECT_KEY = "direct"
+
+
+@dataclass
+class Contact:
+    first_name: str
+    last_name: str
+    email: str
+    phone: str = ""
+
+
+def _contact_problems(contact: Contact, prefix: str) -> dict[str, str]:
+    checks = {
+        "firstName": validate.text(contact.first_name, 100),
+        "lastName": validate.text(contact.last_name, 100),
+        "email": validate.email(contact.email),
+        "phoneNumber": validate.phone(contact.phone),
+    }
+    return {f"{prefix}.{k}": v for k, v in checks.items() if v}
+
+
+def _attestation_key(contact: Contact) -> str:
+    """Same contact details, same key: the unique index turns a repeat into a 409."""
+    parts = [
+        contact.first_name.strip().lower(),
+        contact.last_name.strip().lower(),
+        contact.email.strip().lower(),
+        contact.phone.strip(),
+    ]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def attest(
+    session: Session,
+    partner: Partner,
+    customer: Customer,
+    catalog: Catalog,
+    *,
+    agreement_type: str,
+    template_id: str,
+    date_agreed: datetime,
+    contact: Contact,
+) -> AgreementAcceptance:
+    """Record a partner's confirmation that the customer accepted."""
+    if not partner.may_attest:
+        raise AttestationNotAllowed()
+    problems = _contact_problems(contact, "primaryContact")
+    agreement = catalog.by_type(agreement_type)
+    if agreement is None:
+        problems["type"] = f"is not one of {', '.join(catalog.types)}"
+    elif agreement.template_id != template_id:
+        problems["templateId"] = (
+            f"is not the template of {agreement_type} ({agreement.template_id})"
+        )
+    if problems:
+        raise InvalidFields(problems)
+    assert agreement is not None  # noqa: S101 - narrowed by the checks above
+    if date_agreed > utcnow() + CLOCK_SKEW:
+        raise DateAgreedInFuture({"dateAgreed": "must not be in the future"})
+
+    dedupe = _attestation_key(contact)
+    duplicate = select(AgreementAcceptance.id).where(
+        AgreementAcceptance.customer_id == customer.id,
+        AgreementAcceptance.template_id == template_id,
+        AgreementAcceptance.dedupe_key == dedupe,
+    )
+    if session.scalar(duplicate) is not None:
+        raise AttestationExists()
+    document = (
+        agreement.document(customer.country, customer.culture) if agreement.documents else None
+    )
+    acceptance = AgreementAcceptance(
+        customer=customer,
+        agreement_type=agreement.type,
+        template_id=agreement.template_id,
+        version_rank=agreement.version_rank,
+        method=AcceptanceMethod.ATTESTED,
+        dedupe_key=dedupe,
+        first_name=contact.first_name.strip(),
+        last_name=contact.last_name.strip(),
+        email=contact.email.strip(),
+        phone=contact.phone.strip(),
+        date_agreed=date_agreed,
+        recorded_by=partner.id,
+        country=document.country if document else customer.country,
+        language=document.language if document else customer.culture,
+        document_uri=document.display_uri if document else agreement.link,
+    )
+    try:
+        with session.begin_nested():
+            session.add(acceptance)
+            session.flush()
+    except IntegrityError as exc:  # a concurrent identical attestation won the race
+        raise AttestationExists() from exc
+    events.record(
+        session,
+        events.AGREEMENT_ATTESTED,
+        actor=f"partner:{partner.id}",
+        partner_id=partner.id,
+        customer_id=customer.id,
+        data={"acceptance_id": acceptance.id, "template_id": template_id},
+    )
+    return acceptance
+
+
+def acceptances(
+    session: Session,
+    customer_id: str,
+    agreement_types: list[str] | None = None,
+) -> list[AgreementAcceptance]:
+    query = select(AgreementAcceptance).where(AgreementAcceptance.customer_id == customer_id)
+    if agreement_types is not None:
+        query = query.where(AgreementAcceptance.agreement_type.in_(agreement_types))
+    return list(session.scalars(query.order_by(AgreementAcceptance.recorded_at)))
+
+
+@dataclass(frozen=True)
+class SignedStatus:
+    key_valid: bool
+    customer_visible: bool
+    is_signed: bool
+
+
+def direct_signed_status(session: Session, api_key: str, customer_id: str) -> SignedStatus:
+    """Key check, visibility and ``isSigned`` in one indexed query: partners' tools poll this."""
+    owner = Partner.__table__.alias("owner")
+    signed = exists().where(
+        AgreementAcceptance.customer_id == Customer.id,
+        AgreementAcceptance.agreement_type == CUSTOMER_AGREEMENT,
+        AgreementAcceptance.dedupe_key == DIRECT_KEY,
+    )
+    query = (
+        select(ApiKey.partner_id, Customer.partner_id, owner.c.provider_id, signed)
+        .select_from(ApiKey)
+        .outerjoin(Customer, Customer.id == customer_id)
+        .outerjoin(owner, owner.c.id == Customer.partner_id)
+        .where(ApiKey.key_hash == credentials.api_key_hash(api_key), ApiKey.revoked_at.is_(None))
+    )
+    row = session.execute(query).first()
+    if row is None:
+        return SignedStatus(False, False, False)
+    partner_id, owner_id, owner_provider = row[0], row[1], row[2]
+    visible = owner_id is not None and partner_id in (owner_id, owner_provider)
+    return SignedStatus(True, visible, bool(row[3]) and visible)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything a partner wants to know about one customer's acceptance."""
+
+    customer: Customer
+    invited_at: datetime | None
+    opened_at: datetime | None
+    signed_in_at: datetime | None
+    direct: AgreementAcceptance | None
+    attested: AgreementAcceptance | None
+    acceptances: list[AgreementAcceptance]
+
+    @property
+    def eligible(self) -> bool:
+        return self.direct is not None or self.attested is not None
+
+    @property
+    def state(self) -> str:
+        if self.direct:
+            return "accepted"
+        if self.attested:
+            return "attested"
+        if self.signed_in_at:
+            return "signed-in"
+        if self.opened_at:
+            return "link-opened"
+        if self.invited_at:
+            return "invited"
+        return "not-invited"
+
+
+def status(session: Session, customer: Customer) -> Status:
+    found = acceptances(session, customer.id)
+    mca = [a for a in found if a.agreement_type == CUSTOMER_AGREEMENT]
+    direct = next((a for a in mca if a.method is AcceptanceMethod.DIRECT), None)
+    attested = next((a for a in mca if a.method is AcceptanceMethod.ATTESTED), None)
+    first_seen: dict[str, datetime] = {}
+    kinds = (events.INVITATION_CREATED, events.INVITATION_OPENED, events.CUSTOMER_SIGNED_IN)
+    rows = session.execute(
+        select(Event.kind, Event.occurred_at)
+        .where(Event.customer_id == customer.id, Event.kind.in_(kinds))
+        .order_by(Event.id.desc())
+    )
+    for kind, occurred_at in rows:  # newest first: keep the latest of each kind
+        first_seen.setdefault(kind, occurred_at)
+    return Status(
+        customer=customer,
+        invited_at=first_seen.get(events.INVITATION_CREATED),
+        opened_at=first_seen.get(events.INVITATION_OPENED),
+        signed_in_at=first_seen.get(events.CUSTOMER_SIGNED_IN),
+        direct=direct,
+        attested=attested,
+        acceptances=found,
+    )

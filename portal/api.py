@@ -1,0 +1,530 @@
+"""The partner API under ``/v1``: Partner Center's names and shapes, bearer API keys, JSON only.
+
+Handlers parse input, call the domain, shape the output and own the commit. No handler touches the
+session cookie, so no API response sets one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
+from flask.typing import ResponseReturnValue
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from portal import acceptance, catalog, customers, db, partners
+from portal.acceptance import Contact, Status
+from portal.catalog import Catalog
+from portal.errors import (
+    AGREEMENT_REQUIRED_CODE,
+    AGREEMENT_REQUIRED_DESCRIPTION,
+    CustomerNotFound,
+    InvalidBody,
+    InvalidFields,
+    InvalidParameter,
+    NoDocuments,
+    TemplateNotFound,
+    Unauthorized,
+    json_error,
+)
+from portal.models import AcceptanceMethod, AgreementAcceptance, Customer, Partner
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+
+OPENAPI = Path(__file__).parent / "openapi.json"
+_PAGE_SALT = "portal.customers-page"
+#: Endpoints that check the key themselves (``openapi``: none needed; the status: in its one query).
+_OWN_AUTH = {"api.openapi", "api.direct_signed_status"}
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        raise Unauthorized()
+    return token
+
+
+@bp.before_request
+def authenticate() -> None:
+    if request.endpoint in _OWN_AUTH:
+        return
+    partner = partners.partner_for_key(db.session(), _bearer())
+    if partner is None:
+        raise Unauthorized()
+    g.partner = partner
+
+
+def _partner() -> Partner:
+    partner: Partner = g.partner
+    return partner
+
+
+def _catalog() -> Catalog:
+    result: Catalog = current_app.extensions["portal.catalog"]
+    return result
+
+
+# --- reading JSON bodies ----------------------------------------------------------------------
+
+
+def _json_body() -> dict[str, Any]:
+    data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidBody(f"The request body is not valid JSON ({exc}).") from exc
+    if not isinstance(body, dict):
+        raise InvalidBody("The request body must be a JSON object.")
+    return body
+
+
+class Fields:
+    """Reads fields out of a JSON body, naming every missing or wrong-typed one at once."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.problems: dict[str, str] = {}
+
+    def _lookup(self, path: str) -> Any:
+        value: Any = self.body
+        walked = []
+        for part in path.split("."):
+            walked.append(part)
+            if value is None:
+                return None
+            if not isinstance(value, dict):
+                self.problems.setdefault(".".join(walked[:-1]), "must be an object")
+                return None
+            value = value.get(part)
+        return value
+
+    def string(self, path: str, required: bool = True) -> str:
+        value = self._lookup(path)
+        if value is None:
+            if required:
+                self.problems.setdefault(path, "is required")
+            return ""
+        if not isinstance(value, str):
+            self.problems.setdefault(path, "must be a string")
+            return ""
+        if required and not value.strip():
+            self.problems.setdefault(path, "is required")
+        return value
+
+    def check(self) -> None:
+        if self.problems:
+            raise InvalidFields(self.problems)
+
+
+def _parse_date(value: str, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidFields(
+            {field: "is not an ISO 8601 date such as 2024-06-14T00:00:00Z"}
+        ) from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+# --- shaping output ---------------------------------------------------------------------------
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _collection(items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        "totalCount": len(items),
+        "items": items,
+        **extra,
+        "attributes": {"objectType": "Collection"},
+    }
+
+
+def customer_json(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "companyProfile": {
+            "tenantId": customer.id,
+            "domain": customer.domain,
+            "companyName": customer.company_name,
+            "attributes": {"objectType": "CustomerCompanyProfile"},
+        },
+        "billingProfile": {
+            "firstName": customer.address_first_name,
+            "lastName": customer.address_last_name,
+            "email": customer.email,
+            "culture": customer.culture,
+            "language": customer.language,
+            "companyName": customer.company_name,
+            "defaultAddress": {
+                "country": customer.country,
+                "city": customer.city,
+                "state": customer.state,
+                "addressLine1": customer.address_line1,
+                "addressLine2": customer.address_line2,
+                "postalCode": customer.postal_code,
+                "firstName": customer.address_first_name,
+                "lastName": customer.address_last_name,
+                "phoneNumber": customer.phone,
+            },
+            "attributes": {"objectType": "CustomerBillingProfile"},
+        },
+        "primaryContact": {
+            "firstName": customer.contact_first_name,
+            "lastName": customer.contact_last_name,
+            "email": customer.contact_email,
+            "phoneNumber": customer.contact_phone,
+        },
+        # Partner Center's name for the reseller a provider's customer belongs to.
+        "associatedPartnerId": customer.partner_id,
+        "createdAt": iso(customer.created_at),
+        "links": {"self": {"uri": f"/v1/customers/{customer.id}", "method": "GET"}},
+        "attributes": {"objectType": "Customer"},
+    }
+
+
+def agreement_json(acceptance: AgreementAcceptance, *, evidence: bool = False) -> dict[str, Any]:
+    agreement = _catalog().by_template(acceptance.template_id)
+    result: dict[str, Any] = {
+        "primaryContact": {
+            "firstName": acceptance.first_name,
+            "lastName": acceptance.last_name,
+            "email": acceptance.email,
+            "phoneNumber": acceptance.phone,
+        },
+        "templateId": acceptance.template_id,
+        "dateAgreed": iso(acceptance.date_agreed),
+        "type": acceptance.agreement_type,
+        "agreementLink": agreement.link if agreement else "",
+        "userId": acceptance.recorded_by,
+        "acceptanceMethod": acceptance.method.value,
+        "attributes": {"objectType": "Agreement"},
+    }
+    if evidence:
+        result.update(
+            id=acceptance.id,
+            versionRank=acceptance.version_rank,
+            recordedAt=iso(acceptance.recorded_at),
+            country=acceptance.country,
+            language=acceptance.language,
+            documentUri=acceptance.document_uri,
+        )
+        if acceptance.method is AcceptanceMethod.DIRECT:
+            result["evidence"] = {
+                "ipAddress": acceptance.ip_address,
+                "userAgent": acceptance.user_agent,
+            }
+    return result
+
+
+# --- customers --------------------------------------------------------------------------------
+
+
+@bp.post("/customers")
+def create_customer() -> ResponseReturnValue:
+    fields = Fields(_json_body())
+    address = "billingProfile.defaultAddress"
+    names = {
+        "domain": "companyProfile.domain",
+        "company_name": "billingProfile.companyName",
+        "email": "billingProfile.email",
+        "culture": "billingProfile.culture",
+        "language": "billingProfile.language",
+        "country": f"{address}.country",
+        "first_name": f"{address}.firstName",
+        "last_name": f"{address}.lastName",
+        "address_line1": f"{address}.addressLine1",
+        "address_line2": f"{address}.addressLine2",
+        "city": f"{address}.city",
+        "state": f"{address}.state",
+        "postal_code": f"{address}.postalCode",
+        "phone": f"{address}.phoneNumber",
+        "contact_first_name": "primaryContact.firstName",
+        "contact_last_name": "primaryContact.lastName",
+        "contact_email": "primaryContact.email",
+        "contact_phone": "primaryContact.phoneNumber",
+    }
+    required = {
+        "domain",
+        "company_name",
+        "email",
+        "culture",
+        "language",
+        "country",
+        "first_name",
+        "last_name",
+    }
+    values = {attr: fields.string(path, attr in required) for attr, path in names.items()}
+    fields.check()
+    data = customers.NewCustomer(**values, names=names)
+    partner = _partner()
+    created = customers.create_customer(
+        db.session(),
+        partner,
+        data,
+        _catalog(),
+        current_app.extensions["portal.peppers"][0],
+        actor=f"partner:{partner.id}",
+    )
+    db.session().commit()
+    body = customer_json(created.customer)
+    body["userCredentials"] = {"userName": created.user_name, "password": created.password}
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/customers/{created.customer.id}"
+    return response
+
+
+def _page_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_PAGE_SALT)
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidParameter(
+            f"{name} must be a whole number from {low} to {high}.", **{name: raw[:50]}
+        )
+    return int(raw)
+
+
+@bp.get("/customers")
+def list_customers() -> ResponseReturnValue:
+    config = current_app.config
+    size = _int_arg("size", config["API_PAGE_SIZE"], 1, config["API_MAX_PAGE_SIZE"])
+    token = request.args.get("continuationToken") or request.headers.get("MS-ContinuationToken")
+    after = None
+    if token:
+        try:
+            stamp, last_id = _page_serializer().loads(token)
+            after = (datetime.fromisoformat(stamp), str(last_id))
+        except (BadSignature, ValueError, TypeError) as exc:
+            raise InvalidParameter(
+                "continuationToken is not one this API gave out.", continuationToken=token[:50]
+            ) from exc
+    page = customers.page(db.session(), _partner().id, size, after)
+    links: dict[str, Any] = {"self": {"uri": request.full_path.rstrip("?"), "method": "GET"}}
+    body: dict[str, Any] = {
+        "totalCount": page.total,
+        "count": len(page.items),
+        "items": [customer_json(c) for c in page.items],
+        "links": links,
+        "attributes": {"objectType": "Collection"},
+    }
+    if page.after is not None:
+        next_token = _page_serializer().dumps([page.after[0].isoformat(), page.after[1]])
+        links["next"] = {
+            "uri": f"/v1/customers?size={size}&seekOperation=Next&continuationToken={next_token}",
+            "method": "GET",
+            "headers": [{"key": "MS-ContinuationToken", "value": next_token}],
+        }
+        body["continuationToken"] = next_token
+    return jsonify(body)
+
+
+def _visible_customer(customer_id: str) -> Customer:
+    if len(customer_id) > 64:
+        raise CustomerNotFound(customer_id=customer_id[:64])
+    return customers.get_visible(db.session(), _partner().id, customer_id)
+
+
+@bp.get("/customers/<customer_id>")
+def get_customer(customer_id: str) -> ResponseReturnValue:
+    return jsonify(customer_json(_visible_customer(customer_id)))
+
+
+# --- agreements -------------------------------------------------------------------------------
+
+
+def _agreement_types() -> list[str]:
+    wanted = request.args.get("agreementType", catalog.DEFAULT_AGREEMENT_TYPE)
+    found = _catalog().of_type(wanted)
+    if not found:
+        raise InvalidParameter(
+            f"agreementType must be one of {', '.join(_catalog().types)} or *.",
+            agreementType=wanted[:64],
+        )
+    return [a.type for a in found]
+
+
+@bp.get("/agreements")
+def list_agreements() -> ResponseReturnValue:
+    types = _agreement_types()
+    items = [
+        {
+            "templateId": a.template_id,
+            "agreementType": a.type,
+            "agreementLink": a.link,
+            "versionRank": a.version_rank,
+        }
+        for a in _catalog().agreements
+        if a.type in types
+    ]
+    return jsonify(_collection(items))
+
+
+@bp.get("/agreementtemplates/<template_id>/document")
+def agreement_document(template_id: str) -> ResponseReturnValue:
+    agreement = _catalog().by_template(template_id)
+    if agreement is None:
+        raise TemplateNotFound(templateId=template_id[:64])
+    country = request.args.get("country", catalog.FALLBACK_COUNTRY)
+    language = request.args.get("language", catalog.FALLBACK_LANGUAGE)
+    if not catalog.COUNTRY.match(country):
+        raise InvalidParameter(
+            "country must be a two-letter upper-case code such as DE.", country=country[:50]
+        )
+    if len(language) > 35 or not all(p.isalnum() for p in language.replace("_", "-").split("-")):
+        raise InvalidParameter("language must be a tag such as de-DE.", language=language[:50])
+    try:
+        document = agreement.document(country, language)
+    except catalog.NoDocuments as exc:
+        raise NoDocuments(templateId=template_id) from exc
+    return jsonify(
+        {
+            "displayUri": document.display_uri,
+            "downloadUri": document.download_uri,
+            "language": document.language,
+            "country": document.country,
+        }
+    )
+
+
+@bp.post("/customers/<customer_id>/agreements")
+def attest(customer_id: str) -> ResponseReturnValue:
+    partner = _partner()
+    customer = _visible_customer(customer_id)
+    fields = Fields(_json_body())
+    contact = Contact(
+        first_name=fields.string("primaryContact.firstName"),
+        last_name=fields.string("primaryContact.lastName"),
+        email=fields.string("primaryContact.email"),
+        phone=fields.string("primaryContact.phoneNumber", required=False),
+    )
+    template_id = fields.string("templateId")
+    agreement_type = fields.string("type")
+    date_text = fields.string("dateAgreed")
+    fields.check()
+    recorded = acceptance.attest(
+        db.session(),
+        partner,
+        customer,
+        _catalog(),
+        agreement_type=agreement_type,
+        template_id=template_id,
+        date_agreed=_parse_date(date_text, "dateAgreed"),
+        contact=contact,
+    )
+    db.session().commit()
+    response = jsonify(agreement_json(recorded))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/customers/<customer_id>/agreements")
+def customer_agreements(customer_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    found = acceptance.acceptances(db.session(), customer.id, _agreement_types())
+    return jsonify(_collection([agreement_json(a) for a in found]))
+
+
+@bp.get("/customers/<customer_id>/directSignedMicrosoftCustomerAgreementStatus")
+def direct_signed_status(customer_id: str) -> ResponseReturnValue:
+    result = acceptance.direct_signed_status(db.session(), _bearer(), customer_id[:64])
+    if not result.key_valid:
+        raise Unauthorized()
+    if not result.customer_visible:
+        raise CustomerNotFound(customer_id=customer_id[:64])
+    return jsonify({"isSigned": result.is_signed})
+
+
+def _status_json(status: Status) -> dict[str, Any]:
+    chosen = status.direct or status.attested
+    return {
+        "customerId": status.customer.id,
+        "state": status.state,
+        "isSigned": status.direct is not None,
+        "eligibleForPurchase": status.eligible,
+        "invited": status.invited_at is not None,
+        "invitedAt": iso(status.invited_at),
+        "linkOpened": status.opened_at is not None,
+        "linkOpenedAt": iso(status.opened_at),
+        "signedIn": status.signed_in_at is not None,
+        "signedInAt": iso(status.signed_in_at),
+        "acceptance": agreement_json(chosen, evidence=True) if chosen else None,
+        "agreements": [agreement_json(a, evidence=True) for a in status.acceptances],
+    }
+
+
+@bp.get("/customers/<customer_id>/acceptanceStatus")
+def acceptance_status(customer_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    return jsonify(_status_json(acceptance.status(db.session(), customer)))
+
+
+@bp.get("/customers/<customer_id>/purchaseEligibility")
+def purchase_eligibility(customer_id: str) -> ResponseReturnValue:
+    partner = _partner()
+    customer = _visible_customer(customer_id)
+    status = acceptance.status(db.session(), customer)
+    body: dict[str, Any] = {
+        "customerId": customer.id,
+        "eligible": status.eligible,
+        "state": status.state,
+    }
+    if status.eligible:
+        chosen = status.direct or status.attested
+        assert chosen is not None  # noqa: S101 - eligible means one of them is set
+        body["acceptance"] = agreement_json(chosen, evidence=True)
+        return jsonify(body)
+    body["error"] = {
+        "code": AGREEMENT_REQUIRED_CODE,
+        "errorName": "CustomerAgreementNotAccepted",
+        "description": AGREEMENT_REQUIRED_DESCRIPTION,
+        "isRetryable": False,
+        "parameters": {},
+    }
+    steps = [
+        {
+            "action": "inviteCustomer",
+            "description": "Send the customer an invitation to accept the agreement on the portal.",
+            "method": "POST",
+            "uri": f"/v1/customers/{customer.id}/invitations",
+        }
+    ]
+    if partner.may_attest:
+        steps.append(
+            {
+                "action": "attest",
+                "description": "Confirm that the customer has accepted the agreement.",
+                "method": "POST",
+                "uri": f"/v1/customers/{customer.id}/agreements",
+            }
+        )
+    body["nextSteps"] = steps
+    return jsonify(body)
+
+
+# --- the contract itself ----------------------------------------------------------------------
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return send_file(OPENAPI, mimetype="application/json", max_age=0)
+
+
+__all__ = ["bp", "json_error"]

@@ -1,0 +1,262 @@
+"""The ``portal`` command: serve, migrate, manage partners and keys, start a demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from portal import create_app, customers, db, partners
+from portal.catalog import CatalogError
+from portal.config import ConfigError
+from portal.errors import PortalError
+from portal.models import Customer, Partner, PartnerKind
+
+KINDS = [k.value for k in PartnerKind]
+
+
+def _app() -> Flask:
+    try:
+        return create_app()
+    except (ConfigError, CatalogError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _fail(error: PortalError) -> click.ClickException:
+    return click.ClickException(error.message)
+
+
+@click.group()
+@click.version_option(package_name="portal")
+def main() -> None:
+    """Invitation and self-acceptance portal for the customer agreement."""
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+def _serve(app: Flask, host: str, port: int, workers: int | None, threads: int | None) -> None:
+    from portal import server
+
+    with app.app_context():
+        db.upgrade(db.engine())
+        db.engine().dispose()
+    server.run(
+        app,
+        host=host,
+        port=port,
+        workers=workers or app.config["SERVE_WORKERS"],
+        threads=threads or app.config["SERVE_THREADS"],
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Threads per worker.")
+def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Apply pending migrations, then serve with gunicorn."""
+    _serve(_app(), host, port, workers, threads)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def demo(host: str, port: int) -> None:
+    """Start the portal with a demo partner and customer ready, and say what to open."""
+    app = _app()
+    with app.app_context():
+        db.upgrade(db.engine())
+        session = db.session()
+        catalog = app.extensions["portal.catalog"]
+        partner = session.scalars(select(Partner).where(Partner.name == DEMO_PARTNER)).first()
+        if partner is None:
+            partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT)
+        key = partners.create_key(session, partner, label="demo")
+        customer = session.scalars(
+            select(Customer).where(Customer.domain == DEMO_CUSTOMER.domain)
+        ).first()
+        created = None
+        if customer is None:
+            created = customers.create_customer(
+                session,
+                partner,
+                customers.NewCustomer(**vars(DEMO_CUSTOMER)),
+                catalog,
+                app.extensions["portal.peppers"][0],
+                actor="cli",
+            )
+            customer = created.customer
+        session.commit()
+        base = f"http://{host}:{port}"
+        click.echo(f"""
+Demo partner:  {partner.name} ({partner.id})
+API key:       {key.secret}   (new for this run; shown once)
+Demo customer: {customer.company_name} ({customer.id})""")
+        if created is not None:
+            click.echo(f"Credentials:   {created.user_name} / {created.password}")
+        click.echo(f"""
+Try the partner API:
+  curl -H 'Authorization: Bearer {key.secret}' {base}/v1/customers/{customer.id}/acceptanceStatus
+  curl -H 'Authorization: Bearer {key.secret}' {base}/v1/customers
+API description: {base}/v1/openapi.json
+""")
+    _serve(app, host, port, None, None)
+
+
+DEMO_PARTNER = "Demo Partner"
+DEMO_CUSTOMER = customers.NewCustomer(
+    domain="contoso-demo.example",
+    company_name="Contoso Demo",
+    email="it@contoso-demo.example",
+    culture="en-US",
+    language="en",
+    country="US",
+    first_name="Avery",
+    last_name="Demo",
+)
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database migrations."""
+
+
+@db_group.command()
+def upgrade() -> None:
+    """Apply pending migrations (the schema is made by migrations only)."""
+    app = _app()
+    with app.app_context():
+        db.upgrade(db.engine())
+    click.echo("database is up to date")
+
+
+# --- partners and keys ------------------------------------------------------------------------
+
+
+@main.group("partners")
+def partners_group() -> None:
+    """Partners and their API keys."""
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data) if as_json else text)
+
+
+@partners_group.command("create")
+@click.option("--name", required=True)
+@click.option("--kind", required=True, type=click.Choice(KINDS))
+@click.option("--provider", "provider_id", help="The indirect provider a reseller belongs to.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "apiKey": ...}.')
+def partners_create(name: str, kind: str, provider_id: str | None, as_json: bool) -> None:
+    """Create a partner and its first API key (the key is shown this once)."""
+    app = _app()
+    with app.app_context():
+        session = db.session()
+        try:
+            partner = partners.create_partner(session, name, PartnerKind(kind), provider_id)
+        except PortalError as exc:
+            raise _fail(exc) from exc
+        key = partners.create_key(session, partner, label="first key")
+        session.commit()
+        _emit(
+            as_json,
+            {"id": partner.id, "apiKey": key.secret},
+            f"partner id: {partner.id}\nAPI key:    {key.secret}\n"
+            "Keep the key now: it is stored hashed and cannot be shown again.",
+        )
+
+
+@partners_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def partners_list(as_json: bool) -> None:
+    """List partners."""
+    app = _app()
+    with app.app_context():
+        found = partners.list_partners(db.session())
+        rows = [
+            {"id": p.id, "name": p.name, "kind": p.kind.value, "providerId": p.provider_id}
+            for p in found
+        ]
+        text = "\n".join(f"{p.id}  {p.kind.value:<18} {p.name}" for p in found)
+        _emit(as_json, {"items": rows}, text or "no partners")
+
+
+@partners_group.group("keys")
+def keys_group() -> None:
+    """API keys."""
+
+
+@keys_group.command("create")
+@click.argument("partner_id")
+@click.option("--label", default="")
+@click.option("--json", "as_json", is_flag=True)
+def keys_create(partner_id: str, label: str, as_json: bool) -> None:
+    """Create another API key for a partner (shown this once)."""
+    app = _app()
+    with app.app_context():
+        session = db.session()
+        partner = session.get(Partner, partner_id)
+        if partner is None:
+            raise click.ClickException(f"No partner {partner_id}.")
+        key = partners.create_key(session, partner, label=label)
+        session.commit()
+        _emit(
+            as_json,
+            {"id": key.key.id, "apiKey": key.secret},
+            f"key id:  {key.key.id}\nAPI key: {key.secret}",
+        )
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key (by id or shown prefix); it stops working on the next request."""
+    app = _app()
+    with app.app_context():
+        session = db.session()
+        try:
+            key = partners.revoke_key(session, key_id)
+        except PortalError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+        click.echo(f"revoked {key.id} ({key.prefix}…)")
+
+
+@keys_group.command("list")
+@click.option("--partner", "partner_id")
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(partner_id: str | None, as_json: bool) -> None:
+    """List keys: id, prefix, partner, state. Never the keys themselves."""
+    app = _app()
+    with app.app_context():
+        found = partners.list_keys(db.session(), partner_id)
+        rows = [
+            {
+                "id": k.id,
+                "prefix": k.prefix,
+                "partnerId": k.partner_id,
+                "label": k.label,
+                "createdAt": k.created_at.isoformat(),
+                "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+            }
+            for k in found
+        ]
+        text = "\n".join(
+            f"{k.id}  {k.prefix}…  {k.partner_id}  "
+            f"{'revoked' if k.revoked_at else 'active'}  {k.label}"
+            for k in found
+        )
+        _emit(as_json, {"items": rows}, text or "no keys")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

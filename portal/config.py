@@ -1,0 +1,115 @@
+"""Settings: defaults in code, overrides from ``PORTAL_*`` environment variables.
+
+Every setting can be given as ``PORTAL_<NAME>``; values that parse as JSON (numbers, ``true``,
+lists) are taken as such, the rest as strings. With nothing set the portal runs on embedded
+defaults: SQLite and a generated secret key, both in the instance folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+#: Shortest secret key accepted; itsdangerous and the session cookie are only as strong as it.
+MIN_SECRET_KEY_LENGTH = 32
+
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+
+DEFAULTS: dict[str, Any] = {
+    # Where links in emails point. Never taken from the request's Host header.
+    "BASE_URL": "http://127.0.0.1:8000",
+    "DATABASE_URL": None,  # None: SQLite file ``portal.db`` in the instance folder.
+    "DATABASE_ECHO": False,
+    "AGREEMENT_CATALOG": None,  # None: the catalog shipped in the package.
+    # Bytes accepted in one request body; larger bodies get 413.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "API_PAGE_SIZE": 100,
+    "API_MAX_PAGE_SIZE": 500,
+    # Mail: with no MAIL_SERVER, messages stay in the outbox.
+    "MAIL_SERVER": None,
+    "MAIL_PORT": 25,
+    "MAIL_USE_TLS": False,
+    "MAIL_USE_SSL": False,
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_DEFAULT_SENDER": "portal@localhost",
+    "MAIL_TIMEOUT": 10,
+    # Rate limits share state across workers only through Redis (redis://127.0.0.1:6379/0).
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": None,  # None: Secure unless BASE_URL is plain http.
+    "SECRET_KEY_FALLBACKS": [],
+    "BABEL_DEFAULT_LOCALE": "en",
+    # Serve worker processes and threads for ``portal serve``.
+    "SERVE_WORKERS": 2,
+    "SERVE_THREADS": 8,
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message says which setting and why."""
+
+
+def load(app: Flask, overrides: dict[str, Any] | None = None) -> None:
+    """Fill ``app.config`` from defaults, the environment and ``overrides``, then check it."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("PORTAL")
+    if overrides:
+        app.config.from_mapping(overrides)
+    _resolve_secret_key(app)
+    _resolve_database_url(app)
+    if app.config["SESSION_COOKIE_SECURE"] is None:
+        app.config["SESSION_COOKIE_SECURE"] = not str(app.config["BASE_URL"]).startswith("http:")
+    app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
+    fallbacks = app.config["SECRET_KEY_FALLBACKS"]
+    if isinstance(fallbacks, str):
+        app.config["SECRET_KEY_FALLBACKS"] = [fallbacks] if fallbacks else []
+
+
+def _resolve_secret_key(app: Flask) -> None:
+    key = app.config.get("SECRET_KEY")
+    if key is None:
+        app.config["SECRET_KEY"] = _instance_secret_key(Path(app.instance_path))
+        return
+    if not isinstance(key, str) or len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"PORTAL_SECRET_KEY is set but {'empty' if not key else 'too short'}: use at least "
+            f"{MIN_SECRET_KEY_LENGTH} random characters, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or unset it to "
+            "let the portal keep a generated key in its instance folder."
+        )
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """The key kept in the instance folder, generated (mode 0600) on first use."""
+    path = instance / SECRET_KEY_FILE
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"{path} holds a secret key that is too short; delete it to renew it.")
+    return key
+
+
+def _resolve_database_url(app: Flask) -> None:
+    url = app.config.get("DATABASE_URL")
+    if not url:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        url = "sqlite:///" + str(Path(app.instance_path) / "portal.db")
+    app.config["DATABASE_URL"] = normalise_database_url(str(url))
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgresql://`` and ``postgres://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

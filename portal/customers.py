@@ -1,0 +1,181 @@
+"""Customers: creation with first credentials, look-up and paging within what a partner sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal import credentials, events, validate
+from portal.catalog import Catalog
+from portal.errors import CustomerNotFound, DomainTaken, InvalidFields
+from portal.models import Customer, CustomerCredential, Partner
+from portal.partners import visible_to
+
+
+@dataclass
+class NewCustomer:
+    """What a partner gives to create a customer (Partner Center's fields, flattened)."""
+
+    domain: str
+    company_name: str
+    email: str
+    culture: str
+    language: str
+    country: str
+    first_name: str
+    last_name: str
+    address_line1: str = ""
+    address_line2: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    phone: str = ""
+    #: The primary contact; by default the billing address's person and the billing email.
+    contact_first_name: str = ""
+    contact_last_name: str = ""
+    contact_email: str = ""
+    contact_phone: str = ""
+    #: Field name (as the API spells it) for each attribute, to name problems.
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def check(data: NewCustomer, catalog: Catalog) -> dict[str, str]:
+    """Problems with ``data``, keyed by field name; empty when it can be created."""
+    checks = {
+        "domain": validate.domain(data.domain),
+        "company_name": validate.text(data.company_name, 200),
+        "email": validate.email(data.email),
+        "culture": validate.culture(data.culture),
+        "language": validate.language(data.language),
+        "first_name": validate.text(data.first_name, 100),
+        "last_name": validate.text(data.last_name, 100),
+        "address_line1": validate.text(data.address_line1, 200, required=False),
+        "address_line2": validate.text(data.address_line2, 200, required=False),
+        "city": validate.text(data.city, 100, required=False),
+        "state": validate.text(data.state, 100, required=False),
+        "postal_code": validate.text(data.postal_code, 20, required=False),
+        "phone": validate.phone(data.phone),
+        "contact_first_name": validate.text(data.contact_first_name, 100, required=False),
+        "contact_last_name": validate.text(data.contact_last_name, 100, required=False),
+        "contact_email": validate.email(data.contact_email) if data.contact_email else None,
+        "contact_phone": validate.phone(data.contact_phone),
+    }
+    if data.country not in catalog.countries:
+        checks["country"] = f"is an unknown country {data.country!r} (ISO 3166 alpha-2, e.g. DE)"
+    return {data.names.get(k, k): v for k, v in checks.items() if v}
+
+
+@dataclass(frozen=True)
+class Created:
+    customer: Customer
+    user_name: str
+    #: The temporary password, shown to the partner once.
+    password: str
+
+
+def create_customer(
+    session: Session,
+    partner: Partner,
+    data: NewCustomer,
+    catalog: Catalog,
+    pepper: bytes,
+    actor: str,
+) -> Created:
+    """Create a customer and its temporary credentials; raise InvalidFields or DomainTaken."""
+    data.domain = data.domain.strip().lower()
+    problems = check(data, catalog)
+    if problems:
+        raise InvalidFields(problems)
+    customer = Customer(
+        partner=partner,
+        company_name=data.company_name.strip(),
+        domain=data.domain,
+        email=data.email,
+        culture=data.culture,
+        language=data.language,
+        country=data.country,
+        address_first_name=data.first_name.strip(),
+        address_last_name=data.last_name.strip(),
+        address_line1=data.address_line1.strip(),
+        address_line2=data.address_line2.strip(),
+        city=data.city.strip(),
+        state=data.state.strip(),
+        postal_code=data.postal_code.strip(),
+        phone=data.phone.strip(),
+        contact_first_name=(data.contact_first_name or data.first_name).strip(),
+        contact_last_name=(data.contact_last_name or data.last_name).strip(),
+        contact_email=data.contact_email or data.email,
+        contact_phone=(data.contact_phone or data.phone).strip(),
+    )
+    password = credentials.new_temporary_password()
+    user_name = f"admin@{data.domain}"
+    credential = CustomerCredential(
+        customer=customer,
+        user_name=user_name,
+        password_hash=credentials.hash_temporary_password(password, pepper),
+        temporary=True,
+    )
+    try:
+        with session.begin_nested():
+            session.add_all([customer, credential])
+            session.flush()
+    except IntegrityError as exc:
+        raise DomainTaken(
+            f"A customer with the domain {data.domain} already exists.", domain=data.domain
+        ) from exc
+    events.record(
+        session,
+        events.CUSTOMER_CREATED,
+        actor=actor,
+        partner_id=partner.id,
+        customer_id=customer.id,
+        data={"domain": customer.domain},
+    )
+    return Created(customer, user_name, password)
+
+
+def get_visible(session: Session, partner_id: str, customer_id: str) -> Customer:
+    """The customer if this partner may see it; else CustomerNotFound, unknown or not."""
+    customer = session.scalars(
+        select(Customer).where(Customer.id == customer_id, visible_to(partner_id))
+    ).first()
+    if customer is None:
+        raise CustomerNotFound(customer_id=customer_id)
+    return customer
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Customer]
+    total: int
+    #: (created_at, id) of the last item when more follow, else None.
+    after: tuple[datetime, str] | None
+
+
+def page(
+    session: Session,
+    partner_id: str,
+    size: int,
+    after: tuple[datetime, str] | None = None,
+) -> Page:
+    """One page of the customers a partner sees, oldest first, by keyset (stable under inserts)."""
+    visible = visible_to(partner_id)
+    query = select(Customer).where(visible).order_by(Customer.created_at, Customer.id)
+    if after is not None:
+        created_at, customer_id = after
+        query = query.where(
+            or_(
+                Customer.created_at > created_at,
+                and_(Customer.created_at == created_at, Customer.id > customer_id),
+            )
+        )
+    items = list(session.scalars(query.limit(size + 1)))
+    total = session.scalar(select(func.count()).select_from(Customer).where(visible)) or 0
+    more = len(items) > size
+    items = items[:size]
+    last = items[-1] if more else None
+    return Page(items, total, (last.created_at, last.id) if last else None)

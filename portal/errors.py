@@ -1,0 +1,226 @@
+"""Named errors. Domain code raises them; the edges turn them into JSON or pages.
+
+Each carries the Partner Center error fields (``code``, ``errorName``, ``description``,
+``isRetryable``, ``parameters``) and the HTTP status the API answers with. The codes are listed in
+the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from flask import Flask, Response, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+
+
+class PortalError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[int] = 10000
+    error_name: ClassVar[str] = "BadRequest"
+    description: ClassVar[str] = "The request cannot be processed."
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, description: str | None = None, **parameters: Any) -> None:
+        self.message = description or self.description
+        self.parameters = {key: str(value) for key, value in parameters.items()}
+        super().__init__(self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "errorName": self.error_name,
+            "description": self.message,
+            "isRetryable": self.retryable,
+            "parameters": self.parameters,
+        }
+
+
+class InvalidBody(PortalError):
+    code = 10001
+    error_name = "InvalidRequestBody"
+    description = "The request body is not a JSON object."
+
+
+class InvalidFields(PortalError):
+    """Some fields are missing, of the wrong type or unacceptable; ``parameters`` names each."""
+
+    code = 10002
+    error_name = "InvalidFields"
+    description = "Some fields are missing or invalid."
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        listed = "; ".join(f"{name}: {problem}" for name, problem in fields.items())
+        super().__init__(f"Some fields are missing or invalid. {listed}", **fields)
+
+
+class InvalidParameter(PortalError):
+    code = 10003
+    error_name = "InvalidQueryParameter"
+    description = "A query parameter is invalid."
+
+
+class DateAgreedInFuture(InvalidFields):
+    code = 10004
+    error_name = "DateAgreedInFuture"
+
+
+class Unauthorized(PortalError):
+    status = 401
+    code = 10401
+    error_name = "Unauthorized"
+    description = "A valid API key is required: send 'Authorization: Bearer <api key>'."
+
+
+class AttestationNotAllowed(PortalError):
+    status = 403
+    code = 10403
+    error_name = "AttestationNotAllowed"
+    description = (
+        "Indirect resellers may not attest customer acceptance. Ask your indirect provider to "
+        "attest, or invite the customer to accept directly."
+    )
+
+
+class NotFound(PortalError):
+    status = 404
+    code = 10404
+    error_name = "NotFound"
+    description = "The resource was not found."
+
+
+class CustomerNotFound(NotFound):
+    """Unknown, or not visible to this partner: the same answer for both."""
+
+    error_name = "CustomerNotFound"
+    description = "No customer with this id was found."
+
+
+class TemplateNotFound(NotFound):
+    error_name = "AgreementTemplateNotFound"
+    description = "No agreement template with this id exists (templateIds are case-sensitive)."
+
+
+class NoDocuments(NotFound):
+    error_name = "AgreementDocumentNotFound"
+    description = "This agreement template publishes no regional documents."
+
+
+class MethodNotAllowed(PortalError):
+    status = 405
+    code = 10405
+    error_name = "MethodNotAllowed"
+    description = "This method is not allowed on this resource."
+
+
+class DomainTaken(PortalError):
+    status = 409
+    code = 10409
+    error_name = "DomainAlreadyExists"
+    description = "A customer with this domain already exists."
+
+
+class AttestationExists(PortalError):
+    status = 409
+    code = 600061
+    error_name = "PartnerConfirmedAgreementAlreadyExists"
+    description = "A partner confirmed agreement already exists for the customer."
+
+
+class TooLarge(PortalError):
+    status = 413
+    code = 10413
+    error_name = "RequestEntityTooLarge"
+    description = "The request body is larger than the portal accepts."
+
+
+class UnsupportedMediaType(PortalError):
+    status = 415
+    code = 10415
+    error_name = "UnsupportedMediaType"
+    description = "Send the request body as JSON with 'Content-Type: application/json'."
+
+
+class ServiceUnavailable(PortalError):
+    status = 503
+    code = 10503
+    error_name = "ServiceUnavailable"
+    description = "The portal cannot reach its database just now. Try again shortly."
+    retryable = True
+
+
+class InternalError(PortalError):
+    status = 500
+    code = 10500
+    error_name = "InternalError"
+    description = "Something went wrong on our side; nothing was changed. Try again."
+    retryable = True
+
+
+#: Partner Center's answer to a purchase for a customer who has not accepted.
+AGREEMENT_REQUIRED_CODE = 13605
+AGREEMENT_REQUIRED_DESCRIPTION = (
+    "Either a partner confirmation of the customer acceptance of the Microsoft Customer Agreement "
+    "must be provided or the customer must accept the Microsoft Customer Agreement before you can "
+    "complete this purchase."
+)
+
+
+# --- turning errors into responses ------------------------------------------------------------
+
+_HTTP_ERRORS: dict[int, type[PortalError]] = {
+    400: InvalidBody,
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: TooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/v1/") or request.path == "/v1"
+
+
+def json_error(error: PortalError) -> Response:
+    response = jsonify(error.to_json())
+    response.status_code = error.status
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="portal"'
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(PortalError)
+    def portal_error(error: PortalError) -> ResponseReturnValue:
+        if _wants_json():
+            return json_error(error)
+        return error.message, error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> ResponseReturnValue:
+        if not _wants_json():
+            return error
+        status = error.code or 500
+        named = _HTTP_ERRORS.get(status)
+        if named is None:
+            return json_error(InternalError()) if status >= 500 else error
+        response = json_error(named())
+        if isinstance(error, WerkzeugMethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(error: OperationalError) -> ResponseReturnValue:
+        app.logger.warning("database unavailable: %s", error)
+        if _wants_json():
+            return json_error(ServiceUnavailable())
+        return ServiceUnavailable.description, 503
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(error: InternalServerError) -> ResponseReturnValue:
+        if _wants_json():
+            return json_error(InternalError())
+        return error

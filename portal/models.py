@@ -1,0 +1,233 @@
+"""Tables, as SQLAlchemy 2 typed models. The schema itself is made by the Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    types,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps no time zone of its own)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _enum(cls: type[enum.Enum]) -> SAEnum:
+    return SAEnum(
+        cls,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class PartnerKind(enum.StrEnum):
+    DIRECT = "direct"
+    INDIRECT_PROVIDER = "indirect-provider"
+    INDIRECT_RESELLER = "indirect-reseller"
+
+
+class AcceptanceMethod(enum.StrEnum):
+    #: The customer accepted on the portal (``isSigned``).
+    DIRECT = "direct"
+    #: The partner confirmed that the customer accepted.
+    ATTESTED = "attested"
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[PartnerKind] = mapped_column(_enum(PartnerKind))
+    #: The indirect provider a reseller belongs to; None for every other kind.
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("partners.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    provider: Mapped[Partner | None] = relationship(remote_side=[id])
+
+    @property
+    def may_attest(self) -> bool:
+        return self.kind is not PartnerKind.INDIRECT_RESELLER
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    #: SHA-256 of the whole key; the key itself is shown once and never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The first characters of the key, so people can tell their keys apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    partner: Mapped[Partner] = relationship()
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (Index("ix_customers_partner_page", "partner_id", "created_at", "id"),)
+
+    #: The customer's tenant id (a GUID), also ``companyProfile.tenantId``.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    # companyProfile
+    company_name: Mapped[str] = mapped_column(String(200))
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+
+    # billingProfile
+    email: Mapped[str] = mapped_column(String(254))
+    #: A locale such as ``de-DE``: the customer's language for mail and pages.
+    culture: Mapped[str] = mapped_column(String(35))
+    language: Mapped[str] = mapped_column(String(35))
+    #: ISO 3166 alpha-2; picks the regional agreement document.
+    country: Mapped[str] = mapped_column(String(2))
+    address_first_name: Mapped[str] = mapped_column(String(100), default="")
+    address_last_name: Mapped[str] = mapped_column(String(100), default="")
+    address_line1: Mapped[str] = mapped_column(String(200), default="")
+    address_line2: Mapped[str] = mapped_column(String(200), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    state: Mapped[str] = mapped_column(String(100), default="")
+    postal_code: Mapped[str] = mapped_column(String(20), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+
+    # primary contact: who gets the invitation and notices
+    contact_first_name: Mapped[str] = mapped_column(String(100))
+    contact_last_name: Mapped[str] = mapped_column(String(100))
+    contact_email: Mapped[str] = mapped_column(String(254))
+    contact_phone: Mapped[str] = mapped_column(String(40), default="")
+
+    partner: Mapped[Partner] = relationship()
+    credential: Mapped[CustomerCredential | None] = relationship(back_populates="customer")
+
+
+class CustomerCredential(Base):
+    __tablename__ = "customer_credentials"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), unique=True)
+    user_name: Mapped[str] = mapped_column(String(254), unique=True)
+    #: Scheme-prefixed hash (see ``credentials.py``); never the password.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    #: A temporary password must be changed at first sign-in.
+    temporary: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="credential")
+
+
+class AgreementAcceptance(Base):
+    """One acceptance of one agreement template, by the customer or attested by a partner."""
+
+    __tablename__ = "agreement_acceptances"
+    __table_args__ = (
+        # One direct acceptance per template, and no attestation repeated with the same contact.
+        UniqueConstraint("customer_id", "template_id", "dedupe_key", name="uq_acceptance_once"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    agreement_type: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[str] = mapped_column(String(64))
+    version_rank: Mapped[int] = mapped_column(Integer, default=0)
+    method: Mapped[AcceptanceMethod] = mapped_column(_enum(AcceptanceMethod))
+    #: ``direct`` for a direct acceptance, else a digest of the attested contact.
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+
+    # who accepted
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    phone: Mapped[str] = mapped_column(String(40), default="")
+
+    #: When the customer agreed (for attestations: the date the partner gives).
+    date_agreed: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Who recorded it: the partner's id for attestations, the customer's user name otherwise.
+    recorded_by: Mapped[str] = mapped_column(String(254))
+
+    # what was shown
+    country: Mapped[str] = mapped_column(String(2), default="")
+    language: Mapped[str] = mapped_column(String(35), default="")
+    document_uri: Mapped[str] = mapped_column(String(500), default="")
+
+    # request evidence, for direct acceptances
+    ip_address: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+
+    customer: Mapped[Customer] = relationship()
+
+
+class Event(Base):
+    """The append-only log of what happened; the database refuses updates and deletes."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_customer", "customer_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Dotted name such as ``customer.created`` (see ``events.py``).
+    kind: Mapped[str] = mapped_column(String(64))
+    partner_id: Mapped[str | None] = mapped_column(String(36))
+    customer_id: Mapped[str | None] = mapped_column(String(36))
+    #: Who did it: ``partner:<id>``, ``key:<id>``, ``customer:<user>``, ``cli``.
+    actor: Mapped[str] = mapped_column(String(300), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

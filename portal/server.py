@@ -1,0 +1,47 @@
+"""Serving with gunicorn (threaded workers), the production WSGI server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+def _post_fork(_server: Any, _worker: Any) -> None:
+    # Connections opened before the fork must not be shared by the workers.
+    from portal import db
+
+    app: Flask = _post_fork.app  # type: ignore[attr-defined]
+    with app.app_context():
+        db.engine().dispose(close=False)
+
+
+def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
+    _post_fork.app = app  # type: ignore[attr-defined]
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "keepalive": 5,
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "accesslog": "-",
+        "post_fork": _post_fork,
+    }
+    _Gunicorn(app, options).run()
