@@ -1,0 +1,199 @@
+"""Fixtures: a migrated database per test (SQLite, or PostgreSQL when PORTAL_TEST_DATABASE_URL is
+set), the app, its clients, and factories for partners, keys and customers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from portal import create_app, db, partners
+from portal.config import normalise_database_url
+from portal.models import Base, PartnerKind
+
+SECRET = "test-secret-key-" + "x" * 40
+PG_URL = os.environ.get("PORTAL_TEST_DATABASE_URL")
+
+
+def _pg_url_with_schema(url: str, schema: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{normalise_database_url(url)}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database: a SQLite file to copy, or a PostgreSQL schema of this run."""
+    if PG_URL:
+        schema = f"portal_test_{uuid.uuid4().hex[:12]}"
+        admin = db.make_engine(normalise_database_url(PG_URL))
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = _pg_url_with_schema(PG_URL, schema)
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        yield url
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    else:
+        path = tmp_path_factory.mktemp("template") / "portal.db"
+        engine = db.make_engine(f"sqlite:///{path}")
+        db.upgrade(engine)
+        engine.dispose()
+        yield str(path)
+
+
+@pytest.fixture
+def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    if PG_URL:
+        engine = db.make_engine(database_template)
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        yield database_template
+    else:
+        path = tmp_path / "portal.db"
+        shutil.copy(database_template, path)
+        yield f"sqlite:///{path}"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests see no PORTAL_* settings of the machine, and an instance folder of their own."""
+    for name in list(os.environ):
+        if name.startswith("PORTAL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
+
+
+@pytest.fixture
+def settings(database_url: str) -> dict[str, Any]:
+    return {
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": database_url,
+        "BASE_URL": "https://portal.example.test",
+        "TESTING": True,
+    }
+
+
+@pytest.fixture
+def app(settings: dict[str, Any]) -> Iterator[Flask]:
+    application = create_app(settings)
+    yield application
+    with application.app_context():
+        db.engine().dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def cli_env(database_url: str) -> dict[str, str]:
+    """Environment for running the ``portal`` command against the test database."""
+    return {"PORTAL_SECRET_KEY": SECRET, "PORTAL_DATABASE_URL": database_url}
+
+
+@pytest.fixture
+def runner(cli_env: dict[str, str]) -> CliRunner:
+    return CliRunner(env=cli_env)
+
+
+@dataclass
+class Api:
+    """A partner's view of the API: its id, its key, and calls that carry the key."""
+
+    client: FlaskClient
+    partner_id: str
+    key: str
+    kind: PartnerKind
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", **(headers or {})}
+
+    def get(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+        return self.client.get(path, headers=self._headers(headers), **kw)
+
+    def post(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+        return self.client.post(path, headers=self._headers(headers), **kw)
+
+    def create_customer(self, **changes: Any) -> dict[str, Any]:
+        response = self.post("/v1/customers", json=customer_body(**changes))
+        assert response.status_code == 201, response.get_json()
+        result: dict[str, Any] = response.get_json()
+        return result
+
+
+def customer_body(**changes: Any) -> dict[str, Any]:
+    """A Partner Center customer body; keyword arguments replace fields by dotted-free name."""
+    values = {
+        "domain": f"c{uuid.uuid4().hex[:10]}.example.test",
+        "company_name": "Contoso Ltd",
+        "email": "billing@contoso.example.test",
+        "culture": "en-US",
+        "language": "en",
+        "country": "US",
+        "first_name": "Tania",
+        "last_name": "Carr",
+        **changes,
+    }
+    return {
+        "companyProfile": {"domain": values["domain"]},
+        "billingProfile": {
+            "email": values["email"],
+            "culture": values["culture"],
+            "language": values["language"],
+            "companyName": values["company_name"],
+            "defaultAddress": {
+                "country": values["country"],
+                "firstName": values["first_name"],
+                "lastName": values["last_name"],
+                "addressLine1": "1 Main Street",
+                "city": "Redmond",
+                "state": "WA",
+                "postalCode": "98052",
+                "phoneNumber": "1234567890",
+            },
+        },
+    }
+
+
+@pytest.fixture
+def make_api(app: Flask, client: FlaskClient) -> Any:
+    """Create a partner (and its key) and return its Api."""
+
+    def make(
+        kind: PartnerKind = PartnerKind.DIRECT, provider: Api | None = None, name: str = "Fabrikam"
+    ) -> Api:
+        with app.app_context():
+            session = db.session()
+            partner = partners.create_partner(
+                session, name, kind, provider.partner_id if provider else None
+            )
+            key = partners.create_key(session, partner)
+            session.commit()
+            return Api(client, partner.id, key.secret, kind)
+
+    return make
+
+
+@pytest.fixture
+def api(make_api: Any) -> Api:
+    """A direct-bill partner."""
+    result: Api = make_api()
+    return result
