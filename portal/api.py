@@ -6,12 +6,13 @@ session cookie, so no API response sets one.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -522,9 +523,14 @@ def purchase_eligibility(customer_id: str) -> ResponseReturnValue:
 # --- the contract itself ----------------------------------------------------------------------
 
 
+@functools.cache
+def _openapi_document() -> bytes:
+    return OPENAPI.read_bytes()
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return send_file(OPENAPI, mimetype="application/json", max_age=0)
+    return Response(_openapi_document(), mimetype="application/json")
 
 
 __all__ = ["bp", "json_error"]

@@ -1,0 +1,262 @@
+"""POST/GET /v1/customers: creation, validation, paging, visibility."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from portal import db
+from portal.models import Customer, CustomerCredential, Event, PartnerKind
+from tests.conftest import customer_body
+
+
+def count(app, model) -> int:
+    with app.app_context():
+        return db.session().scalar(select(func.count()).select_from(model))
+
+
+def test_create_returns_partner_center_shape_and_credentials_once(api):
+    body = customer_body(domain="contoso.example.test", culture="de-DE", language="de",
+                         country="DE", company_name="Contoso GmbH")
+    response = api.post("/v1/customers", json=body)
+    assert response.status_code == 201
+    created = response.get_json()
+    assert created["id"] == created["companyProfile"]["tenantId"]
+    assert response.headers["Location"] == f"/v1/customers/{created['id']}"
+    assert created["companyProfile"]["domain"] == "contoso.example.test"
+    billing = created["billingProfile"]
+    assert (billing["culture"], billing["language"], billing["defaultAddress"]["country"]) == (
+        "de-DE", "de", "DE")
+    assert billing["companyName"] == "Contoso GmbH"
+    credentials = created["userCredentials"]
+    assert credentials["userName"] == "admin@contoso.example.test"
+    assert len(credentials["password"]) >= 22
+    # The primary contact defaults to the billing address's person and the billing email.
+    assert created["primaryContact"] == {"firstName": "Tania", "lastName": "Carr",
+                                         "email": "billing@contoso.example.test",
+                                         "phoneNumber": "1234567890"}
+
+    again = api.get(f"/v1/customers/{created['id']}").get_json()
+    assert "userCredentials" not in again
+    assert again["companyProfile"] == created["companyProfile"]
+    listed = api.get("/v1/customers").get_json()
+    assert all("userCredentials" not in item for item in listed["items"])
+
+
+def test_password_is_stored_hashed_and_temporary(app, api):
+    created = api.create_customer()
+    with app.app_context():
+        credential = db.session().scalars(select(CustomerCredential)).one()
+        assert credential.temporary
+        assert created["userCredentials"]["password"] not in credential.password_hash
+        assert credential.password_hash.startswith("hmac-sha256$")
+
+
+def test_create_records_an_event(app, api):
+    created = api.create_customer()
+    with app.app_context():
+        event = db.session().scalars(select(Event).where(Event.kind == "customer.created")).one()
+        assert event.customer_id == created["id"]
+        assert event.partner_id == api.partner_id
+
+
+def test_explicit_primary_contact_is_kept(api):
+    body = customer_body()
+    body["primaryContact"] = {"firstName": "Ana", "lastName": "Silva",
+                              "email": "ana@contoso.example.test"}
+    created = api.post("/v1/customers", json=body).get_json()
+    assert created["primaryContact"]["email"] == "ana@contoso.example.test"
+    assert created["primaryContact"]["firstName"] == "Ana"
+
+
+def test_fields_the_client_must_not_set_are_ignored(api, make_api):
+    other = make_api(name="Other")
+    body = customer_body()
+    body.update(id="00000000-0000-0000-0000-000000000001", isSigned=True,
+                associatedPartnerId=other.partner_id)
+    body["companyProfile"]["tenantId"] = "00000000-0000-0000-0000-000000000002"
+    created = api.post("/v1/customers", json=body).get_json()
+    assert created["id"] not in {"00000000-0000-0000-0000-000000000001",
+                                 "00000000-0000-0000-0000-000000000002"}
+    assert created["associatedPartnerId"] == api.partner_id
+    assert other.get(f"/v1/customers/{created['id']}").status_code == 404
+    status = api.get(f"/v1/customers/{created['id']}/directSignedMicrosoftCustomerAgreementStatus")
+    assert status.get_json() == {"isSigned": False}
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type"),
+    [(b"{not json", "application/json"), (b"[1, 2]", "application/json"),
+     (b"", "application/json"), (b"\xff\xfe", "application/json"), (b"null", "text/plain")],
+)
+def test_malformed_body_is_400_and_writes_nothing(app, api, payload, content_type):
+    response = api.post("/v1/customers", data=payload, content_type=content_type)
+    assert response.status_code == 400
+    error = response.get_json()
+    assert error["code"] == 10001
+    assert error["errorName"] == "InvalidRequestBody"
+    assert set(error) == {"code", "errorName", "description", "isRetryable", "parameters"}
+    assert count(app, Customer) == 0
+
+
+def test_every_missing_field_is_named(app, api):
+    response = api.post("/v1/customers", json={"billingProfile": {"defaultAddress": {}}})
+    assert response.status_code == 400
+    error = response.get_json()
+    assert error["errorName"] == "InvalidFields"
+    assert set(error["parameters"]) == {
+        "companyProfile.domain", "billingProfile.email", "billingProfile.culture",
+        "billingProfile.language", "billingProfile.companyName",
+        "billingProfile.defaultAddress.country", "billingProfile.defaultAddress.firstName",
+        "billingProfile.defaultAddress.lastName",
+    }
+    assert all(problem == "is required" for problem in error["parameters"].values())
+    assert count(app, Customer) == 0
+
+
+def test_wrong_types_are_named(app, api):
+    body = customer_body()
+    body["billingProfile"]["email"] = 42
+    body["billingProfile"]["defaultAddress"] = "Main Street"
+    body["companyProfile"]["domain"] = ["x.example.test"]
+    error = api.post("/v1/customers", json=body).get_json()
+    assert error["parameters"]["billingProfile.email"] == "must be a string"
+    assert error["parameters"]["companyProfile.domain"] == "must be a string"
+    assert error["parameters"]["billingProfile.defaultAddress"] == "must be an object"
+    assert count(app, Customer) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        ({"country": "ZZ"}, "billingProfile.defaultAddress.country", "unknown country"),
+        ({"country": "de"}, "billingProfile.defaultAddress.country", "unknown country"),
+        ({"culture": "xx-YY"}, "billingProfile.culture", "unknown culture"),
+        ({"culture": "english"}, "billingProfile.culture", "not a culture"),
+        ({"language": "qq"}, "billingProfile.language", "unknown language"),
+        ({"email": "not-an-address"}, "billingProfile.email", "not an email address"),
+        ({"email": "a@b.example.test\r\nBcc: x@evil.example.test"}, "billingProfile.email",
+         "control characters"),
+        ({"company_name": "Contoso\r\nBcc: x@evil.example.test"}, "billingProfile.companyName",
+         "control characters"),
+        ({"first_name": "Tania\nX-Injected: yes"}, "billingProfile.defaultAddress.firstName",
+         "control characters"),
+        ({"domain": "not a domain"}, "companyProfile.domain", "not a domain"),
+        ({"company_name": "x" * 201}, "billingProfile.companyName", "longer than 200"),
+    ],
+)
+def test_unacceptable_values_are_400_naming_the_field(app, api, change, field, problem):
+    response = api.post("/v1/customers", json=customer_body(**change))
+    assert response.status_code == 400
+    error = response.get_json()
+    assert problem in error["parameters"][field]
+    assert field in error["description"]
+    assert count(app, Customer) == 0
+
+
+def test_duplicate_domain_is_409(app, api):
+    api.create_customer(domain="same.example.test")
+    response = api.post("/v1/customers", json=customer_body(domain="Same.Example.Test"))
+    assert response.status_code == 409
+    assert response.get_json()["errorName"] == "DomainAlreadyExists"
+    assert count(app, Customer) == 1
+
+
+def test_oversize_body_is_413_and_writes_nothing(app, api):
+    body = customer_body()
+    body["padding"] = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    response = api.post("/v1/customers", json=body)
+    assert response.status_code == 413
+    assert response.get_json()["errorName"] == "RequestEntityTooLarge"
+    assert count(app, Customer) == 0
+
+
+@pytest.mark.parametrize("hostile", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>',
+                                     "{{7*7}}"])
+def test_hostile_names_come_back_literally(api, hostile):
+    created = api.create_customer(company_name=hostile, first_name=hostile)
+    read = api.get(f"/v1/customers/{created['id']}").get_json()
+    assert read["companyProfile"]["companyName"] == hostile
+    assert read["billingProfile"]["defaultAddress"]["firstName"] == hostile
+
+
+def test_unknown_and_foreign_customers_get_the_same_404(api, make_api):
+    other = make_api(name="Other")
+    theirs = other.create_customer()
+    unknown = api.get("/v1/customers/6f0a1c2e-1111-4222-8333-944455556666")
+    foreign = api.get(f"/v1/customers/{theirs['id']}")
+    assert unknown.status_code == foreign.status_code == 404
+    unknown_body, foreign_body = unknown.get_json(), foreign.get_json()
+    unknown_body["parameters"].pop("customer_id")
+    foreign_body["parameters"].pop("customer_id")
+    assert unknown_body == foreign_body
+    assert theirs["id"] not in [c["id"] for c in api.get("/v1/customers").get_json()["items"]]
+
+
+def test_paging_walks_every_customer_once(api, make_api):
+    mine = {api.create_customer()["id"] for _ in range(7)}
+    make_api(name="Other").create_customer()
+    seen: list[str] = []
+    response = api.get("/v1/customers?size=3").get_json()
+    pages = 1
+    while True:
+        assert response["totalCount"] == 7
+        assert len(response["items"]) <= 3
+        seen += [item["id"] for item in response["items"]]
+        nxt = response["links"].get("next")
+        if not nxt:
+            break
+        response = api.get(nxt["uri"]).get_json()
+        pages += 1
+    assert pages == 3
+    assert len(seen) == 7
+    assert set(seen) == mine
+
+
+def test_continuation_token_also_works_as_header(api):
+    for _ in range(3):
+        api.create_customer()
+    first = api.get("/v1/customers?size=2").get_json()
+    token = first["continuationToken"]
+    second = api.get("/v1/customers?size=2", headers={"MS-ContinuationToken": token}).get_json()
+    assert len(second["items"]) == 1
+    assert second["items"][0]["id"] not in {i["id"] for i in first["items"]}
+
+
+def test_list_is_never_unbounded(app, api):
+    for _ in range(3):
+        api.create_customer()
+    app.config["API_PAGE_SIZE"] = 2
+    assert len(api.get("/v1/customers").get_json()["items"]) == 2
+    too_big = api.get(f"/v1/customers?size={app.config['API_MAX_PAGE_SIZE'] + 1}")
+    assert too_big.status_code == 400
+    assert too_big.get_json()["parameters"] == {"size": str(app.config["API_MAX_PAGE_SIZE"] + 1)}
+
+
+@pytest.mark.parametrize("query", ["size=0", "size=-1", "size=abc",
+                                   "continuationToken=forged", "continuationToken=" + "A" * 5000])
+def test_bad_paging_parameters_are_400(api, query):
+    response = api.get(f"/v1/customers?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["errorName"] == "InvalidQueryParameter"
+
+
+def test_provider_sees_resellers_customers_reseller_only_its_own(make_api):
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Provider")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Reseller")
+    other_reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Reseller 2")
+    unrelated = make_api(PartnerKind.INDIRECT_PROVIDER, name="Unrelated provider")
+    of_reseller = reseller.create_customer()
+    of_provider = provider.create_customer()
+
+    provider_ids = {c["id"] for c in provider.get("/v1/customers").get_json()["items"]}
+    assert provider_ids == {of_reseller["id"], of_provider["id"]}
+    read = provider.get(f"/v1/customers/{of_reseller['id']}").get_json()
+    assert read["associatedPartnerId"] == reseller.partner_id
+
+    assert {c["id"] for c in reseller.get("/v1/customers").get_json()["items"]} == {
+        of_reseller["id"]}
+    assert reseller.get(f"/v1/customers/{of_provider['id']}").status_code == 404
+    assert other_reseller.get(f"/v1/customers/{of_reseller['id']}").status_code == 404
+    assert unrelated.get(f"/v1/customers/{of_reseller['id']}").status_code == 404
+    assert unrelated.get("/v1/customers").get_json()["totalCount"] == 0
