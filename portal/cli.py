@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -24,6 +26,17 @@ def _app() -> Flask:
         return create_app()
     except (ConfigError, CatalogError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def _portal() -> Iterator[Flask]:
+    """The app, inside its app context; its database connections are closed afterwards."""
+    app = _app()
+    try:
+        with app.app_context():
+            yield app
+    finally:
+        app.extensions["portal.engine"].dispose()
 
 
 def _fail(error: PortalError) -> click.ClickException:
@@ -69,8 +82,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def demo(host: str, port: int) -> None:
     """Start the portal with a demo partner and customer ready, and say what to open."""
-    app = _app()
-    with app.app_context():
+    with _portal() as app:
         db.upgrade(db.engine())
         session = db.session()
         catalog = app.extensions["portal.catalog"]
@@ -133,8 +145,7 @@ def db_group() -> None:
 @db_group.command()
 def upgrade() -> None:
     """Apply pending migrations (the schema is made by migrations only)."""
-    app = _app()
-    with app.app_context():
+    with _portal():
         db.upgrade(db.engine())
     click.echo("database is up to date")
 
@@ -158,8 +169,7 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "apiKey": ...}.')
 def partners_create(name: str, kind: str, provider_id: str | None, as_json: bool) -> None:
     """Create a partner and its first API key (the key is shown this once)."""
-    app = _app()
-    with app.app_context():
+    with _portal():
         session = db.session()
         try:
             partner = partners.create_partner(session, name, PartnerKind(kind), provider_id)
@@ -179,8 +189,7 @@ def partners_create(name: str, kind: str, provider_id: str | None, as_json: bool
 @click.option("--json", "as_json", is_flag=True)
 def partners_list(as_json: bool) -> None:
     """List partners."""
-    app = _app()
-    with app.app_context():
+    with _portal():
         found = partners.list_partners(db.session())
         rows = [
             {"id": p.id, "name": p.name, "kind": p.kind.value, "providerId": p.provider_id}
@@ -201,8 +210,7 @@ def keys_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def keys_create(partner_id: str, label: str, as_json: bool) -> None:
     """Create another API key for a partner (shown this once)."""
-    app = _app()
-    with app.app_context():
+    with _portal():
         session = db.session()
         partner = session.get(Partner, partner_id)
         if partner is None:
@@ -220,8 +228,7 @@ def keys_create(partner_id: str, label: str, as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key (by id or shown prefix); it stops working on the next request."""
-    app = _app()
-    with app.app_context():
+    with _portal():
         session = db.session()
         try:
             key = partners.revoke_key(session, key_id)
@@ -236,8 +243,7 @@ def keys_revoke(key_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(partner_id: str | None, as_json: bool) -> None:
     """List keys: id, prefix, partner, state. Never the keys themselves."""
-    app = _app()
-    with app.app_context():
+    with _portal():
         found = partners.list_keys(db.session(), partner_id)
         rows = [
             {

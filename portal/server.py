@@ -43,5 +43,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
         "graceful_timeout": 20,
         "accesslog": "-",
         "post_fork": _post_fork,
+        # No gunicornc socket: it lives at one path per user, so two servers would collide.
+        "control_socket_disable": True,
     }
     _Gunicorn(app, options).run()

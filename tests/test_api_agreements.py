@@ -16,8 +16,12 @@ CLOUD = "998b88de-aa99-4388-a42c-1b3517d49490"
 
 def attestation(**changes):
     body = {
-        "primaryContact": {"firstName": "Tania", "lastName": "Carr",
-                           "email": "someone@example.test", "phoneNumber": "1234567890"},
+        "primaryContact": {
+            "firstName": "Tania",
+            "lastName": "Carr",
+            "email": "someone@example.test",
+            "phoneNumber": "1234567890",
+        },
         "templateId": MCA,
         "dateAgreed": "2024-06-14T00:00:00.000Z",
         "type": "MicrosoftCustomerAgreement",
@@ -36,14 +40,26 @@ def record_direct_acceptance(app, customer_id: str, template_id: str = MCA) -> N
     with app.app_context():
         session = db.session()
         customer = session.get(Customer, customer_id)
-        session.add(AgreementAcceptance(
-            customer=customer, agreement_type="MicrosoftCustomerAgreement",
-            template_id=template_id, version_rank=0, method=AcceptanceMethod.DIRECT,
-            dedupe_key="direct", first_name="Ana", last_name="Silva",
-            email="ana@example.test", date_agreed=datetime.now(UTC),
-            recorded_by="admin@x.example.test", country="DE", language="de-DE",
-            document_uri="https://aka.ms/customeragreement?country=DE&language=de-DE",
-            ip_address="192.0.2.7", user_agent="Mozilla/5.0 (test)"))
+        session.add(
+            AgreementAcceptance(
+                customer=customer,
+                agreement_type="MicrosoftCustomerAgreement",
+                template_id=template_id,
+                version_rank=0,
+                method=AcceptanceMethod.DIRECT,
+                dedupe_key="direct",
+                first_name="Ana",
+                last_name="Silva",
+                email="ana@example.test",
+                date_agreed=datetime.now(UTC),
+                recorded_by="admin@x.example.test",
+                country="DE",
+                language="de-DE",
+                document_uri="https://aka.ms/customeragreement?country=DE&language=de-DE",
+                ip_address="192.0.2.7",
+                user_agent="Mozilla/5.0 (test)",
+            )
+        )
         session.commit()
 
 
@@ -60,15 +76,25 @@ def test_agreements_default_to_the_cloud_agreement(api):
 
 def test_customer_agreement_metadata_matches_partner_center(api):
     body = api.get("/v1/agreements?agreementType=MicrosoftCustomerAgreement").get_json()
-    assert body["items"] == [{"templateId": MCA, "agreementType": "MicrosoftCustomerAgreement",
-                              "agreementLink": "https://aka.ms/customeragreement",
-                              "versionRank": 0}]
+    assert body["items"] == [
+        {
+            "templateId": MCA,
+            "agreementType": "MicrosoftCustomerAgreement",
+            "agreementLink": "https://aka.ms/customeragreement",
+            "versionRank": 0,
+        }
+    ]
 
 
 def test_star_lists_every_agreement(api):
-    types = {i["agreementType"] for i in api.get("/v1/agreements?agreementType=*").get_json()["items"]}
-    assert types == {"MicrosoftCustomerAgreement", "MicrosoftCloudAgreement",
-                     "ProfessionalSecrecyAmendment"}
+    types = {
+        i["agreementType"] for i in api.get("/v1/agreements?agreementType=*").get_json()["items"]
+    }
+    assert types == {
+        "MicrosoftCustomerAgreement",
+        "MicrosoftCloudAgreement",
+        "ProfessionalSecrecyAmendment",
+    }
 
 
 def test_unknown_agreement_type_is_400(api):
@@ -111,8 +137,9 @@ def test_cloud_agreement_has_no_documents(api):
     assert response.get_json()["errorName"] == "AgreementDocumentNotFound"
 
 
-@pytest.mark.parametrize("query", ["country=de", "country=DEU", "language=de%0D%0AX",
-                                   "language=" + "a" * 100])
+@pytest.mark.parametrize(
+    "query", ["country=de", "country=DEU", "language=de%0D%0AX", "language=" + "a" * 100]
+)
 def test_malformed_document_parameters_are_400(api, query):
     response = api.get(f"/v1/agreementtemplates/{MCA}/document?{query}")
     assert response.status_code == 400
@@ -134,17 +161,25 @@ def test_attestation_is_recorded_and_listed(app, api):
     assert body["userId"] == api.partner_id
     assert body["agreementLink"] == "https://aka.ms/customeragreement"
 
-    listed = api.get(f"/v1/customers/{customer['id']}/agreements"
-                     "?agreementType=MicrosoftCustomerAgreement").get_json()
+    listed = api.get(
+        f"/v1/customers/{customer['id']}/agreements?agreementType=MicrosoftCustomerAgreement"
+    ).get_json()
     assert listed["totalCount"] == 1
     assert listed["items"][0]["primaryContact"] == body["primaryContact"]
     # Left out, agreementType means MicrosoftCloudAgreement, as in Partner Center.
     assert api.get(f"/v1/customers/{customer['id']}/agreements").get_json()["totalCount"] == 0
-    assert api.get(f"/v1/customers/{customer['id']}/agreements?agreementType=*"
-                   ).get_json()["totalCount"] == 1
+    assert (
+        api.get(f"/v1/customers/{customer['id']}/agreements?agreementType=*").get_json()[
+            "totalCount"
+        ]
+        == 1
+    )
     with app.app_context():
-        kinds = db.session().scalars(select(Event.kind).where(
-            Event.customer_id == customer["id"])).all()
+        kinds = (
+            db.session()
+            .scalars(select(Event.kind).where(Event.customer_id == customer["id"]))
+            .all()
+        )
         assert "agreement.attested" in kinds
 
 
@@ -162,9 +197,12 @@ def test_repeated_attestation_is_409_600061(app, api):
     again = api.post(path, json=attestation(dateAgreed="2024-07-01T00:00:00Z"))
     assert again.status_code == 409
     assert again.get_json() == {
-        "code": 600061, "errorName": "PartnerConfirmedAgreementAlreadyExists",
+        "code": 600061,
+        "errorName": "PartnerConfirmedAgreementAlreadyExists",
         "description": "A partner confirmed agreement already exists for the customer.",
-        "isRetryable": False, "parameters": {}}
+        "isRetryable": False,
+        "parameters": {},
+    }
     # Case and spacing do not make a different contact.
     shouted = attestation()
     shouted["primaryContact"]["email"] = "SOMEONE@example.test"
@@ -175,8 +213,9 @@ def test_repeated_attestation_is_409_600061(app, api):
 def test_future_date_is_400_and_writes_nothing(app, api):
     customer = api.create_customer()
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    response = api.post(f"/v1/customers/{customer['id']}/agreements",
-                        json=attestation(dateAgreed=tomorrow))
+    response = api.post(
+        f"/v1/customers/{customer['id']}/agreements", json=attestation(dateAgreed=tomorrow)
+    )
     assert response.status_code == 400
     assert response.get_json()["parameters"] == {"dateAgreed": "must not be in the future"}
     assert acceptance_rows(app) == 0
@@ -184,8 +223,10 @@ def test_future_date_is_400_and_writes_nothing(app, api):
 
 def test_date_of_now_is_accepted(api):
     customer = api.create_customer()
-    response = api.post(f"/v1/customers/{customer['id']}/agreements",
-                        json=attestation(dateAgreed=datetime.now(UTC).isoformat()))
+    response = api.post(
+        f"/v1/customers/{customer['id']}/agreements",
+        json=attestation(dateAgreed=datetime.now(UTC).isoformat()),
+    )
     assert response.status_code == 201
 
 
@@ -197,8 +238,10 @@ def test_date_of_now_is_accepted(api):
         ({"templateId": CLOUD}, "templateId"),
         ({"type": "Nonsense"}, "type"),
         ({"primaryContact": {"firstName": "T", "lastName": "C"}}, "primaryContact.email"),
-        ({"primaryContact": {"firstName": "T", "lastName": "C", "email": "x@y.test\r\nBcc: z"}},
-         "primaryContact.email"),
+        (
+            {"primaryContact": {"firstName": "T", "lastName": "C", "email": "x@y.test\r\nBcc: z"}},
+            "primaryContact.email",
+        ),
         ({"primaryContact": "Tania"}, "primaryContact"),
     ],
 )
@@ -221,8 +264,10 @@ def test_reseller_may_not_attest(app, make_api):
     assert "provider" in error["description"]
     assert acceptance_rows(app) == 0
     # Its provider may attest for the reseller's customer.
-    assert provider.post(f"/v1/customers/{customer['id']}/agreements",
-                         json=attestation()).status_code == 201
+    assert (
+        provider.post(f"/v1/customers/{customer['id']}/agreements", json=attestation()).status_code
+        == 201
+    )
 
 
 def test_attesting_for_another_partners_customer_is_404(app, api, make_api):
@@ -237,8 +282,10 @@ def test_secrecy_amendment_can_be_attested(api):
     customer = api.create_customer(country="DE", culture="de-DE", language="de")
     types = api.get("/v1/agreements?agreementType=ProfessionalSecrecyAmendment").get_json()
     template = types["items"][0]["templateId"]
-    response = api.post(f"/v1/customers/{customer['id']}/agreements", json=attestation(
-        templateId=template, type="ProfessionalSecrecyAmendment"))
+    response = api.post(
+        f"/v1/customers/{customer['id']}/agreements",
+        json=attestation(templateId=template, type="ProfessionalSecrecyAmendment"),
+    )
     assert response.status_code == 201
 
 
@@ -256,8 +303,9 @@ def test_direct_acceptance_sets_is_signed(app, api):
 def test_status_of_unknown_or_foreign_customer_is_404(api, make_api):
     theirs = make_api(name="Other").create_customer()
     for customer_id in (theirs["id"], "no-such-customer", "x" * 300):
-        response = api.get(f"/v1/customers/{customer_id}"
-                           "/directSignedMicrosoftCustomerAgreementStatus")
+        response = api.get(
+            f"/v1/customers/{customer_id}/directSignedMicrosoftCustomerAgreementStatus"
+        )
         assert response.status_code == 404
         assert response.get_json()["errorName"] == "CustomerNotFound"
 
@@ -342,7 +390,9 @@ def test_purchase_eligibility_after_acceptance(app, api):
 
 def test_cloud_agreement_attestation_does_not_make_eligible(api):
     customer = api.create_customer()
-    api.post(f"/v1/customers/{customer['id']}/agreements",
-             json=attestation(templateId=CLOUD, type="MicrosoftCloudAgreement"))
+    api.post(
+        f"/v1/customers/{customer['id']}/agreements",
+        json=attestation(templateId=CLOUD, type="MicrosoftCloudAgreement"),
+    )
     body = api.get(f"/v1/customers/{customer['id']}/purchaseEligibility").get_json()
     assert body["eligible"] is False

@@ -7,16 +7,30 @@ import pytest
 from portal import create_app, db, partners
 
 STATUS = "/v1/customers/{}/directSignedMicrosoftCustomerAgreementStatus"
-ENDPOINTS = ["/v1/customers", "/v1/customers/{}", "/v1/agreements", STATUS,
-             "/v1/customers/{}/acceptanceStatus", "/v1/customers/{}/purchaseEligibility",
-             "/v1/customers/{}/agreements"]
+ENDPOINTS = [
+    "/v1/customers",
+    "/v1/customers/{}",
+    "/v1/agreements",
+    STATUS,
+    "/v1/customers/{}/acceptanceStatus",
+    "/v1/customers/{}/purchaseEligibility",
+    "/v1/customers/{}/agreements",
+]
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 @pytest.mark.parametrize(
     "header",
-    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer ptl_not-a-real-key",
-     "Bearer " + "k" * 5000, "Token ptl_x"],
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer ptl_not-a-real-key",
+        "Bearer " + "k" * 5000,
+        "Token ptl_x",
+    ],
 )
 def test_missing_or_malformed_key_is_one_uniform_401(api, path, header):
     customer = api.create_customer()
@@ -24,9 +38,12 @@ def test_missing_or_malformed_key_is_one_uniform_401(api, path, header):
     response = api.client.get(path.format(customer["id"]), headers=headers)
     assert response.status_code == 401
     assert response.get_json() == {
-        "code": 10401, "errorName": "Unauthorized",
+        "code": 10401,
+        "errorName": "Unauthorized",
         "description": "A valid API key is required: send 'Authorization: Bearer <api key>'.",
-        "isRetryable": False, "parameters": {}}
+        "isRetryable": False,
+        "parameters": {},
+    }
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert "Set-Cookie" not in response.headers
 
@@ -54,8 +71,7 @@ def test_second_key_works_and_survives_revoking_the_first(app, api):
         first = partners.list_keys(session, api.partner_id)[0]
         partners.revoke_key(session, first.id)
         session.commit()
-    response = api.client.get("/v1/customers",
-                              headers={"Authorization": f"Bearer {second.secret}"})
+    response = api.client.get("/v1/customers", headers={"Authorization": f"Bearer {second.secret}"})
     assert response.status_code == 200
 
 
@@ -113,8 +129,10 @@ def test_database_back_after_a_failure(app, api, monkeypatch):
         raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(Session, "commit", failing_commit)
-    failed = api.post("/v1/customers", json={**_body_of(customer), "companyProfile": {
-        "domain": "second.example.test"}})
+    failed = api.post(
+        "/v1/customers",
+        json={**_body_of(customer), "companyProfile": {"domain": "second.example.test"}},
+    )
     assert failed.status_code == 503
     monkeypatch.setattr(Session, "commit", real_commit)
     listed = api.get("/v1/customers").get_json()

@@ -16,8 +16,13 @@ def count(app, model) -> int:
 
 
 def test_create_returns_partner_center_shape_and_credentials_once(api):
-    body = customer_body(domain="contoso.example.test", culture="de-DE", language="de",
-                         country="DE", company_name="Contoso GmbH")
+    body = customer_body(
+        domain="contoso.example.test",
+        culture="de-DE",
+        language="de",
+        country="DE",
+        company_name="Contoso GmbH",
+    )
     response = api.post("/v1/customers", json=body)
     assert response.status_code == 201
     created = response.get_json()
@@ -26,15 +31,21 @@ def test_create_returns_partner_center_shape_and_credentials_once(api):
     assert created["companyProfile"]["domain"] == "contoso.example.test"
     billing = created["billingProfile"]
     assert (billing["culture"], billing["language"], billing["defaultAddress"]["country"]) == (
-        "de-DE", "de", "DE")
+        "de-DE",
+        "de",
+        "DE",
+    )
     assert billing["companyName"] == "Contoso GmbH"
     credentials = created["userCredentials"]
     assert credentials["userName"] == "admin@contoso.example.test"
     assert len(credentials["password"]) >= 22
     # The primary contact defaults to the billing address's person and the billing email.
-    assert created["primaryContact"] == {"firstName": "Tania", "lastName": "Carr",
-                                         "email": "billing@contoso.example.test",
-                                         "phoneNumber": "1234567890"}
+    assert created["primaryContact"] == {
+        "firstName": "Tania",
+        "lastName": "Carr",
+        "email": "billing@contoso.example.test",
+        "phoneNumber": "1234567890",
+    }
 
     again = api.get(f"/v1/customers/{created['id']}").get_json()
     assert "userCredentials" not in again
@@ -62,8 +73,11 @@ def test_create_records_an_event(app, api):
 
 def test_explicit_primary_contact_is_kept(api):
     body = customer_body()
-    body["primaryContact"] = {"firstName": "Ana", "lastName": "Silva",
-                              "email": "ana@contoso.example.test"}
+    body["primaryContact"] = {
+        "firstName": "Ana",
+        "lastName": "Silva",
+        "email": "ana@contoso.example.test",
+    }
     created = api.post("/v1/customers", json=body).get_json()
     assert created["primaryContact"]["email"] == "ana@contoso.example.test"
     assert created["primaryContact"]["firstName"] == "Ana"
@@ -72,12 +86,17 @@ def test_explicit_primary_contact_is_kept(api):
 def test_fields_the_client_must_not_set_are_ignored(api, make_api):
     other = make_api(name="Other")
     body = customer_body()
-    body.update(id="00000000-0000-0000-0000-000000000001", isSigned=True,
-                associatedPartnerId=other.partner_id)
+    body.update(
+        id="00000000-0000-0000-0000-000000000001",
+        isSigned=True,
+        associatedPartnerId=other.partner_id,
+    )
     body["companyProfile"]["tenantId"] = "00000000-0000-0000-0000-000000000002"
     created = api.post("/v1/customers", json=body).get_json()
-    assert created["id"] not in {"00000000-0000-0000-0000-000000000001",
-                                 "00000000-0000-0000-0000-000000000002"}
+    assert created["id"] not in {
+        "00000000-0000-0000-0000-000000000001",
+        "00000000-0000-0000-0000-000000000002",
+    }
     assert created["associatedPartnerId"] == api.partner_id
     assert other.get(f"/v1/customers/{created['id']}").status_code == 404
     status = api.get(f"/v1/customers/{created['id']}/directSignedMicrosoftCustomerAgreementStatus")
@@ -86,8 +105,13 @@ def test_fields_the_client_must_not_set_are_ignored(api, make_api):
 
 @pytest.mark.parametrize(
     ("payload", "content_type"),
-    [(b"{not json", "application/json"), (b"[1, 2]", "application/json"),
-     (b"", "application/json"), (b"\xff\xfe", "application/json"), (b"null", "text/plain")],
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b"", "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b"null", "text/plain"),
+    ],
 )
 def test_malformed_body_is_400_and_writes_nothing(app, api, payload, content_type):
     response = api.post("/v1/customers", data=payload, content_type=content_type)
@@ -105,9 +129,13 @@ def test_every_missing_field_is_named(app, api):
     error = response.get_json()
     assert error["errorName"] == "InvalidFields"
     assert set(error["parameters"]) == {
-        "companyProfile.domain", "billingProfile.email", "billingProfile.culture",
-        "billingProfile.language", "billingProfile.companyName",
-        "billingProfile.defaultAddress.country", "billingProfile.defaultAddress.firstName",
+        "companyProfile.domain",
+        "billingProfile.email",
+        "billingProfile.culture",
+        "billingProfile.language",
+        "billingProfile.companyName",
+        "billingProfile.defaultAddress.country",
+        "billingProfile.defaultAddress.firstName",
         "billingProfile.defaultAddress.lastName",
     }
     assert all(problem == "is required" for problem in error["parameters"].values())
@@ -135,12 +163,21 @@ def test_wrong_types_are_named(app, api):
         ({"culture": "english"}, "billingProfile.culture", "not a culture"),
         ({"language": "qq"}, "billingProfile.language", "unknown language"),
         ({"email": "not-an-address"}, "billingProfile.email", "not an email address"),
-        ({"email": "a@b.example.test\r\nBcc: x@evil.example.test"}, "billingProfile.email",
-         "control characters"),
-        ({"company_name": "Contoso\r\nBcc: x@evil.example.test"}, "billingProfile.companyName",
-         "control characters"),
-        ({"first_name": "Tania\nX-Injected: yes"}, "billingProfile.defaultAddress.firstName",
-         "control characters"),
+        (
+            {"email": "a@b.example.test\r\nBcc: x@evil.example.test"},
+            "billingProfile.email",
+            "control characters",
+        ),
+        (
+            {"company_name": "Contoso\r\nBcc: x@evil.example.test"},
+            "billingProfile.companyName",
+            "control characters",
+        ),
+        (
+            {"first_name": "Tania\nX-Injected: yes"},
+            "billingProfile.defaultAddress.firstName",
+            "control characters",
+        ),
         ({"domain": "not a domain"}, "companyProfile.domain", "not a domain"),
         ({"company_name": "x" * 201}, "billingProfile.companyName", "longer than 200"),
     ],
@@ -171,8 +208,9 @@ def test_oversize_body_is_413_and_writes_nothing(app, api):
     assert count(app, Customer) == 0
 
 
-@pytest.mark.parametrize("hostile", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>',
-                                     "{{7*7}}"])
+@pytest.mark.parametrize(
+    "hostile", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "{{7*7}}"]
+)
 def test_hostile_names_come_back_literally(api, hostile):
     created = api.create_customer(company_name=hostile, first_name=hostile)
     read = api.get(f"/v1/customers/{created['id']}").get_json()
@@ -233,8 +271,16 @@ def test_list_is_never_unbounded(app, api):
     assert too_big.get_json()["parameters"] == {"size": str(app.config["API_MAX_PAGE_SIZE"] + 1)}
 
 
-@pytest.mark.parametrize("query", ["size=0", "size=-1", "size=abc",
-                                   "continuationToken=forged", "continuationToken=" + "A" * 5000])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "size=0",
+        "size=-1",
+        "size=abc",
+        "continuationToken=forged",
+        "continuationToken=" + "A" * 5000,
+    ],
+)
 def test_bad_paging_parameters_are_400(api, query):
     response = api.get(f"/v1/customers?{query}")
     assert response.status_code == 400
@@ -255,7 +301,8 @@ def test_provider_sees_resellers_customers_reseller_only_its_own(make_api):
     assert read["associatedPartnerId"] == reseller.partner_id
 
     assert {c["id"] for c in reseller.get("/v1/customers").get_json()["items"]} == {
-        of_reseller["id"]}
+        of_reseller["id"]
+    }
     assert reseller.get(f"/v1/customers/{of_provider['id']}").status_code == 404
     assert other_reseller.get(f"/v1/customers/{of_reseller['id']}").status_code == 404
     assert unrelated.get(f"/v1/customers/{of_reseller['id']}").status_code == 404
