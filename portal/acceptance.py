@@ -212,7 +212,7 @@ def status(session: Session, customer: Customer) -> Status:
     mca = [a for a in found if a.agreement_type == CUSTOMER_AGREEMENT]
     direct = next((a for a in mca if a.method is AcceptanceMethod.DIRECT), None)
     attested = next((a for a in mca if a.method is AcceptanceMethod.ATTESTED), None)
-    first_seen: dict[str, datetime] = {}
+    latest: dict[str, datetime] = {}
     kinds = (events.INVITATION_CREATED, events.INVITATION_OPENED, events.CUSTOMER_SIGNED_IN)
     rows = session.execute(
         select(Event.kind, Event.occurred_at)
@@ -220,12 +220,12 @@ def status(session: Session, customer: Customer) -> Status:
         .order_by(Event.id.desc())
     )
     for kind, occurred_at in rows:  # newest first: keep the latest of each kind
-        first_seen.setdefault(kind, occurred_at)
+        latest.setdefault(kind, occurred_at)
     return Status(
         customer=customer,
-        invited_at=first_seen.get(events.INVITATION_CREATED),
-        opened_at=first_seen.get(events.INVITATION_OPENED),
-        signed_in_at=first_seen.get(events.CUSTOMER_SIGNED_IN),
+        invited_at=latest.get(events.INVITATION_CREATED),
+        opened_at=latest.get(events.INVITATION_OPENED),
+        signed_in_at=latest.get(events.CUSTOMER_SIGNED_IN),
         direct=direct,
         attested=attested,
         acceptances=found,

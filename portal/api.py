@@ -80,6 +80,8 @@ def _json_body() -> dict[str, Any]:
     data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     try:
         body = json.loads(data)
+    except RecursionError as exc:
+        raise InvalidBody("The request body is nested too deeply.") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidBody(f"The request body is not valid JSON ({exc}).") from exc
     if not isinstance(body, dict):
