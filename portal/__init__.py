@@ -37,9 +37,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
 
-    from portal import api
+    from portal import api, pages
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
     # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.
     extensions.csrf.exempt(api.bp)
     return app

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from portal import acceptance, catalog, customers, db, partners
+from portal import acceptance, catalog, customers, db, i18n, invitations, partners
 from portal.acceptance import Contact, Status
 from portal.catalog import Catalog
 from portal.errors import (
@@ -31,7 +31,14 @@ from portal.errors import (
     Unauthorized,
     json_error,
 )
-from portal.models import AcceptanceMethod, AgreementAcceptance, Customer, Partner
+from portal.models import (
+    AcceptanceMethod,
+    AgreementAcceptance,
+    Customer,
+    Invitation,
+    OutboxMessage,
+    Partner,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -120,6 +127,15 @@ class Fields:
             return ""
         if required and not value.strip():
             self.problems.setdefault(path, "is required")
+        return value
+
+    def boolean(self, path: str, default: bool) -> bool:
+        value = self._lookup(path)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problems.setdefault(path, "must be true or false")
+            return default
         return value
 
     def check(self) -> None:
@@ -520,6 +536,117 @@ def purchase_eligibility(customer_id: str) -> ResponseReturnValue:
         )
     body["nextSteps"] = steps
     return jsonify(body)
+
+
+# --- invitations ------------------------------------------------------------------------------
+
+
+def _links() -> invitations.LinkSettings:
+    return invitations.LinkSettings.from_config(current_app.config)
+
+
+def message_json(message: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "to": message.to_address,
+        "status": message.status.value,
+        "attempts": message.attempts,
+        "lastError": message.last_error or None,
+        "createdAt": iso(message.created_at),
+        "nextAttemptAt": iso(message.next_attempt_at) if message.status.value == "queued" else None,
+        "sentAt": iso(message.sent_at),
+    }
+
+
+def invitation_json(invitation: Invitation) -> dict[str, Any]:
+    state = invitations.status(invitation)
+    return {
+        "id": invitation.id,
+        "customerId": invitation.customer_id,
+        "url": _links().url(invitation) if invitations.is_open(invitation) else None,
+        "status": state,
+        "to": invitation.recipient,
+        "language": invitation.language.replace("_", "-"),
+        "includeCredentials": invitation.include_credentials,
+        "createdAt": iso(invitation.created_at),
+        "expiresAt": iso(invitation.expires_at),
+        "openedAt": iso(invitation.opened_at),
+        "revokedAt": iso(invitation.revoked_at),
+        "messages": [message_json(m) for m in invitation.messages],
+    }
+
+
+@bp.post("/customers/<customer_id>/invitations")
+def create_invitation(customer_id: str) -> ResponseReturnValue:
+    partner = _partner()
+    customer = _visible_customer(customer_id)
+    raw = request.get_data(cache=True)
+    fields = Fields(_json_body() if raw.strip() else {})
+    to = fields.string("to", required=False) or None
+    language = fields.string("language", required=False) or None
+    options = invitations.Options(
+        send=fields.boolean("send", False),
+        to=to,
+        language=language,
+        include_credentials=fields.boolean("includeCredentials", True),
+    )
+    fields.check()
+    issued = invitations.create(
+        db.session(), customer, options, links=_links(),
+        pepper=current_app.extensions["portal.peppers"][0],
+        locales=i18n.available_locales(), actor=f"partner:{partner.id}",
+    )
+    db.session().commit()
+    invitation = issued.invitation
+    body = invitation_json(invitation)
+    body.update(
+        url=issued.url,
+        userName=issued.user_name,
+        password=issued.password,
+        subject=invitation.subject,
+        textBody=invitation.text_body,
+        htmlBody=invitation.html_body,
+    )
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/customers/{customer.id}/invitations/{invitation.id}"
+    return response
+
+
+@bp.get("/customers/<customer_id>/invitations")
+def list_invitations(customer_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    found = invitations.for_customer(db.session(), customer.id)
+    return jsonify(_collection([invitation_json(i) for i in found]))
+
+
+@bp.get("/customers/<customer_id>/invitations/<invitation_id>")
+def get_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    return jsonify(invitation_json(invitations.get(db.session(), customer.id, invitation_id)))
+
+
+@bp.post("/customers/<customer_id>/invitations/<invitation_id>/resend")
+def resend_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    invitation = invitations.get(db.session(), customer.id, invitation_id)
+    invitations.resend(db.session(), invitation, current_app.config["BASE_URL"],
+                       actor=f"partner:{_partner().id}")
+    db.session().commit()
+    db.session().refresh(invitation)
+    response = jsonify(invitation_json(invitation))
+    response.status_code = 202
+    return response
+
+
+@bp.delete("/customers/<customer_id>/invitations/<invitation_id>")
+def revoke_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    invitation = invitations.get(db.session(), customer.id, invitation_id)
+    invitations.revoke(db.session(), invitation, actor=f"partner:{_partner().id}")
+    db.session().commit()
+    db.session().refresh(invitation)
+    return jsonify(invitation_json(invitation))
 
 
 # --- the contract itself ----------------------------------------------------------------------

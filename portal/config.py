@@ -37,7 +37,13 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_USERNAME": None,
     "MAIL_PASSWORD": None,
     "MAIL_DEFAULT_SENDER": "portal@localhost",
-    "MAIL_TIMEOUT": 10,
+    "MAIL_TIMEOUT": 10,  # seconds, for connecting and for every SMTP reply
+    "MAIL_MAX_ATTEMPTS": 6,  # then a message is marked failed
+    "MAIL_RETRY_BASE_SECONDS": 60,  # first retry after this; doubling up to the maximum
+    "MAIL_RETRY_MAX_SECONDS": 3600,
+    "MAIL_SEND_INTERVAL": 5,  # seconds between passes of the delivery loop in ``portal serve``
+    # Invitation links expire after this many seconds (30 days).
+    "INVITATION_MAX_AGE": 30 * 24 * 3600,
     # Rate limits share state across workers only through Redis (redis://127.0.0.1:6379/0).
     "RATELIMIT_STORAGE_URI": "memory://",
     "SESSION_COOKIE_HTTPONLY": True,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     types,
 )
@@ -75,6 +76,18 @@ class PartnerKind(enum.StrEnum):
     DIRECT = "direct"
     INDIRECT_PROVIDER = "indirect-provider"
     INDIRECT_RESELLER = "indirect-reseller"
+
+
+class DeliveryStatus(enum.StrEnum):
+    #: Waiting for a sender (again, after a failure: see ``next_attempt_at``).
+    QUEUED = "queued"
+    #: Claimed by a sender until ``claimed_until``.
+    SENDING = "sending"
+    SENT = "sent"
+    #: Gave up after the last attempt; ``last_error`` says why.
+    FAILED = "failed"
+    #: Withdrawn before it was sent (its invitation was revoked or replaced).
+    CANCELLED = "cancelled"
 
 
 class AcceptanceMethod(enum.StrEnum):
@@ -231,3 +244,70 @@ class Event(Base):
     #: Who did it: ``partner:<id>``, ``key:<id>``, ``customer:<user>``, ``cli``.
     actor: Mapped[str] = mapped_column(String(300), default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Invitation(Base):
+    """One generated invitation email for one customer, with its signed link's state."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (Index("ix_invitations_customer", "customer_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    #: Random; the link carries it, so a link is good only for this very invitation.
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Who asked for it: ``partner:<id>`` or ``cli``.
+    created_by: Mapped[str] = mapped_column(String(300), default="")
+    #: The locale the email was written in.
+    language: Mapped[str] = mapped_column(String(35))
+    recipient: Mapped[str] = mapped_column(String(254))
+    include_credentials: Mapped[bool] = mapped_column(default=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    #: The email as generated; emptied once the invitation can no longer be used, since it may
+    #: hold the temporary password.
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[str] = mapped_column(Text, default="")
+    #: Withdrawn by the partner.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Replaced by a newer invitation for the same customer.
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: First time the link was opened (mail scanners count too; nothing else changes).
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship()
+    messages: Mapped[list[OutboxMessage]] = relationship(
+        back_populates="invitation", order_by="OutboxMessage.created_at"
+    )
+
+
+class OutboxMessage(Base):
+    """An email waiting to be sent, written in the same transaction as what caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    #: What it is: ``invitation``, ``attestation-notice``, ...
+    kind: Mapped[str] = mapped_column(String(64))
+    invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id"), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[str] = mapped_column(Text, default="")
+    #: The Message-ID header, the same on every attempt, so receivers can drop a duplicate.
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: While SENDING: the claim lapses then, and another sender may retry.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    invitation: Mapped[Invitation | None] = relationship(back_populates="messages")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from portal import credentials, events
+from portal import credentials, events, validate
 from portal.errors import NotFound, PortalError
 from portal.models import ApiKey, Customer, Partner, PartnerKind, utcnow
 
@@ -25,8 +25,9 @@ def create_partner(
 ) -> Partner:
     """A new partner; a reseller must name the indirect provider it belongs to."""
     name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidPartner("A partner's name must have 1 to 200 characters.")
+    problem = validate.text(name, 200)
+    if problem:
+        raise InvalidPartner(f"The partner's name {problem}.")
     provider: Partner | None = None
     if kind is PartnerKind.INDIRECT_RESELLER:
         if not provider_id:

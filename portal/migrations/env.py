@@ -1,10 +1,20 @@
 """Alembic environment: the engine comes from ``portal.db.alembic_config``."""
 
+from typing import Any
+
 from alembic import context
 
-from portal.models import Base
+from portal.models import Base, UTCDateTime
 
 engine = context.config.attributes["engine"]
+
+
+def render_item(type_: str, obj: Any, _autogen_context: Any) -> str | bool:
+    # Migrations stay independent of the models module: UTCDateTime is a plain DateTime column.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
+
 
 with engine.begin() as connection:
     context.configure(
@@ -12,5 +22,6 @@ with engine.begin() as connection:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=render_item,
     )
     context.run_migrations()

@@ -1,0 +1,54 @@
+"""Emails rendered from one template pair (text and HTML) in the recipient's locale."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from babel import Locale
+from flask import render_template
+from flask_babel import force_locale, format_datetime
+
+from portal.i18n import DEFAULT_LOCALE
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+    #: The locale it was written in, e.g. ``de`` or ``pt_BR``.
+    locale: str
+
+
+def render(name: str, locale: str, subject: Callable[[], str], **context: Any) -> Email:
+    """Render ``templates/email/<name>.txt`` and ``.html``; ``subject`` runs in the locale too."""
+    with force_locale(locale):
+        title = subject()
+        context.update(
+            subject=title,
+            html_lang=locale.replace("_", "-"),
+            text_direction=(Locale.parse(locale).text_direction or "ltr")
+            if locale != DEFAULT_LOCALE else "ltr",
+        )
+        text = render_template(f"email/{name}.txt", **context)
+        html = render_template(f"email/{name}.html", **context)
+    return Email(subject=title, text=_tidy(text), html=html, locale=locale)
+
+
+def when(moment: datetime, locale: str) -> str:
+    """A date and time as the locale writes it, with its time zone."""
+    with force_locale(locale):
+        return str(format_datetime(moment, "long"))
+
+
+def _tidy(text: str) -> str:
+    """Collapse the blank lines template tags leave behind; end with one newline."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    tidy: list[str] = []
+    for line in lines:
+        if line or (tidy and tidy[-1]):
+            tidy.append(line)
+    return "\n".join(tidy) + "\n"
