@@ -12,7 +12,7 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
-from portal import create_app, customers, db, partners
+from portal import create_app, customers, db, i18n, invitations, outbox, partners
 from portal.catalog import CatalogError
 from portal.config import ConfigError
 from portal.errors import PortalError
@@ -262,6 +262,113 @@ def keys_list(partner_id: str | None, as_json: bool) -> None:
             for k in found
         )
         _emit(as_json, {"items": rows}, text or "no keys")
+
+
+# --- mail -------------------------------------------------------------------------------------
+
+
+@main.group("mail")
+def mail_group() -> None:
+    """The outbox."""
+
+
+@mail_group.command("send")
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10000))
+def mail_send(batch: int) -> None:
+    """Send what is due, once. SMTP trouble is recorded per message, and exits 0."""
+    with _portal() as app:
+        if not app.config.get("MAIL_SERVER"):
+            click.echo("No SMTP server configured (PORTAL_MAIL_SERVER): messages stay in the "
+                       "outbox; `portal mail outbox` shows them.")
+            return
+        total = outbox.Report()
+        while True:
+            report = outbox.deliver_due(app, db.session(), batch)
+            total.sent += report.sent
+            total.retrying += report.retrying
+            total.failed += report.failed
+            total.errors += report.errors
+            # Stop after a pass with trouble: retries wait for their time.
+            if report.attempted < batch or report.retrying or report.failed:
+                break
+        click.echo(f"sent {total.sent}, to retry {total.retrying}, failed {total.failed}")
+        for error in sorted(set(total.errors))[:10]:
+            click.echo(f"  {error}")
+
+
+@mail_group.command("outbox")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def mail_outbox(limit: int) -> None:
+    """Show the messages not sent yet, with their text."""
+    with _portal():
+        found = outbox.pending(db.session(), limit)
+        if not found:
+            click.echo("The outbox is empty.")
+        for message in found:
+            click.echo(f"--- {message.id}  {message.status.value}  attempts {message.attempts}"
+                       + (f"  last error: {message.last_error}" if message.last_error else ""))
+            click.echo(f"To: {message.to_address}\nSubject: {message.subject}\n")
+            click.echo(message.text_body or "(body removed)")
+
+
+# --- invitations ------------------------------------------------------------------------------
+
+
+def _invite_one(app: Flask, customer: Customer, options: invitations.Options) -> Any:
+    return invitations.create(
+        db.session(), customer, options,
+        links=invitations.LinkSettings.from_config(app.config),
+        pepper=app.extensions["portal.peppers"][0],
+        locales=i18n.available_locales(), actor="cli",
+    )
+
+
+@main.command()
+@click.argument("customer_id", required=False)
+@click.option("--send", is_flag=True, help="Queue the email for delivery to the customer.")
+@click.option("--to", help="Send to this address instead of the primary contact.")
+@click.option("--language", help="Write the email in this language (default: the customer's).")
+@click.option("--no-credentials", is_flag=True, help="Leave the password out of the email.")
+@click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False),
+              help="Create customers and invitations in bulk from this CSV file.")
+@click.option("--partner", "partner_id", help="With --csv: the partner the customers belong to.")
+@click.option("--results", type=click.Path(dir_okay=False),
+              help="With --csv: where to write the per-row results "
+                   "(default: FILE.results.csv).")
+def invite(customer_id: str | None, send: bool, to: str | None, language: str | None,
+           no_credentials: bool, csv_file: str | None, partner_id: str | None,
+           results: str | None) -> None:
+    """Create an invitation for CUSTOMER_ID and print it, or many with --csv."""
+    options = invitations.Options(send=send, to=to, language=language,
+                                  include_credentials=not no_credentials)
+    if csv_file:
+        if customer_id or not partner_id:
+            raise click.UsageError("--csv takes --partner PARTNER_ID and no CUSTOMER_ID.")
+        from portal import bulk
+
+        with _portal() as app:
+            bulk.run(app, csv_file, partner_id, options, results)
+        return
+    if not customer_id:
+        raise click.UsageError("Give a CUSTOMER_ID, or --csv FILE --partner PARTNER_ID.")
+    with _portal() as app:
+        session = db.session()
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            raise click.ClickException(f"No customer {customer_id}.")
+        try:
+            issued = _invite_one(app, customer, options)
+        except PortalError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+        invitation = issued.invitation
+        click.echo(f"Invitation {invitation.id} ({invitations.status(invitation)}), "
+                   f"expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"Link:      {issued.url}")
+        click.echo(f"User name: {issued.user_name}")
+        click.echo(f"Password:  {issued.password}  (temporary; shown this once)")
+        click.echo(f"\nTo: {invitation.recipient}\nSubject: {invitation.subject}\n")
+        click.echo(invitation.text_body)
 
 
 if __name__ == "__main__":  # pragma: no cover

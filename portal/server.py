@@ -31,8 +31,22 @@ def _post_fork(_server: Any, _worker: Any) -> None:
         db.engine().dispose(close=False)
 
 
-def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
+def run(app: Flask, host: str, port: int, workers: int, threads: int,
+        deliver: bool = True) -> None:
+    """Serve ``app``; with ``deliver``, the master process also sends the outbox."""
+    from portal.delivery import DeliveryLoop
+
     _post_fork.app = app  # type: ignore[attr-defined]
+    loop = DeliveryLoop(app)
+
+    def when_ready(_server: Any) -> None:
+        if deliver:
+            loop.start()
+
+    def on_exit(_server: Any) -> None:
+        if deliver:
+            loop.stop()
+
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -43,6 +57,8 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
         "graceful_timeout": 20,
         "accesslog": "-",
         "post_fork": _post_fork,
+        "when_ready": when_ready,
+        "on_exit": on_exit,
         # No gunicornc socket: it lives at one path per user, so two servers would collide.
         "control_socket_disable": True,
     }

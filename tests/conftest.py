@@ -81,13 +81,19 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def settings(database_url: str) -> dict[str, Any]:
-    return {
+def settings(database_url: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The app's settings; tests marked ``mail`` also get a real SMTP server (``smtp``)."""
+    values: dict[str, Any] = {
         "SECRET_KEY": SECRET,
         "DATABASE_URL": database_url,
         "BASE_URL": "https://portal.example.test",
         "TESTING": True,
     }
+    if request.node.get_closest_marker("mail"):
+        server = request.getfixturevalue("smtp")
+        values.update(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2,
+                      MAIL_DEFAULT_SENDER="Portal <portal@example.test>")
+    return values
 
 
 @pytest.fixture
@@ -96,6 +102,22 @@ def app(settings: dict[str, Any]) -> Iterator[Flask]:
     yield application
     with application.app_context():
         db.engine().dispose()
+
+
+@pytest.fixture
+def make_app(settings: dict[str, Any]) -> Iterator[Any]:
+    """Another app on the same database, with some settings changed."""
+    made: list[Flask] = []
+
+    def make(**changes: Any) -> Flask:
+        application = create_app({**settings, **changes})
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        with application.app_context():
+            db.engine().dispose()
 
 
 @pytest.fixture
@@ -197,3 +219,13 @@ def api(make_api: Any) -> Api:
     """A direct-bill partner."""
     result: Api = make_api()
     return result
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+    from tests.mailservers import smtp_server
+
+    with smtp_server() as server:
+        yield server
+

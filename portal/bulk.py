@@ -1,0 +1,152 @@
+"""Bulk creation of customers with their invitations from CSV: bad rows are reported by line,
+good rows are kept (each row is its own transaction)."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from flask import Flask
+
+from portal import customers, db, i18n, invitations
+from portal.errors import PortalError
+from portal.models import Partner
+
+#: CSV columns, as the API names them; each maps to a NewCustomer attribute.
+COLUMNS = {
+    "domain": "domain",
+    "companyname": "company_name",
+    "email": "email",
+    "culture": "culture",
+    "language": "language",
+    "country": "country",
+    "firstname": "first_name",
+    "lastname": "last_name",
+    "addressline1": "address_line1",
+    "addressline2": "address_line2",
+    "city": "city",
+    "state": "state",
+    "postalcode": "postal_code",
+    "phonenumber": "phone",
+    "contactfirstname": "contact_first_name",
+    "contactlastname": "contact_last_name",
+    "contactemail": "contact_email",
+    "contactphonenumber": "contact_phone",
+}
+REQUIRED = ["domain", "companyName", "email", "culture", "language", "country", "firstName",
+            "lastName"]
+RESULT_COLUMNS = ["line", "result", "customerId", "domain", "invitationId", "userName",
+                  "password", "url", "error"]
+
+
+class BadFile(Exception):
+    """The file as a whole cannot be read (not rows: those are reported one by one)."""
+
+
+def _key(header: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", header.lower())
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    values: dict[str, str]
+
+
+def read(path: str | Path) -> list[Row]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            headers = {_key(h): h for h in reader.fieldnames or []}
+            missing = [c for c in REQUIRED if _key(c) not in headers]
+            if missing:
+                raise BadFile(f"{path}: the header row lacks the columns {', '.join(missing)}")
+            rows = []
+            for record in reader:
+                values = {COLUMNS[_key(h)]: (v or "").strip() for h, v in record.items()
+                          if h is not None and _key(h) in COLUMNS}
+                rows.append(Row(reader.line_num, values))
+            return rows
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BadFile(f"{path}: cannot be read as UTF-8 CSV ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class Result:
+    line: int
+    ok: bool
+    domain: str
+    customer_id: str = ""
+    invitation_id: str = ""
+    user_name: str = ""
+    password: str = ""
+    url: str = ""
+    error: str = ""
+
+    def as_row(self) -> dict[str, str | int]:
+        return {"line": self.line, "result": "created" if self.ok else "error",
+                "customerId": self.customer_id, "domain": self.domain,
+                "invitationId": self.invitation_id, "userName": self.user_name,
+                "password": self.password, "url": self.url, "error": self.error}
+
+
+def import_rows(
+    app: Flask, partner: Partner, rows: list[Row], options: invitations.Options, actor: str,
+) -> Iterator[Result]:
+    """Create each row's customer and invitation in a transaction of its own."""
+    session = db.session()
+    catalog = app.extensions["portal.catalog"]
+    pepper = app.extensions["portal.peppers"][0]
+    links = invitations.LinkSettings.from_config(app.config)
+    locales = i18n.available_locales()
+    names = {attr: header for header, attr in COLUMNS.items()}
+    for row in rows:
+        domain = row.values.get("domain", "")
+        try:
+            data = customers.NewCustomer(**{attr: row.values.get(attr, "")
+                                            for attr in set(COLUMNS.values())}, names=names)
+            created = customers.create_customer(session, partner, data, catalog, pepper, actor)
+            issued = invitations.create(session, created.customer, options, links=links,
+                                        pepper=pepper, locales=locales, actor=actor)
+            session.commit()
+        except PortalError as exc:
+            session.rollback()
+            yield Result(row.line, False, domain, error=exc.message)
+            continue
+        yield Result(row.line, True, domain, created.customer.id, issued.invitation.id,
+                     issued.user_name, issued.password, issued.url)
+
+
+def run(app: Flask, path: str, partner_id: str, options: invitations.Options,
+        results_path: str | None) -> None:
+    """The command line's bulk import: a progress bar, then a per-row result file."""
+    partner = db.session().get(Partner, partner_id)
+    if partner is None:
+        raise click.ClickException(f"No partner {partner_id}.")
+    try:
+        rows = read(path)
+    except BadFile as exc:
+        raise click.ClickException(str(exc)) from exc
+    target = Path(results_path or f"{path}.results.csv")
+    created = failed = 0
+    with open(target, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        with click.progressbar(length=len(rows), label="Creating customers", show_pos=True,
+                               file=sys.stderr) as bar:
+            for result in import_rows(app, partner, rows, options, actor="cli"):
+                writer.writerow(result.as_row())
+                handle.flush()
+                if result.ok:
+                    created += 1
+                else:
+                    failed += 1
+                    click.echo(f"line {result.line}: {result.error}", err=True)
+                bar.update(1)
+    click.echo(f"{created} created, {failed} with errors; results in {target} "
+               "(it holds temporary passwords: hand them over, then delete it)")
