@@ -592,9 +592,13 @@ def create_invitation(customer_id: str) -> ResponseReturnValue:
     )
     fields.check()
     issued = invitations.create(
-        db.session(), customer, options, links=_links(),
+        db.session(),
+        customer,
+        options,
+        links=_links(),
         pepper=current_app.extensions["portal.peppers"][0],
-        locales=i18n.available_locales(), actor=f"partner:{partner.id}",
+        locales=i18n.available_locales(),
+        actor=f"partner:{partner.id}",
     )
     db.session().commit()
     invitation = issued.invitation
@@ -630,8 +634,9 @@ def get_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
 def resend_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     customer = _visible_customer(customer_id)
     invitation = invitations.get(db.session(), customer.id, invitation_id)
-    invitations.resend(db.session(), invitation, current_app.config["BASE_URL"],
-                       actor=f"partner:{_partner().id}")
+    invitations.resend(
+        db.session(), invitation, current_app.config["BASE_URL"], actor=f"partner:{_partner().id}"
+    )
     db.session().commit()
     db.session().refresh(invitation)
     response = jsonify(invitation_json(invitation))

@@ -38,10 +38,27 @@ COLUMNS = {
     "contactemail": "contact_email",
     "contactphonenumber": "contact_phone",
 }
-REQUIRED = ["domain", "companyName", "email", "culture", "language", "country", "firstName",
-            "lastName"]
-RESULT_COLUMNS = ["line", "result", "customerId", "domain", "invitationId", "userName",
-                  "password", "url", "error"]
+REQUIRED = [
+    "domain",
+    "companyName",
+    "email",
+    "culture",
+    "language",
+    "country",
+    "firstName",
+    "lastName",
+]
+RESULT_COLUMNS = [
+    "line",
+    "result",
+    "customerId",
+    "domain",
+    "invitationId",
+    "userName",
+    "password",
+    "url",
+    "error",
+]
 
 
 class BadFile(Exception):
@@ -68,8 +85,11 @@ def read(path: str | Path) -> list[Row]:
                 raise BadFile(f"{path}: the header row lacks the columns {', '.join(missing)}")
             rows = []
             for record in reader:
-                values = {COLUMNS[_key(h)]: (v or "").strip() for h, v in record.items()
-                          if h is not None and _key(h) in COLUMNS}
+                values = {
+                    COLUMNS[_key(h)]: (v or "").strip()
+                    for h, v in record.items()
+                    if h is not None and _key(h) in COLUMNS
+                }
                 rows.append(Row(reader.line_num, values))
             return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -89,14 +109,25 @@ class Result:
     error: str = ""
 
     def as_row(self) -> dict[str, str | int]:
-        return {"line": self.line, "result": "created" if self.ok else "error",
-                "customerId": self.customer_id, "domain": self.domain,
-                "invitationId": self.invitation_id, "userName": self.user_name,
-                "password": self.password, "url": self.url, "error": self.error}
+        return {
+            "line": self.line,
+            "result": "created" if self.ok else "error",
+            "customerId": self.customer_id,
+            "domain": self.domain,
+            "invitationId": self.invitation_id,
+            "userName": self.user_name,
+            "password": self.password,
+            "url": self.url,
+            "error": self.error,
+        }
 
 
 def import_rows(
-    app: Flask, partner: Partner, rows: list[Row], options: invitations.Options, actor: str,
+    app: Flask,
+    partner: Partner,
+    rows: list[Row],
+    options: invitations.Options,
+    actor: str,
 ) -> Iterator[Result]:
     """Create each row's customer and invitation in a transaction of its own."""
     session = db.session()
@@ -108,22 +139,39 @@ def import_rows(
     for row in rows:
         domain = row.values.get("domain", "")
         try:
-            data = customers.NewCustomer(**{attr: row.values.get(attr, "")
-                                            for attr in set(COLUMNS.values())}, names=names)
+            data = customers.NewCustomer(
+                **{attr: row.values.get(attr, "") for attr in set(COLUMNS.values())}, names=names
+            )
             created = customers.create_customer(session, partner, data, catalog, pepper, actor)
-            issued = invitations.create(session, created.customer, options, links=links,
-                                        pepper=pepper, locales=locales, actor=actor)
+            issued = invitations.create(
+                session,
+                created.customer,
+                options,
+                links=links,
+                pepper=pepper,
+                locales=locales,
+                actor=actor,
+            )
             session.commit()
         except PortalError as exc:
             session.rollback()
             yield Result(row.line, False, domain, error=exc.message)
             continue
-        yield Result(row.line, True, domain, created.customer.id, issued.invitation.id,
-                     issued.user_name, issued.password, issued.url)
+        yield Result(
+            row.line,
+            True,
+            domain,
+            created.customer.id,
+            issued.invitation.id,
+            issued.user_name,
+            issued.password,
+            issued.url,
+        )
 
 
-def run(app: Flask, path: str, partner_id: str, options: invitations.Options,
-        results_path: str | None) -> None:
+def run(
+    app: Flask, path: str, partner_id: str, options: invitations.Options, results_path: str | None
+) -> None:
     """The command line's bulk import: a progress bar, then a per-row result file."""
     partner = db.session().get(Partner, partner_id)
     if partner is None:
@@ -137,8 +185,9 @@ def run(app: Flask, path: str, partner_id: str, options: invitations.Options,
     with open(target, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
         writer.writeheader()
-        with click.progressbar(length=len(rows), label="Creating customers", show_pos=True,
-                               file=sys.stderr) as bar:
+        with click.progressbar(
+            length=len(rows), label="Creating customers", show_pos=True, file=sys.stderr
+        ) as bar:
             for result in import_rows(app, partner, rows, options, actor="cli"):
                 writer.writerow(result.as_row())
                 handle.flush()
@@ -148,5 +197,7 @@ def run(app: Flask, path: str, partner_id: str, options: invitations.Options,
                     failed += 1
                     click.echo(f"line {result.line}: {result.error}", err=True)
                 bar.update(1)
-    click.echo(f"{created} created, {failed} with errors; results in {target} "
-               "(it holds temporary passwords: hand them over, then delete it)")
+    click.echo(
+        f"{created} created, {failed} with errors; results in {target} "
+        "(it holds temporary passwords: hand them over, then delete it)"
+    )

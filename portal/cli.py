@@ -278,8 +278,10 @@ def mail_send(batch: int) -> None:
     """Send what is due, once. SMTP trouble is recorded per message, and exits 0."""
     with _portal() as app:
         if not app.config.get("MAIL_SERVER"):
-            click.echo("No SMTP server configured (PORTAL_MAIL_SERVER): messages stay in the "
-                       "outbox; `portal mail outbox` shows them.")
+            click.echo(
+                "No SMTP server configured (PORTAL_MAIL_SERVER): messages stay in the "
+                "outbox; `portal mail outbox` shows them."
+            )
             return
         total = outbox.Report()
         while True:
@@ -305,8 +307,10 @@ def mail_outbox(limit: int) -> None:
         if not found:
             click.echo("The outbox is empty.")
         for message in found:
-            click.echo(f"--- {message.id}  {message.status.value}  attempts {message.attempts}"
-                       + (f"  last error: {message.last_error}" if message.last_error else ""))
+            click.echo(
+                f"--- {message.id}  {message.status.value}  attempts {message.attempts}"
+                + (f"  last error: {message.last_error}" if message.last_error else "")
+            )
             click.echo(f"To: {message.to_address}\nSubject: {message.subject}\n")
             click.echo(message.text_body or "(body removed)")
 
@@ -316,10 +320,13 @@ def mail_outbox(limit: int) -> None:
 
 def _invite_one(app: Flask, customer: Customer, options: invitations.Options) -> Any:
     return invitations.create(
-        db.session(), customer, options,
+        db.session(),
+        customer,
+        options,
         links=invitations.LinkSettings.from_config(app.config),
         pepper=app.extensions["portal.peppers"][0],
-        locales=i18n.available_locales(), actor="cli",
+        locales=i18n.available_locales(),
+        actor="cli",
     )
 
 
@@ -329,18 +336,32 @@ def _invite_one(app: Flask, customer: Customer, options: invitations.Options) ->
 @click.option("--to", help="Send to this address instead of the primary contact.")
 @click.option("--language", help="Write the email in this language (default: the customer's).")
 @click.option("--no-credentials", is_flag=True, help="Leave the password out of the email.")
-@click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False),
-              help="Create customers and invitations in bulk from this CSV file.")
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Create customers and invitations in bulk from this CSV file.",
+)
 @click.option("--partner", "partner_id", help="With --csv: the partner the customers belong to.")
-@click.option("--results", type=click.Path(dir_okay=False),
-              help="With --csv: where to write the per-row results "
-                   "(default: FILE.results.csv).")
-def invite(customer_id: str | None, send: bool, to: str | None, language: str | None,
-           no_credentials: bool, csv_file: str | None, partner_id: str | None,
-           results: str | None) -> None:
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    help="With --csv: where to write the per-row results (default: FILE.results.csv).",
+)
+def invite(
+    customer_id: str | None,
+    send: bool,
+    to: str | None,
+    language: str | None,
+    no_credentials: bool,
+    csv_file: str | None,
+    partner_id: str | None,
+    results: str | None,
+) -> None:
     """Create an invitation for CUSTOMER_ID and print it, or many with --csv."""
-    options = invitations.Options(send=send, to=to, language=language,
-                                  include_credentials=not no_credentials)
+    options = invitations.Options(
+        send=send, to=to, language=language, include_credentials=not no_credentials
+    )
     if csv_file:
         if customer_id or not partner_id:
             raise click.UsageError("--csv takes --partner PARTNER_ID and no CUSTOMER_ID.")
@@ -362,8 +383,10 @@ def invite(customer_id: str | None, send: bool, to: str | None, language: str | 
             raise _fail(exc) from exc
         session.commit()
         invitation = issued.invitation
-        click.echo(f"Invitation {invitation.id} ({invitations.status(invitation)}), "
-                   f"expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC")
+        click.echo(
+            f"Invitation {invitation.id} ({invitations.status(invitation)}), "
+            f"expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
         click.echo(f"Link:      {issued.url}")
         click.echo(f"User name: {issued.user_name}")
         click.echo(f"Password:  {issued.password}  (temporary; shown this once)")

@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,8 +26,14 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     return engine
 
 
+#: Execution option for transactions that will write: on SQLite they take the write lock at
+#: BEGIN, so a transaction that reads first cannot fail with "database is locked" when it writes.
+WRITE = "portal_write"
+
+
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    write = connection.get_execution_options().get(WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,7 +51,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"], echo=bool(app.config["DATABASE_ECHO"]))
     app.extensions["portal.engine"] = engine
-    app.extensions["portal.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["portal.sessionmaker"] = sessionmaker(
+        engine.execution_options(**{WRITE: True}), expire_on_commit=False
+    )
+    app.extensions["portal.reader"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_session)
 
 
@@ -55,9 +64,19 @@ def engine() -> Engine:
 
 
 def session() -> Session:
-    """The session of this app context. Domain code flushes; the edge commits."""
+    """The session of this app context. Domain code flushes; the edge commits.
+
+    Partner API reads (GET) get a session that does not take SQLite's write lock; everything
+    else may write.
+    """
     if "db_session" not in g:
-        g.db_session = current_app.extensions["portal.sessionmaker"]()
+        reading = (
+            has_request_context()
+            and request.method in ("GET", "HEAD")
+            and (request.blueprint == "api")
+        )
+        factory = current_app.extensions["portal.reader" if reading else "portal.sessionmaker"]
+        g.db_session = factory()
     result: Session = g.db_session
     return result
 

@@ -41,6 +41,10 @@ class DeliveryLoop:
                 log.warning("outbox pass skipped: %s", exc)
                 return None
         if report.attempted:
-            log.info("outbox: %d sent, %d to retry, %d failed", report.sent, report.retrying,
-                     report.failed)
+            log.info(
+                "outbox: %d sent, %d to retry, %d failed",
+                report.sent,
+                report.retrying,
+                report.failed,
+            )
         return report

@@ -31,7 +31,8 @@ def render(name: str, locale: str, subject: Callable[[], str], **context: Any) -
             subject=title,
             html_lang=locale.replace("_", "-"),
             text_direction=(Locale.parse(locale).text_direction or "ltr")
-            if locale != DEFAULT_LOCALE else "ltr",
+            if locale != DEFAULT_LOCALE
+            else "ltr",
         )
         text = render_template(f"email/{name}.txt", **context)
         html = render_template(f"email/{name}.html", **context)

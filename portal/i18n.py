@@ -20,8 +20,9 @@ def available_locales() -> list[str]:
     for directory in babel.instance.domain_instance.translation_directories:
         base = Path(directory)
         if base.is_dir():
-            found.update(p.name for p in base.iterdir()
-                         if (p / "LC_MESSAGES" / "messages.po").exists())
+            found.update(
+                p.name for p in base.iterdir() if (p / "LC_MESSAGES" / "messages.po").exists()
+            )
     return sorted(found)
 
 
@@ -42,8 +43,11 @@ def best_locale(candidates: Iterable[str | None], available: Iterable[str]) -> s
         locale = parse(candidate)
         if locale is None:
             continue
-        for key in (str(locale), f"{locale.language}_{locale.script}" if locale.script else None,
-                    locale.language):
+        for key in (
+            str(locale),
+            f"{locale.language}_{locale.script}" if locale.script else None,
+            locale.language,
+        ):
             if key and key in have:
                 return have[key]
     return DEFAULT_LOCALE

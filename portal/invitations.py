@@ -65,12 +65,17 @@ class LinkSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LinkSettings:
-        return cls(config["SECRET_KEY"], list(config["SECRET_KEY_FALLBACKS"]),
-                   config["BASE_URL"], int(config["INVITATION_MAX_AGE"]))
+        return cls(
+            config["SECRET_KEY"],
+            list(config["SECRET_KEY_FALLBACKS"]),
+            config["BASE_URL"],
+            int(config["INVITATION_MAX_AGE"]),
+        )
 
     def url(self, invitation: Invitation) -> str:
-        token = tokens.invitation_token(self.secret_key, self.fallbacks, invitation.id,
-                                        invitation.nonce)
+        token = tokens.invitation_token(
+            self.secret_key, self.fallbacks, invitation.id, invitation.nonce
+        )
         return f"{self.base_url}/invite/{token}"
 
 
@@ -139,29 +144,47 @@ def create(
     session.add(invitation)
     session.flush()
     url = links.url(invitation)
-    email = render(customer, url, credential.user_name,
-                   password if options.include_credentials else None,
-                   invitation.expires_at, locale)
+    email = render(
+        customer,
+        url,
+        credential.user_name,
+        password if options.include_credentials else None,
+        invitation.expires_at,
+        locale,
+    )
     invitation.subject = email.subject
     invitation.text_body = email.text
     invitation.html_body = email.html
     message = None
     if options.send:
-        message = outbox.queue(session, INVITATION_MAIL, recipient, email,
-                               base_url=links.base_url, invitation_id=invitation.id,
-                               customer_id=customer.id)
+        message = outbox.queue(
+            session,
+            INVITATION_MAIL,
+            recipient,
+            email,
+            base_url=links.base_url,
+            invitation_id=invitation.id,
+            customer_id=customer.id,
+        )
         session.flush()
-    events.record(session, events.INVITATION_CREATED, actor=actor,
-                  partner_id=customer.partner_id, customer_id=customer.id,
-                  data={"invitation_id": invitation.id, "send": options.send,
-                        "language": locale})
-    return Issued(invitation, url, credential.user_name, password,
-                  message.id if message else None)
+    events.record(
+        session,
+        events.INVITATION_CREATED,
+        actor=actor,
+        partner_id=customer.partner_id,
+        customer_id=customer.id,
+        data={"invitation_id": invitation.id, "send": options.send, "language": locale},
+    )
+    return Issued(invitation, url, credential.user_name, password, message.id if message else None)
 
 
 def render(
-    customer: Customer, url: str, user_name: str, password: str | None,
-    expires_at: datetime, locale: str,
+    customer: Customer,
+    url: str,
+    user_name: str,
+    password: str | None,
+    expires_at: datetime,
+    locale: str,
 ) -> emails.Email:
     partner = customer.partner.name
     company = customer.company_name
@@ -172,7 +195,9 @@ def render(
         subject=lambda: gettext(
             # Translators: the subject of the invitation email.
             "%(partner)s asks %(company)s to accept the Microsoft Customer Agreement",
-            partner=partner, company=company),
+            partner=partner,
+            company=company,
+        ),
         partner_name=partner,
         company_name=company,
         contact_name=contact,
@@ -184,21 +209,32 @@ def render(
 
 
 def _close_open_invitations(session: Session, customer_id: str, now: datetime) -> None:
-    open_ids = list(session.scalars(select(Invitation.id).where(
-        Invitation.customer_id == customer_id,
-        Invitation.revoked_at.is_(None),
-        Invitation.superseded_at.is_(None),
-    )))
+    open_ids = list(
+        session.scalars(
+            select(Invitation.id).where(
+                Invitation.customer_id == customer_id,
+                Invitation.revoked_at.is_(None),
+                Invitation.superseded_at.is_(None),
+            )
+        )
+    )
     if not open_ids:
         return
-    session.execute(update(Invitation).where(Invitation.id.in_(open_ids))
-                    .values(superseded_at=now, text_body="", html_body=""))
+    session.execute(
+        update(Invitation)
+        .where(Invitation.id.in_(open_ids))
+        .values(superseded_at=now, text_body="", html_body="")
+    )
     for invitation_id in open_ids:
         outbox.cancel_pending(session, invitation_id)
 
 
 def _reset_credentials(
-    session: Session, customer: Customer, password: str, pepper: bytes, now: datetime,
+    session: Session,
+    customer: Customer,
+    password: str,
+    pepper: bytes,
+    now: datetime,
 ) -> CustomerCredential:
     credential = session.scalars(
         select(CustomerCredential).where(CustomerCredential.customer_id == customer.id)
@@ -210,10 +246,13 @@ def _reset_credentials(
 
 
 def for_customer(session: Session, customer_id: str) -> list[Invitation]:
-    return list(session.scalars(
-        select(Invitation).where(Invitation.customer_id == customer_id)
-        .order_by(Invitation.created_at.desc(), Invitation.id)
-    ))
+    return list(
+        session.scalars(
+            select(Invitation)
+            .where(Invitation.customer_id == customer_id)
+            .order_by(Invitation.created_at.desc(), Invitation.id)
+        )
+    )
 
 
 def get(session: Session, customer_id: str, invitation_id: str) -> Invitation:
@@ -248,15 +287,27 @@ def resend(session: Session, invitation: Invitation, base_url: str, actor: str) 
         raise InvitationClosed()
     if has_direct_acceptance(session, invitation.customer_id):
         raise AlreadyAccepted()
-    email = emails.Email(invitation.subject, invitation.text_body, invitation.html_body,
-                         invitation.language)
-    message = outbox.queue(session, INVITATION_MAIL, invitation.recipient, email,
-                           base_url=base_url, invitation_id=invitation.id,
-                           customer_id=invitation.customer_id)
+    email = emails.Email(
+        invitation.subject, invitation.text_body, invitation.html_body, invitation.language
+    )
+    message = outbox.queue(
+        session,
+        INVITATION_MAIL,
+        invitation.recipient,
+        email,
+        base_url=base_url,
+        invitation_id=invitation.id,
+        customer_id=invitation.customer_id,
+    )
     session.flush()
-    events.record(session, "invitation.resent", actor=actor, customer_id=invitation.customer_id,
-                  partner_id=invitation.customer.partner_id,
-                  data={"invitation_id": invitation.id, "message_id": message.id})
+    events.record(
+        session,
+        "invitation.resent",
+        actor=actor,
+        customer_id=invitation.customer_id,
+        partner_id=invitation.customer.partner_id,
+        data={"invitation_id": invitation.id, "message_id": message.id},
+    )
     return message.id
 
 
@@ -270,14 +321,22 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
     invitation.html_body = ""
     outbox.cancel_pending(session, invitation.id)
     if invitation.superseded_at is None:
-        credential = session.scalars(select(CustomerCredential).where(
-            CustomerCredential.customer_id == invitation.customer_id)).one()
+        credential = session.scalars(
+            select(CustomerCredential).where(
+                CustomerCredential.customer_id == invitation.customer_id
+            )
+        ).one()
         if credential.temporary:
             credential.password_hash = DEAD_PASSWORD
             credential.updated_at = now
-    events.record(session, "invitation.revoked", actor=actor,
-                  customer_id=invitation.customer_id, partner_id=invitation.customer.partner_id,
-                  data={"invitation_id": invitation.id})
+    events.record(
+        session,
+        "invitation.revoked",
+        actor=actor,
+        customer_id=invitation.customer_id,
+        partner_id=invitation.customer.partner_id,
+        data={"invitation_id": invitation.id},
+    )
 
 
 # --- following a link -------------------------------------------------------------------------
@@ -295,8 +354,7 @@ class Landing:
 def follow(session: Session, links: LinkSettings, token: str) -> Landing:
     """Check a link. Never changes anything but the first-opened time (mail scanners open links
     too, so a GET may not use a link up)."""
-    checked = tokens.check_invitation_token(links.secret_key, links.fallbacks, token,
-                                            links.max_age)
+    checked = tokens.check_invitation_token(links.secret_key, links.fallbacks, token, links.max_age)
     if checked.outcome is tokens.Outcome.INVALID:
         return Landing("invalid")
     invitation = session.get(Invitation, checked.invitation_id)
@@ -313,13 +371,16 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
         return Landing("expired", invitation)
     if invitation.opened_at is None:
         invitation.opened_at = utcnow()
-        events.record(session, events.INVITATION_OPENED, actor="link",
-                      customer_id=invitation.customer_id,
-                      partner_id=invitation.customer.partner_id,
-                      data={"invitation_id": invitation.id})
+        events.record(
+            session,
+            events.INVITATION_OPENED,
+            actor="link",
+            customer_id=invitation.customer_id,
+            partner_id=invitation.customer.partner_id,
+            data={"invitation_id": invitation.id},
+        )
     return Landing("valid", invitation)
 
 
 def partner_of(invitation: Invitation) -> Partner:
     return invitation.customer.partner
-

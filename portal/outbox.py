@@ -59,14 +59,18 @@ def cancel_pending(session: Session, invitation_id: str) -> None:
     """Withdraw unsent messages of an invitation and drop the bodies of all of them."""
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.invitation_id == invitation_id,
-               OutboxMessage.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]))
+        .where(
+            OutboxMessage.invitation_id == invitation_id,
+            OutboxMessage.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
+        )
         .values(status=DeliveryStatus.CANCELLED, claimed_until=None)
     )
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.invitation_id == invitation_id,
-               OutboxMessage.status != DeliveryStatus.SENDING)
+        .where(
+            OutboxMessage.invitation_id == invitation_id,
+            OutboxMessage.status != DeliveryStatus.SENDING,
+        )
         .values(text_body="", html_body="")
     )
 
@@ -75,8 +79,11 @@ def pending(session: Session, limit: int = 100) -> list[OutboxMessage]:
     """Messages not yet sent (queued, being sent, or failed), oldest first."""
     query = (
         select(OutboxMessage)
-        .where(OutboxMessage.status.in_(
-            [DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.FAILED]))
+        .where(
+            OutboxMessage.status.in_(
+                [DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.FAILED]
+            )
+        )
         .order_by(OutboxMessage.created_at)
         .limit(limit)
     )
@@ -135,18 +142,26 @@ def _due(now: datetime) -> Any:
 def claim(session: Session, limit: int, now: datetime | None = None) -> list[OutboxMessage]:
     """Take up to ``limit`` due messages for this sender; commits the claim."""
     now = now or utcnow()
-    candidates = list(session.scalars(
-        select(OutboxMessage.id).where(_due(now)).order_by(OutboxMessage.next_attempt_at)
-        .limit(limit).with_for_update(skip_locked=True)
-    ))
+    candidates = list(
+        session.scalars(
+            select(OutboxMessage.id)
+            .where(_due(now))
+            .order_by(OutboxMessage.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
     claimed: list[str] = []
     for message_id in candidates:
         # The condition repeats the due test: of two senders, only one UPDATE matches.
         result = session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id, _due(now))
-            .values(status=DeliveryStatus.SENDING, claimed_until=now + CLAIM_LEASE,
-                    attempts=OutboxMessage.attempts + 1)
+            .values(
+                status=DeliveryStatus.SENDING,
+                claimed_until=now + CLAIM_LEASE,
+                attempts=OutboxMessage.attempts + 1,
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
@@ -163,27 +178,44 @@ def _backoff(attempts: int, base: float, cap: float) -> timedelta:
 
 
 def _finish(
-    session: Session, message: OutboxMessage, error: str | None, config: Any,
+    session: Session,
+    message: OutboxMessage,
+    error: str | None,
+    config: Any,
     permanent: bool = False,
 ) -> str:
     """Record the outcome of one attempt; returns ``sent``, ``retrying`` or ``failed``."""
     now = utcnow()
     if error is None:
-        values: dict[str, Any] = {"status": DeliveryStatus.SENT, "sent_at": now,
-                                  "claimed_until": None, "last_error": ""}
+        values: dict[str, Any] = {
+            "status": DeliveryStatus.SENT,
+            "sent_at": now,
+            "claimed_until": None,
+            "last_error": "",
+        }
         if message.invitation_id:
             # The body holds the temporary password; the invitation keeps its own copy.
             values.update(text_body="", html_body="")
         outcome = "sent"
     elif permanent or message.attempts >= int(config["MAIL_MAX_ATTEMPTS"]):
-        values = {"status": DeliveryStatus.FAILED, "claimed_until": None,
-                  "last_error": error[:2000]}
+        values = {
+            "status": DeliveryStatus.FAILED,
+            "claimed_until": None,
+            "last_error": error[:2000],
+        }
         outcome = "failed"
     else:
-        delay = _backoff(message.attempts, float(config["MAIL_RETRY_BASE_SECONDS"]),
-                         float(config["MAIL_RETRY_MAX_SECONDS"]))
-        values = {"status": DeliveryStatus.QUEUED, "claimed_until": None,
-                  "next_attempt_at": now + delay, "last_error": error[:2000]}
+        delay = _backoff(
+            message.attempts,
+            float(config["MAIL_RETRY_BASE_SECONDS"]),
+            float(config["MAIL_RETRY_MAX_SECONDS"]),
+        )
+        values = {
+            "status": DeliveryStatus.QUEUED,
+            "claimed_until": None,
+            "next_attempt_at": now + delay,
+            "last_error": error[:2000],
+        }
         outcome = "retrying"
     session.execute(
         update(OutboxMessage)
@@ -204,6 +236,15 @@ def _mail_message(app: Flask, message: OutboxMessage) -> Message:
         sender=app.config["MAIL_DEFAULT_SENDER"],
         extra_headers={"Message-ID": message.message_id},
     )
+
+
+def _permanent(exc: smtplib.SMTPException) -> bool:
+    """A 5xx answer will not change on retry; a 4xx may."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+    else:
+        codes = [getattr(exc, "smtp_code", 0)]
+    return bool(codes) and all(500 <= code < 600 for code in codes)
 
 
 def _describe(exc: BaseException) -> str:
@@ -228,11 +269,15 @@ def deliver_due(app: Flask, session: Session, batch: int = 100) -> Report:
             message = remaining[0]
             try:
                 connection.send(_mail_message(app, message))
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError,
-                    smtplib.SMTPSenderRefused) as exc:
+            except (
+                smtplib.SMTPRecipientsRefused,
+                smtplib.SMTPDataError,
+                smtplib.SMTPSenderRefused,
+            ) as exc:
                 # This message was refused; the connection is still good for the next.
                 remaining.pop(0)
-                _count(report, _finish(session, message, _describe(exc), app.config), exc)
+                outcome = _finish(session, message, _describe(exc), app.config, _permanent(exc))
+                _count(report, outcome, exc)
                 continue
             except BadHeaderError as exc:
                 # Addresses are checked at the edge; a message that still fails this never will.

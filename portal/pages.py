@@ -11,8 +11,14 @@ from portal.invitations import LinkSettings
 bp = Blueprint("pages", __name__)
 
 #: HTTP status of each landing page: the link is bad or used up, but none of them is a 5xx.
-_LANDING_STATUS = {"valid": 200, "accepted": 200, "expired": 410, "withdrawn": 410,
-                   "replaced": 410, "invalid": 404}
+_LANDING_STATUS = {
+    "valid": 200,
+    "accepted": 200,
+    "expired": 410,
+    "withdrawn": 410,
+    "replaced": 410,
+    "invalid": 404,
+}
 
 
 @bp.get("/invite/<path:token>")
@@ -31,5 +37,7 @@ def invite(token: str) -> ResponseReturnValue:
             "company_name": customer.company_name,
             "user_name": customer.credential.user_name if customer.credential else "",
         }
-    return (render_template(f"invite/{landing.state}.html", token=token, **context),
-            _LANDING_STATUS[landing.state])
+    return (
+        render_template(f"invite/{landing.state}.html", token=token, **context),
+        _LANDING_STATUS[landing.state],
+    )

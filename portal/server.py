@@ -31,8 +31,7 @@ def _post_fork(_server: Any, _worker: Any) -> None:
         db.engine().dispose(close=False)
 
 
-def run(app: Flask, host: str, port: int, workers: int, threads: int,
-        deliver: bool = True) -> None:
+def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: bool = True) -> None:
     """Serve ``app``; with ``deliver``, the master process also sends the outbox."""
     from portal.delivery import DeliveryLoop
 

@@ -33,8 +33,9 @@ def _serializer(secret_key: str, fallbacks: Sequence[str], salt: str) -> URLSafe
     return URLSafeTimedSerializer([*fallbacks, secret_key], salt=salt)
 
 
-def invitation_token(secret_key: str, fallbacks: Sequence[str], invitation_id: str,
-                     nonce: str) -> str:
+def invitation_token(
+    secret_key: str, fallbacks: Sequence[str], invitation_id: str, nonce: str
+) -> str:
     return str(_serializer(secret_key, fallbacks, INVITATION_SALT).dumps([invitation_id, nonce]))
 
 

@@ -91,8 +91,12 @@ def settings(database_url: str, request: pytest.FixtureRequest) -> dict[str, Any
     }
     if request.node.get_closest_marker("mail"):
         server = request.getfixturevalue("smtp")
-        values.update(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2,
-                      MAIL_DEFAULT_SENDER="Portal <portal@example.test>")
+        values.update(
+            MAIL_SERVER=server.host,
+            MAIL_PORT=server.port,
+            MAIL_TIMEOUT=2,
+            MAIL_DEFAULT_SENDER="Portal <portal@example.test>",
+        )
     return values
 
 
@@ -228,4 +232,3 @@ def smtp() -> Iterator[Any]:
 
     with smtp_server() as server:
         yield server
-

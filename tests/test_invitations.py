@@ -15,7 +15,6 @@ from portal import credentials, db, outbox
 from portal.models import Customer, CustomerCredential, Invitation, OutboxMessage
 
 
-
 def invite(api, customer_id, **body):
     response = api.post(f"/v1/customers/{customer_id}/invitations", json=body)
     assert response.status_code == 201, response.get_json()
@@ -34,8 +33,11 @@ def path_of(url: str) -> str:
 def password_works(app, customer_id: str, password: str) -> bool:
     with app.app_context():
         session = db.session()
-        stored = session.scalars(select(CustomerCredential.password_hash).where(
-            CustomerCredential.customer_id == customer_id)).one()
+        stored = session.scalars(
+            select(CustomerCredential.password_hash).where(
+                CustomerCredential.customer_id == customer_id
+            )
+        ).one()
         return credentials.verify_password(stored, password, app.extensions["portal.peppers"])
 
 
@@ -77,8 +79,18 @@ def parse_html(html: str) -> LinkCollector:
 def test_invitation_response_is_the_email_with_fresh_credentials(app, api):
     customer = api.create_customer(company_name="Contoso Ltd")
     made = invite(api, customer["id"])
-    assert set(made) >= {"id", "url", "expiresAt", "userName", "password", "subject", "textBody",
-                         "htmlBody", "language", "status"}
+    assert set(made) >= {
+        "id",
+        "url",
+        "expiresAt",
+        "userName",
+        "password",
+        "subject",
+        "textBody",
+        "htmlBody",
+        "language",
+        "status",
+    }
     assert made["status"] == "created"  # not sent: the partner copies it
     assert made["url"].startswith("https://portal.example.test/invite/")
     assert made["userName"] == customer["userCredentials"]["userName"]
@@ -133,17 +145,23 @@ def test_link_carries_only_ids_and_a_nonce(app, api):
     with app.app_context():
         invitation = db.session().get(Invitation, made["id"])
         assert decoded == [invitation.id, invitation.nonce]
-    for secret in (made["password"], made["userName"], customer["billingProfile"]["email"],
-                   "Contoso"):
+    for secret in (
+        made["password"],
+        made["userName"],
+        customer["billingProfile"]["email"],
+        "Contoso",
+    ):
         assert secret not in str(decoded)
 
 
 @pytest.mark.parametrize(
     ("field", "value", "problem"),
-    [("to", "victim@example.test\r\nBcc: all@example.test", "control characters"),
-     ("to", "not an address", "not an email address"),
-     ("send", "yes", "true or false"),
-     ("includeCredentials", 1, "true or false")],
+    [
+        ("to", "victim@example.test\r\nBcc: all@example.test", "control characters"),
+        ("to", "not an address", "not an email address"),
+        ("send", "yes", "true or false"),
+        ("includeCredentials", 1, "true or false"),
+    ],
 )
 def test_bad_invitation_options_are_400_naming_the_field(app, api, field, value, problem):
     customer = api.create_customer()
@@ -177,8 +195,9 @@ def test_invitation_after_acceptance_is_409(app, api):
     assert "already accepted" in response.get_json()["description"]
 
 
-@pytest.mark.parametrize("hostile", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>',
-                                     "{{7*7}}"])
+@pytest.mark.parametrize(
+    "hostile", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "{{7*7}}"]
+)
 def test_hostile_names_are_literal_in_both_bodies(api, hostile):
     customer = api.create_customer(company_name=hostile, first_name=hostile)
     made = invite(api, customer["id"])
@@ -265,8 +284,10 @@ def test_new_invitation_kills_previous_link_and_password(app, api, client, smtp)
     assert client.get(path_of(second["url"])).status_code == 200
     assert not password_works(app, customer["id"], first["password"])
     assert password_works(app, customer["id"], second["password"])
-    states = {i["id"]: i["status"] for i in api.get(
-        f"/v1/customers/{customer['id']}/invitations").get_json()["items"]}
+    states = {
+        i["id"]: i["status"]
+        for i in api.get(f"/v1/customers/{customer['id']}/invitations").get_json()["items"]
+    }
     assert states == {first["id"]: "superseded", second["id"]: "sent"}
 
 
@@ -300,8 +321,10 @@ def test_resend_sends_the_same_email_again(app, api, smtp):
 def test_revoked_invitation_shows_withdrawn_and_its_password_dies(app, api, client, smtp):
     customer = api.create_customer()
     made = invite(api, customer["id"])
-    response = api.client.delete(f"/v1/customers/{customer['id']}/invitations/{made['id']}",
-                                 headers={"Authorization": f"Bearer {api.key}"})
+    response = api.client.delete(
+        f"/v1/customers/{customer['id']}/invitations/{made['id']}",
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
     assert response.status_code == 200
     assert response.get_json()["status"] == "revoked"
     page = client.get(path_of(made["url"]))
@@ -318,8 +341,10 @@ def test_revoked_invitation_shows_withdrawn_and_its_password_dies(app, api, clie
 def test_revoking_cancels_a_queued_message(app, api):
     customer = api.create_customer()
     made = invite(api, customer["id"], send=True)
-    api.client.delete(f"/v1/customers/{customer['id']}/invitations/{made['id']}",
-                      headers={"Authorization": f"Bearer {api.key}"})
+    api.client.delete(
+        f"/v1/customers/{customer['id']}/invitations/{made['id']}",
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
     with app.app_context():
         message = db.session().scalars(select(OutboxMessage)).one()
         assert message.status.value == "cancelled"
@@ -358,8 +383,17 @@ def test_tampered_and_garbage_links_get_the_invalid_page(api, client):
     customer = api.create_customer()
     token = path_of(invite(api, customer["id"])["url"]).rsplit("/", 1)[1]
     flipped = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
-    for bad in (flipped, token[:-1], token + "x", token[:-1] + chr(ord(token[-1]) ^ 1), "x",
-                "a" * 10_000, "%00", "%C3%A9t%C3%A9", "..%2F..%2Fetc"):
+    for bad in (
+        flipped,
+        token[:-1],
+        token + "x",
+        token[:-1] + chr(ord(token[-1]) ^ 1),
+        "x",
+        "a" * 10_000,
+        "%00",
+        "%C3%A9t%C3%A9",
+        "..%2F..%2Fetc",
+    ):
         page = client.get(f"/invite/{bad}")
         assert page.status_code == 404, bad
         assert "not valid" in page.get_data(as_text=True)
@@ -374,7 +408,9 @@ def test_wrong_salt_and_session_signed_tokens_are_rejected(app, api, client):
     with app.app_context():
         invitation = db.session().get(Invitation, made["id"])
         payload = [invitation.id, invitation.nonce]
-    other_salt = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="portal.other").dumps(payload)
+    other_salt = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="portal.other").dumps(
+        payload
+    )
     session_signed = app.session_interface.get_signing_serializer(app).dumps(payload)
     for token in (other_salt, session_signed):
         assert client.get(f"/invite/{token}").status_code == 404
@@ -389,8 +425,11 @@ def test_links_signed_with_a_fallback_key_still_work(settings, api, make_app):
     assert dropped.test_client().get(path_of(made["url"])).status_code == 404
     # New links are signed with the new key.
     rotated_api_key = {"Authorization": f"Bearer {api.key}"}
-    fresh = rotated.test_client().post(f"/v1/customers/{customer['id']}/invitations",
-                                       headers=rotated_api_key, json={}).get_json()
+    fresh = (
+        rotated.test_client()
+        .post(f"/v1/customers/{customer['id']}/invitations", headers=rotated_api_key, json={})
+        .get_json()
+    )
     assert dropped.test_client().get(path_of(fresh["url"])).status_code == 200
 
 
@@ -414,8 +453,11 @@ def test_mail_scanner_get_changes_nothing_but_the_opened_time(app, api, client):
 
 def test_links_come_from_base_url_not_the_host_header(api):
     customer = api.create_customer()
-    response = api.post(f"/v1/customers/{customer['id']}/invitations", json={},
-                        headers={"Host": "evil.example.test"})
+    response = api.post(
+        f"/v1/customers/{customer['id']}/invitations",
+        json={},
+        headers={"Host": "evil.example.test"},
+    )
     made = response.get_json()
     assert made["url"].startswith("https://portal.example.test/invite/")
     assert "evil" not in made["textBody"] + made["htmlBody"]

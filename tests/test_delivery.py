@@ -1,0 +1,192 @@
+"""Delivery through SMTP servers that fail: nothing is lost, nothing is sent twice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import time_machine
+from sqlalchemy import select
+
+from portal import db, outbox
+from portal.models import Customer, DeliveryStatus, Invitation, OutboxMessage, utcnow
+from tests.mailservers import closed_port, silent_server, smtp_server
+
+
+def queue_invitations(api, count: int = 1) -> list[str]:
+    ids = []
+    for _ in range(count):
+        customer = api.create_customer()
+        response = api.post(f"/v1/customers/{customer['id']}/invitations", json={"send": True})
+        assert response.status_code == 201
+        ids.append(response.get_json()["id"])
+    return ids
+
+
+def messages(app) -> list[OutboxMessage]:
+    with app.app_context():
+        return list(db.session().scalars(select(OutboxMessage).order_by(OutboxMessage.created_at)))
+
+
+def deliver(app):
+    with app.app_context():
+        return outbox.deliver_due(app, db.session())
+
+
+def later(minutes: float):
+    return time_machine.travel(utcnow() + timedelta(minutes=minutes), tick=True)
+
+
+def test_no_smtp_configured_keeps_mail_in_the_outbox(app, api, runner):
+    queue_invitations(api)
+    report = deliver(app)
+    assert report.attempted == 0
+    [message] = messages(app)
+    assert message.status is DeliveryStatus.QUEUED
+    assert message.attempts == 0
+    shown = runner.invoke(__import__("portal.cli", fromlist=["main"]).main, ["mail", "outbox"])
+    assert shown.exit_code == 0
+    assert "Temporary password:" in shown.output
+    assert message.to_address in shown.output
+
+
+def test_refused_connection_loses_nothing_and_a_later_pass_sends_once(make_app, api):
+    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=closed_port(), MAIL_TIMEOUT=2)
+    queue_invitations(api, 2)
+    report = deliver(app)
+    assert (report.sent, report.retrying) == (0, 2)
+    for message in messages(app):
+        assert message.status is DeliveryStatus.QUEUED
+        assert message.attempts == 1
+        assert "Connection refused" in message.last_error or "Errno 111" in message.last_error
+        assert message.text_body  # kept for the retry
+    with app.app_context():
+        assert db.session().query(Customer).count() == 2
+        assert db.session().query(Invitation).count() == 2
+
+    assert deliver(app).attempted == 0  # not due yet: backoff
+    with smtp_server() as server:
+        retry_app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
+        with later(2):
+            assert deliver(retry_app).sent == 2
+            assert deliver(retry_app).attempted == 0
+        assert len(server.inbox.received) == 2
+    assert {m.status for m in messages(app)} == {DeliveryStatus.SENT}
+
+
+def test_silent_server_times_out_without_slowing_requests(make_app, api):
+    with silent_server() as port:
+        app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_TIMEOUT=1)
+        started = time.monotonic()
+        queue_invitations(api)  # the request does not talk to SMTP at all
+        assert time.monotonic() - started < 1
+        started = time.monotonic()
+        report = deliver(app)
+        assert time.monotonic() - started < 5
+    assert report.retrying == 1
+    [message] = messages(app)
+    assert message.status is DeliveryStatus.QUEUED
+    assert "timed out" in message.last_error.lower() or "timeout" in message.last_error.lower()
+
+
+def test_server_that_drops_the_line_at_quit_sends_once(make_app, api):
+    queue_invitations(api, 3)
+    with smtp_server(drop_at_quit=True) as server:
+        app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
+        report = deliver(app)
+        assert report.sent == 3
+        with later(120):
+            assert deliver(app).attempted == 0
+        assert len(server.inbox.received) == 3
+    assert {m.status for m in messages(app)} == {DeliveryStatus.SENT}
+
+
+def test_gives_up_after_the_last_attempt_and_shows_it(make_app, api):
+    app = make_app(
+        MAIL_SERVER="127.0.0.1", MAIL_PORT=closed_port(), MAIL_TIMEOUT=1, MAIL_MAX_ATTEMPTS=3
+    )
+    customer = api.create_customer()
+    made = api.post(f"/v1/customers/{customer['id']}/invitations", json={"send": True}).get_json()
+    minutes = 0.0
+    for _ in range(3):
+        with later(minutes):
+            deliver(app)
+        minutes += 120
+    [message] = messages(app)
+    assert message.status is DeliveryStatus.FAILED
+    assert message.attempts == 3
+    listed = api.get(f"/v1/customers/{customer['id']}/invitations").get_json()["items"][0]
+    assert listed["status"] == "failed"
+    assert listed["messages"][0]["lastError"]
+    # The partner may ask again; that sends a new message.
+    assert (
+        api.post(f"/v1/customers/{customer['id']}/invitations/{made['id']}/resend").status_code
+        == 202
+    )
+
+
+def test_refused_recipient_fails_alone_and_the_rest_are_sent(make_app, api):
+    queue_invitations(api, 2)
+    customer = api.create_customer()
+    api.post(
+        f"/v1/customers/{customer['id']}/invitations",
+        json={"send": True, "to": "nobody@example.test"},
+    )
+    with smtp_server() as server:
+        server.inbox.refuse.add("nobody@example.test")
+        app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
+        report = deliver(app)
+        assert (report.sent, report.failed) == (2, 1)
+        assert len(server.inbox.received) == 2
+    refused = next(m for m in messages(app) if m.to_address == "nobody@example.test")
+    assert refused.status is DeliveryStatus.FAILED  # 5xx is permanent: no pointless retries
+    assert "550" in refused.last_error
+
+
+def test_nothing_is_sent_for_a_write_that_rolled_back(make_app, api, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    customer = api.create_customer()
+    real_commit = Session.commit
+
+    def failing_commit(self):
+        raise OperationalError("COMMIT", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(Session, "commit", failing_commit)
+    response = api.post(f"/v1/customers/{customer['id']}/invitations", json={"send": True})
+    assert response.status_code == 503
+    monkeypatch.setattr(Session, "commit", real_commit)
+    with smtp_server() as server:
+        app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port)
+        assert deliver(app).attempted == 0
+        assert server.inbox.received == []
+    assert messages(app) == []
+
+
+def test_two_concurrent_senders_deliver_each_message_once(api, cli_env):
+    queue_invitations(api, 60)
+    with smtp_server() as server:
+        env = {
+            **os.environ,
+            **cli_env,
+            "PORTAL_MAIL_SERVER": server.host,
+            "PORTAL_MAIL_PORT": str(server.port),
+        }
+        command = [sys.executable, "-m", "portal.cli", "mail", "send", "--batch", "5"]
+        senders = [
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for _ in range(2)
+        ]
+        outputs = [s.communicate(timeout=120)[0] for s in senders]
+        assert [s.returncode for s in senders] == [0, 0], outputs
+        ids = [r.message["Message-ID"] for r in server.inbox.received]
+    assert len(ids) == 60
+    assert len(set(ids)) == 60
+    sent = [int(o.split("sent ")[1].split(",")[0]) for o in outputs]
+    assert sum(sent) == 60
