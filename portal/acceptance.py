@@ -6,11 +6,12 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import gettext
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import credentials, events, validate
+from portal import credentials, emails, events, outbox, validate
 from portal.catalog import CUSTOMER_AGREEMENT, Catalog
 from portal.errors import (
     AttestationExists,
@@ -18,6 +19,7 @@ from portal.errors import (
     DateAgreedInFuture,
     InvalidFields,
 )
+from portal.i18n import best_locale
 from portal.models import (
     AcceptanceMethod,
     AgreementAcceptance,
@@ -133,6 +135,41 @@ def attest(
         data={"acceptance_id": acceptance.id, "template_id": template_id},
     )
     return acceptance
+
+
+ATTESTATION_NOTICE = "attestation-notice"
+
+
+def notify_attestation(
+    session: Session,
+    customer: Customer,
+    acceptance: AgreementAcceptance,
+    catalog: Catalog,
+    *,
+    base_url: str,
+    locales: list[str],
+) -> None:
+    """Tell the customer's primary contact that the partner attested on their behalf."""
+    agreement = catalog.by_template(acceptance.template_id)
+    locale = best_locale([customer.culture, customer.language], locales)
+    partner = customer.partner.name
+    email = emails.render(
+        "attestation_notice",
+        locale,
+        subject=lambda: gettext(
+            # Translators: subject of the email telling a customer that their partner confirmed
+            # the customer's acceptance of an agreement.
+            "%(partner)s confirmed your acceptance of the %(agreement)s",
+            partner=partner, agreement=agreement.name if agreement else acceptance.agreement_type),
+        partner_name=partner,
+        company_name=customer.company_name,
+        contact_name=f"{customer.contact_first_name} {customer.contact_last_name}".strip(),
+        agreement_name=agreement.name if agreement else acceptance.agreement_type,
+        acceptor_name=f"{acceptance.first_name} {acceptance.last_name}",
+        date_agreed=emails.day(acceptance.date_agreed, locale),
+    )
+    outbox.queue(session, ATTESTATION_NOTICE, customer.contact_email, email, base_url=base_url,
+                 customer_id=customer.id)
 
 
 def acceptances(

@@ -448,6 +448,10 @@ def attest(customer_id: str) -> ResponseReturnValue:
         date_agreed=_parse_date(date_text, "dateAgreed"),
         contact=contact,
     )
+    acceptance.notify_attestation(
+        db.session(), customer, recorded, _catalog(),
+        base_url=current_app.config["BASE_URL"], locales=i18n.available_locales(),
+    )
     db.session().commit()
     response = jsonify(agreement_json(recorded))
     response.status_code = 201

@@ -9,7 +9,7 @@ from typing import Any
 
 from babel import Locale
 from flask import render_template
-from flask_babel import force_locale, format_datetime
+from flask_babel import force_locale, format_date, format_datetime
 
 from portal.i18n import DEFAULT_LOCALE
 
@@ -43,6 +43,12 @@ def when(moment: datetime, locale: str) -> str:
     """A date and time as the locale writes it, with its time zone."""
     with force_locale(locale):
         return str(format_datetime(moment, "long"))
+
+
+def day(moment: datetime, locale: str) -> str:
+    """A date as the locale writes it."""
+    with force_locale(locale):
+        return str(format_date(moment, "long"))
 
 
 def _tidy(text: str) -> str:

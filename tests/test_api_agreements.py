@@ -396,3 +396,30 @@ def test_cloud_agreement_attestation_does_not_make_eligible(api):
     )
     body = api.get(f"/v1/customers/{customer['id']}/purchaseEligibility").get_json()
     assert body["eligible"] is False
+
+
+@pytest.mark.mail
+def test_primary_contact_is_told_of_an_attestation(app, api, smtp):
+    from portal import outbox
+
+    customer = api.create_customer(company_name="Contoso Ltd")
+    api.post(f"/v1/customers/{customer['id']}/agreements", json=attestation())
+    with app.app_context():
+        assert outbox.deliver_due(app, db.session()).sent == 1
+    [received] = smtp.inbox.received
+    assert received.rcpt_tos == [customer["primaryContact"]["email"]]
+    text = received.message.get_body(("plain",)).get_content()
+    assert "Fabrikam has confirmed that Tania Carr accepted the Microsoft Customer" in text
+    assert "Contoso Ltd" in text
+    assert "June 14, 2024" in text
+
+
+def test_failed_attestation_notifies_no_one(app, api):
+    from portal.models import OutboxMessage
+
+    customer = api.create_customer()
+    path = f"/v1/customers/{customer['id']}/agreements"
+    api.post(path, json=attestation())
+    assert api.post(path, json=attestation()).status_code == 409
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(OutboxMessage)) == 1
