@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,17 +22,17 @@ from portal.models import Customer, Partner, PartnerKind
 KINDS = [k.value for k in PartnerKind]
 
 
-def _app() -> Flask:
+def _app(overrides: dict[str, Any] | None = None) -> Flask:
     try:
-        return create_app()
+        return create_app(overrides)
     except (ConfigError, CatalogError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 @contextmanager
-def _portal() -> Iterator[Flask]:
+def _portal(overrides: dict[str, Any] | None = None) -> Iterator[Flask]:
     """The app, inside its app context; its database connections are closed afterwards."""
-    app = _app()
+    app = _app(overrides)
     try:
         with app.app_context():
             yield app
@@ -82,7 +83,9 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def demo(host: str, port: int) -> None:
     """Start the portal with a demo partner and customer ready, and say what to open."""
-    with _portal() as app:
+    base = f"http://{host}:{port}"
+    overrides = {} if os.environ.get("PORTAL_BASE_URL") else {"BASE_URL": base}
+    with _portal(overrides) as app:
         db.upgrade(db.engine())
         session = db.session()
         catalog = app.extensions["portal.catalog"]
@@ -93,29 +96,32 @@ def demo(host: str, port: int) -> None:
         customer = session.scalars(
             select(Customer).where(Customer.domain == DEMO_CUSTOMER.domain)
         ).first()
-        created = None
         if customer is None:
-            created = customers.create_customer(
-                session,
-                partner,
-                customers.NewCustomer(**vars(DEMO_CUSTOMER)),
-                catalog,
-                app.extensions["portal.peppers"][0],
-                actor="cli",
-            )
-            customer = created.customer
+            customer = customers.create_customer(
+                session, partner, customers.NewCustomer(**vars(DEMO_CUSTOMER)), catalog,
+                app.extensions["portal.peppers"][0], actor="cli",
+            ).customer
+        try:
+            issued = _invite_one(app, customer, invitations.Options(send=True))
+        except invitations.AlreadyAccepted:
+            issued = None
         session.commit()
-        base = f"http://{host}:{port}"
+        key_header = f"'Authorization: Bearer {key.secret}'"
         click.echo(f"""
 Demo partner:  {partner.name} ({partner.id})
 API key:       {key.secret}   (new for this run; shown once)
 Demo customer: {customer.company_name} ({customer.id})""")
-        if created is not None:
-            click.echo(f"Credentials:   {created.user_name} / {created.password}")
+        if issued is not None:
+            click.echo(f"""
+The customer's invitation (new for this run; `portal mail outbox` shows the whole email):
+  open      {issued.url}
+  sign in   {issued.user_name} / {issued.password}""")
+        else:
+            click.echo("The demo customer has already accepted the agreement.")
         click.echo(f"""
 Try the partner API:
-  curl -H 'Authorization: Bearer {key.secret}' {base}/v1/customers/{customer.id}/acceptanceStatus
-  curl -H 'Authorization: Bearer {key.secret}' {base}/v1/customers
+  curl -H {key_header} {base}/v1/customers/{customer.id}/acceptanceStatus
+  curl -H {key_header} {base}/v1/customers
 API description: {base}/v1/openapi.json
 """)
     _serve(app, host, port, None, None)

@@ -97,6 +97,9 @@ def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
     assert key, output
     assert customer, output
     assert f"http://127.0.0.1:{port}/v1/customers/{customer.group(1)}/acceptanceStatus" in output
+    link = re.search(rf"open\s+http://127\.0\.0\.1:{port}(/invite/\S+)", output)
+    assert link, output
+    assert "sign in   admin@contoso-demo.example / " in output
     # The demo data is there for the printed key (checked without a server).
     check = subprocess.run(
         [
@@ -107,7 +110,9 @@ def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
                 "c = create_app().test_client()\n"
                 f"r = c.get('/v1/customers/{customer.group(1)}/acceptanceStatus', "
                 f"headers={{'Authorization': 'Bearer {key.group(1)}'}})\n"
-                "print(r.status_code, r.get_json()['state'])"
+                "print(r.status_code, r.get_json()['state'])\n"
+                f"r = c.get('{link.group(1)}')\n"
+                "print(r.status_code, 'admin@contoso-demo.example' in r.get_data(as_text=True))"
             ),
         ],
         env=fresh_env,
@@ -116,4 +121,4 @@ def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
         timeout=60,
         check=True,
     )
-    assert check.stdout.split() == ["200", "not-invited"]
+    assert check.stdout.split() == ["200", "invited", "200", "True"]
