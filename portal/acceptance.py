@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask_babel import gettext
-from sqlalchemy import exists, select
+from sqlalchemy import Connection, Select, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal import credentials, emails, events, outbox, validate
-from portal.catalog import CUSTOMER_AGREEMENT, Catalog
+from portal.catalog import CUSTOMER_AGREEMENT, SECRECY_AMENDMENT, Agreement, Catalog, Document
 from portal.errors import (
     AttestationExists,
     AttestationNotAllowed,
@@ -137,6 +138,154 @@ def attest(
     return acceptance
 
 
+ACCEPTANCE_CONFIRMATION = "acceptance-confirmation"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An agreement as the customer page shows it: what they accept when they tick the box."""
+
+    agreement: Agreement
+    document: Document
+
+
+def to_accept(customer: Customer, catalog: Catalog, language: str) -> list[Shown]:
+    """The agreements this customer accepts on the page, with the documents for their country
+    and language: the Customer Agreement, and the secrecy amendment where the customer needs it."""
+    types = [CUSTOMER_AGREEMENT]
+    if customer.requires_secrecy_amendment:
+        types.append(SECRECY_AMENDMENT)
+    shown = []
+    for agreement_type in types:
+        agreement = catalog.by_type(agreement_type)
+        if agreement is not None and agreement.documents:
+            shown.append(Shown(agreement, agreement.document(customer.country, language)))
+    return shown
+
+
+def accept_directly(
+    session: Session,
+    customer: Customer,
+    shown: list[Shown],
+    *,
+    contact: Contact,
+    user_name: str,
+    ip_address: str,
+    user_agent: str,
+) -> tuple[list[AgreementAcceptance], bool]:
+    """Record the customer's own acceptance of what was shown, with its evidence.
+
+    Idempotent: a repeat (a double click, twenty tabs at once) finds the acceptance already
+    there. Returns the acceptances and whether this call recorded them.
+    """
+    problems = _contact_problems(contact, "contact")
+    if problems:
+        raise InvalidFields(problems)
+    now = utcnow()
+    recorded: list[AgreementAcceptance] = []
+    new = False
+    for item in shown:
+        existing = session.scalars(
+            select(AgreementAcceptance).where(
+                AgreementAcceptance.customer_id == customer.id,
+                AgreementAcceptance.template_id == item.agreement.template_id,
+                AgreementAcceptance.dedupe_key == DIRECT_KEY,
+            )
+        ).first()
+        if existing is not None:
+            recorded.append(existing)
+            continue
+        acceptance = AgreementAcceptance(
+            customer=customer,
+            agreement_type=item.agreement.type,
+            template_id=item.agreement.template_id,
+            version_rank=item.agreement.version_rank,
+            method=AcceptanceMethod.DIRECT,
+            dedupe_key=DIRECT_KEY,
+            first_name=contact.first_name.strip(),
+            last_name=contact.last_name.strip(),
+            email=contact.email.strip(),
+            phone=contact.phone.strip(),
+            date_agreed=now,
+            recorded_at=now,
+            recorded_by=user_name,
+            country=item.document.country,
+            language=item.document.language,
+            document_uri=item.document.display_uri,
+            ip_address=ip_address[:45],
+            user_agent=user_agent[:500],
+        )
+        try:
+            with session.begin_nested():
+                session.add(acceptance)
+                session.flush()
+        except IntegrityError:
+            # Another submission got there first: theirs is the acceptance.
+            recorded.append(
+                session.scalars(
+                    select(AgreementAcceptance).where(
+                        AgreementAcceptance.customer_id == customer.id,
+                        AgreementAcceptance.template_id == item.agreement.template_id,
+                        AgreementAcceptance.dedupe_key == DIRECT_KEY,
+                    )
+                ).one()
+            )
+            continue
+        new = True
+        recorded.append(acceptance)
+        events.record(
+            session,
+            events.AGREEMENT_ACCEPTED,
+            actor=f"customer:{user_name}",
+            partner_id=customer.partner_id,
+            customer_id=customer.id,
+            data={
+                "acceptance_id": acceptance.id,
+                "template_id": acceptance.template_id,
+                "ip_address": acceptance.ip_address,
+            },
+        )
+    return recorded, new
+
+
+def confirm_acceptance(
+    session: Session,
+    customer: Customer,
+    recorded: list[AgreementAcceptance],
+    catalog: Catalog,
+    *,
+    locale: str,
+    base_url: str,
+) -> None:
+    """Email the person who accepted what they accepted, and when."""
+    names = [a.name for a in (catalog.by_template(r.template_id) for r in recorded) if a]
+    acceptor = recorded[0]
+    partner = customer.partner.name
+    email = emails.render(
+        "acceptance_confirmation",
+        locale,
+        subject=lambda: gettext(
+            # Translators: subject of the email confirming the customer's own acceptance.
+            "You accepted the Microsoft Customer Agreement for %(company)s",
+            company=customer.company_name,
+        ),
+        partner_name=partner,
+        company_name=customer.company_name,
+        contact_name=f"{acceptor.first_name} {acceptor.last_name}",
+        agreements=names,
+        accepted_at=emails.when(acceptor.date_agreed, locale),
+        documents=[(catalog.by_template(r.template_id), r.document_uri) for r in recorded],
+    )
+    outbox.queue(
+        session,
+        ACCEPTANCE_CONFIRMATION,
+        acceptor.email,
+        email,
+        base_url=base_url,
+        customer_id=customer.id,
+    )
+
+
 ATTESTATION_NOTICE = "attestation-notice"
 
 
@@ -160,7 +309,9 @@ def notify_attestation(
             # Translators: subject of the email telling a customer that their partner confirmed
             # the customer's acceptance of an agreement.
             "%(partner)s confirmed your acceptance of the %(agreement)s",
-            partner=partner, agreement=agreement.name if agreement else acceptance.agreement_type),
+            partner=partner,
+            agreement=agreement.name if agreement else acceptance.agreement_type,
+        ),
         partner_name=partner,
         company_name=customer.company_name,
         contact_name=f"{customer.contact_first_name} {customer.contact_last_name}".strip(),
@@ -168,8 +319,14 @@ def notify_attestation(
         acceptor_name=f"{acceptance.first_name} {acceptance.last_name}",
         date_agreed=emails.day(acceptance.date_agreed, locale),
     )
-    outbox.queue(session, ATTESTATION_NOTICE, customer.contact_email, email, base_url=base_url,
-                 customer_id=customer.id)
+    outbox.queue(
+        session,
+        ATTESTATION_NOTICE,
+        customer.contact_email,
+        email,
+        base_url=base_url,
+        customer_id=customer.id,
+    )
 
 
 def acceptances(
@@ -190,22 +347,32 @@ class SignedStatus:
     is_signed: bool
 
 
-def direct_signed_status(session: Session, api_key: str, customer_id: str) -> SignedStatus:
-    """Key check, visibility and ``isSigned`` in one indexed query: partners' tools poll this."""
+def _signed_status_query() -> Select[Any]:
     owner = Partner.__table__.alias("owner")
     signed = exists().where(
         AgreementAcceptance.customer_id == Customer.id,
         AgreementAcceptance.agreement_type == CUSTOMER_AGREEMENT,
         AgreementAcceptance.dedupe_key == DIRECT_KEY,
     )
-    query = (
+    return (
         select(ApiKey.partner_id, Customer.partner_id, owner.c.provider_id, signed)
         .select_from(ApiKey)
-        .outerjoin(Customer, Customer.id == customer_id)
+        .outerjoin(Customer, Customer.id == bindparam("customer_id"))
         .outerjoin(owner, owner.c.id == Customer.partner_id)
-        .where(ApiKey.key_hash == credentials.api_key_hash(api_key), ApiKey.revoked_at.is_(None))
+        .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
     )
-    row = session.execute(query).first()
+
+
+#: Built once: partners' tools poll this, and building a statement costs more than running it.
+_SIGNED_STATUS = _signed_status_query()
+
+
+def direct_signed_status(connection: Connection, api_key: str, customer_id: str) -> SignedStatus:
+    """Key check, visibility and ``isSigned`` in one indexed query."""
+    row = connection.execute(
+        _SIGNED_STATUS,
+        {"customer_id": customer_id, "key_hash": credentials.api_key_hash(api_key)},
+    ).first()
     if row is None:
         return SignedStatus(False, False, False)
     partner_id, owner_id, owner_provider = row[0], row[1], row[2]

@@ -449,8 +449,12 @@ def attest(customer_id: str) -> ResponseReturnValue:
         contact=contact,
     )
     acceptance.notify_attestation(
-        db.session(), customer, recorded, _catalog(),
-        base_url=current_app.config["BASE_URL"], locales=i18n.available_locales(),
+        db.session(),
+        customer,
+        recorded,
+        _catalog(),
+        base_url=current_app.config["BASE_URL"],
+        locales=i18n.available_locales(),
     )
     db.session().commit()
     response = jsonify(agreement_json(recorded))
@@ -467,7 +471,8 @@ def customer_agreements(customer_id: str) -> ResponseReturnValue:
 
 @bp.get("/customers/<customer_id>/directSignedMicrosoftCustomerAgreementStatus")
 def direct_signed_status(customer_id: str) -> ResponseReturnValue:
-    result = acceptance.direct_signed_status(db.session(), _bearer(), customer_id[:64])
+    with db.engine().connect() as connection:
+        result = acceptance.direct_signed_status(connection, _bearer(), customer_id[:64].lower())
     if not result.key_valid:
         raise Unauthorized()
     if not result.customer_visible:

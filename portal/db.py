@@ -32,8 +32,10 @@ WRITE = "portal_write"
 
 
 def _sqlite_begin(connection: Any) -> None:
-    write = connection.get_execution_options().get(WRITE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    # Reads run without an explicit transaction: each statement sees a consistent snapshot,
+    # and a read-only request saves the BEGIN/COMMIT round trips.
+    if connection.get_execution_options().get(WRITE, False):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

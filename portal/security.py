@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response, request
+from flask.sessions import SecureCookieSessionInterface
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The signed cookie session, but none at all for the partner API: it uses bearer keys, sets
+    no cookie, and its requests need not pay for reading one."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if request.path.startswith("/v1/"):
+            return None  # Flask then uses a null session that cannot be written
+        return super().open_session(app, request)
+
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -11,6 +25,8 @@ CSP = (
 
 
 def init_app(app: Flask) -> None:
+    app.session_interface = SessionInterface()
+
     @app.after_request
     def security_headers(response: Response) -> Response:
         headers = response.headers
