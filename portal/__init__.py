@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from portal import catalog as catalog_module
-from portal import config, credentials, db, errors, extensions, security
+from portal import config, credentials, db, errors, extensions, i18n, security
 from portal.catalog import Catalog
 
 #: The project's top level: ``templates/`` and ``locales/`` sit here, beside ``portal/``.
@@ -35,10 +35,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     extensions.init_app(app, LOCALES)
     errors.init_app(app)
+    i18n.init_app(app)
     security.init_app(app)
 
     from portal import api, pages
 
+    app.url_map.converters["link"] = pages.LinkConverter
+    # A link whose token holds an encoded slash stays one link (no redirect to another path).
+    app.url_map.merge_slashes = False
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.

@@ -14,6 +14,7 @@ SHIPPED = Path(__file__).parent / "catalog.tsv"
 
 CUSTOMER_AGREEMENT = "MicrosoftCustomerAgreement"
 CLOUD_AGREEMENT = "MicrosoftCloudAgreement"
+SECRECY_AMENDMENT = "ProfessionalSecrecyAmendment"
 #: What ``agreementType`` means when a Partner Center call leaves it out (backward compatibility).
 DEFAULT_AGREEMENT_TYPE = CLOUD_AGREEMENT
 FALLBACK_COUNTRY = "US"

@@ -98,8 +98,12 @@ def demo(host: str, port: int) -> None:
         ).first()
         if customer is None:
             customer = customers.create_customer(
-                session, partner, customers.NewCustomer(**vars(DEMO_CUSTOMER)), catalog,
-                app.extensions["portal.peppers"][0], actor="cli",
+                session,
+                partner,
+                customers.NewCustomer(**vars(DEMO_CUSTOMER)),
+                catalog,
+                app.extensions["portal.peppers"][0],
+                actor="cli",
             ).customer
         try:
             issued = _invite_one(app, customer, invitations.Options(send=True))

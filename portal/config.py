@@ -50,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": None,  # None: Secure unless BASE_URL is plain http.
     "SECRET_KEY_FALLBACKS": [],
+    # A customer's session ends after this many idle seconds, and at most after a day.
+    "SESSION_IDLE_TIMEOUT": 30 * 60,
+    "PERMANENT_SESSION_LIFETIME": 24 * 3600,
+    # Failed sign-ins allowed per account and per client address (Flask-Limiter notation).
+    "SIGNIN_LIMIT_ACCOUNT": "5 per 15 minutes",
+    "SIGNIN_LIMIT_ADDRESS": "30 per 15 minutes",
     "BABEL_DEFAULT_LOCALE": "en",
     # Serve worker processes and threads for ``portal serve``.
     "SERVE_WORKERS": 2,

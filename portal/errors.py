@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -180,6 +180,10 @@ _HTTP_ERRORS: dict[int, type[PortalError]] = {
 }
 
 
+#: Errors that get a page of their own (templates/error.html) outside the API.
+_PAGE_ERRORS = {400, 403, 404, 405, 413, 429}
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/v1/") or request.path == "/v1"
 
@@ -197,11 +201,13 @@ def init_app(app: Flask) -> None:
     def portal_error(error: PortalError) -> ResponseReturnValue:
         if _wants_json():
             return json_error(error)
-        return error.message, error.status
+        return render_template("error.html", code=error.status, message=error.message), error.status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> ResponseReturnValue:
         if not _wants_json():
+            if error.code in _PAGE_ERRORS:
+                return render_template("error.html", code=error.code), error.code
             return error
         status = error.code or 500
         named = _HTTP_ERRORS.get(status)
@@ -217,10 +223,10 @@ def init_app(app: Flask) -> None:
         app.logger.warning("database unavailable: %s", error)
         if _wants_json():
             return json_error(ServiceUnavailable())
-        return ServiceUnavailable.description, 503
+        return render_template("error.html", code=503), 503
 
     @app.errorhandler(InternalServerError)
     def internal_error(error: InternalServerError) -> ResponseReturnValue:
         if _wants_json():
             return json_error(InternalError())
-        return error
+        return render_template("error.html", code=500), 500

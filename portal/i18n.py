@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
-from flask import current_app
+from flask import Flask, current_app, g, has_request_context, request, session
+from flask_babel import get_locale
 
 DEFAULT_LOCALE = "en"
 _TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
@@ -51,3 +52,69 @@ def best_locale(candidates: Iterable[str | None], available: Iterable[str]) -> s
             if key and key in have:
                 return have[key]
     return DEFAULT_LOCALE
+
+
+def select_locale() -> str:
+    """Flask-Babel's locale selector: the customer's own pick (remembered), else the culture on
+    the customer record, else the browser's Accept-Language, else English."""
+    available = available_locales()
+    if not has_request_context():
+        return DEFAULT_LOCALE
+    picked = session.get("lang")
+    if isinstance(picked, str) and picked in available:
+        return picked
+    customer = g.get("customer")
+    candidates: list[str | None] = []
+    if customer is not None:
+        candidates += [customer.culture, customer.language]
+    header = request.headers.get("Accept-Language", "")[:1000]
+    candidates += [value for value, _quality in _accept_language(header)]
+    return best_locale(candidates, available)
+
+
+def _accept_language(header: str) -> list[tuple[str, float]]:
+    """Accept-Language parsed quietly: malformed parts are skipped, at most 20 taken."""
+    found: list[tuple[str, float]] = []
+    for part in header.split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if tag and _TAG.match(tag):
+            found.append((tag, quality))
+    return sorted(found, key=lambda item: -item[1])
+
+
+def current_locale() -> str:
+    locale = get_locale()
+    return str(locale) if locale else DEFAULT_LOCALE
+
+
+def text_direction(locale: str) -> str:
+    parsed = parse(locale)
+    return parsed.text_direction if parsed is not None else "ltr"
+
+
+def locale_choices() -> list[tuple[str, str]]:
+    """(code, name in its own language) for the language switcher."""
+    choices = []
+    for code in available_locales():
+        parsed = parse(code)
+        name = parsed.get_display_name(parsed) if parsed is not None else code
+        choices.append((code, (name or code)[:1].upper() + (name or code)[1:]))
+    return choices
+
+
+def init_app(app: Flask) -> None:
+    from flask_babel import format_date, format_datetime
+
+    app.jinja_env.globals.update(
+        current_locale=current_locale,
+        text_direction=text_direction,
+        locale_choices=locale_choices,
+        format_datetime=format_datetime,
+        format_date=format_date,
+    )

@@ -165,6 +165,10 @@ class Customer(Base):
     contact_email: Mapped[str] = mapped_column(String(254))
     contact_phone: Mapped[str] = mapped_column(String(40), default="")
 
+    #: German customers bound by professional secrecy (section 203 StGB) also accept the
+    #: Professional Secrecy Amendment.
+    requires_secrecy_amendment: Mapped[bool] = mapped_column(default=False)
+
     partner: Mapped[Partner] = relationship()
     credential: Mapped[CustomerCredential | None] = relationship(back_populates="customer")
 
@@ -311,3 +315,23 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     invitation: Mapped[Invitation | None] = relationship(back_populates="messages")
+
+
+class CustomerSession(Base):
+    """A signed-in customer's session, kept on the server so sign-out and idle expiry are real."""
+
+    __tablename__ = "customer_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    #: SHA-256 of the session id in the cookie; the id itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    #: Signed in with a temporary password: must choose a password before anything else.
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ip_address: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+
+    customer: Mapped[Customer] = relationship()

@@ -1,14 +1,47 @@
-"""Customer pages (HTML). The invitation link lands here."""
+"""Customer pages (HTML): the invitation link, sign-in, the password change, the agreement.
+
+Links land on GET and change nothing but the first-opened time; every change is a POST with a
+CSRF token. A signed-in customer who has not accepted yet is sent to the agreement first.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
-from flask.typing import ResponseReturnValue
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
 
-from portal import db, invitations
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext
+from werkzeug.routing import PathConverter
+
+from portal import acceptance, db, i18n, invitations, signin
+from portal.acceptance import Contact
+from portal.catalog import CLOUD_AGREEMENT, CUSTOMER_AGREEMENT, SECRECY_AMENDMENT, Catalog
+from portal.errors import InvalidFields
+from portal.extensions import limiter
 from portal.invitations import LinkSettings
+from portal.models import AcceptanceMethod, AgreementAcceptance, Customer, CustomerSession
 
 bp = Blueprint("pages", __name__)
+
+
+class LinkConverter(PathConverter):
+    """Whatever follows /invite/, even broken: every damaged link gets the "not valid" page."""
+
+    regex = "(?s:.+)"
+
 
 #: HTTP status of each landing page: the link is bad or used up, but none of them is a 5xx.
 _LANDING_STATUS = {
@@ -19,25 +52,372 @@ _LANDING_STATUS = {
     "replaced": 410,
     "invalid": 404,
 }
+SESSION_KEY = "sid"
 
 
-@bp.get("/invite/<path:token>")
+#: What the pages call each agreement, and a one-line summary, in the reader's language.
+AGREEMENT_NAMES = {
+    CUSTOMER_AGREEMENT: lazy_gettext("Microsoft Customer Agreement"),
+    CLOUD_AGREEMENT: lazy_gettext("Microsoft Cloud Agreement"),
+    SECRECY_AMENDMENT: lazy_gettext("Professional Secrecy Amendment"),
+}
+AGREEMENT_SUMMARIES = {
+    CUSTOMER_AGREEMENT: lazy_gettext(
+        "The terms under which your company buys and uses Microsoft cloud services through "
+        "your partner. It does not expire and covers future purchases too."
+    ),
+    SECRECY_AMENDMENT: lazy_gettext(
+        # Translators: German law, section 203 of the Criminal Code (StGB).
+        "For professions bound by secrecy under section 203 of the German Criminal Code, such "
+        "as doctors and lawyers: Microsoft keeps your data confidential as the law requires."
+    ),
+}
+
+
+@bp.app_context_processor
+def agreement_texts() -> dict[str, Any]:
+    def agreement_name(template_id: str) -> str:
+        agreement = _catalog().by_template(template_id)
+        if agreement is None:
+            return ""
+        name = AGREEMENT_NAMES.get(agreement.type)
+        return str(name) if name is not None else agreement.name
+
+    def agreement_summary(agreement_type: str) -> str:
+        summary = AGREEMENT_SUMMARIES.get(agreement_type)
+        return str(summary) if summary is not None else ""
+
+    return {"agreement_name": agreement_name, "agreement_summary": agreement_summary}
+
+
+def _catalog() -> Catalog:
+    result: Catalog = current_app.extensions["portal.catalog"]
+    return result
+
+
+def _peppers() -> list[bytes]:
+    result: list[bytes] = current_app.extensions["portal.peppers"]
+    return result
+
+
+def _temporary_max_age() -> timedelta:
+    return timedelta(seconds=int(current_app.config["INVITATION_MAX_AGE"]))
+
+
+def _client_address() -> str:
+    return request.remote_addr or ""
+
+
+# --- who is signed in ---------------------------------------------------------------------------
+
+
+@bp.before_app_request
+def load_customer() -> None:
+    g.customer_session = None
+    g.customer = None
+    if request.blueprint == "api":
+        return
+    token = session.get(SESSION_KEY)
+    if not token:
+        return
+    record = signin.current(
+        db.session(), token, timedelta(seconds=int(current_app.config["SESSION_IDLE_TIMEOUT"]))
+    )
+    if record is None:
+        session.pop(SESSION_KEY, None)
+        db.session().commit()
+        return
+    g.customer_session = record
+    g.customer = record.customer
+    if db.session().dirty:
+        db.session().commit()
+
+
+def _direct_acceptances(customer: Customer) -> list[AgreementAcceptance]:
+    return [
+        a
+        for a in acceptance.acceptances(db.session(), customer.id)
+        if a.method is AcceptanceMethod.DIRECT
+    ]
+
+
+def customer_page(
+    gate: bool = True,
+) -> Callable[[Callable[..., ResponseReturnValue]], Callable[..., ResponseReturnValue]]:
+    """Signed-in customers only; with ``gate``, only once they have accepted."""
+
+    def decorate(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            record: CustomerSession | None = g.customer_session
+            if record is None:
+                return redirect(url_for("pages.signin_form", next=request.path))
+            if record.must_change_password and request.endpoint not in {
+                "pages.password_form",
+                "pages.password",
+                "pages.signout",
+            }:
+                return redirect(url_for("pages.password_form"))
+            if gate and not invitations.has_direct_acceptance(db.session(), record.customer_id):
+                return redirect(url_for("pages.agreement_form"))
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def _begin_session(credential: Any) -> ResponseReturnValue:
+    """Sign in: a new session id every time (no fixation), then where the customer must go."""
+    started = signin.start(
+        db.session(), credential, _client_address(), request.headers.get("User-Agent", "")
+    )
+    db.session().commit()
+    language = session.get("lang")
+    session.clear()
+    if language:
+        session["lang"] = language
+    session[SESSION_KEY] = started.token
+    session.permanent = True
+    if started.record.must_change_password:
+        return redirect(url_for("pages.password_form"))
+    return redirect(url_for("pages.account"))
+
+
+def _account_key() -> str:
+    """Rate-limit key for one account, whichever address the attempts come from."""
+    return "account:" + (request.form.get("user_name", "").strip().lower()[:254] or "-")
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+_signin_limits = [
+    limiter.limit(
+        lambda: current_app.config["SIGNIN_LIMIT_ACCOUNT"],
+        key_func=_account_key,
+        deduct_when=_failed,
+        methods=["POST"],
+    ),
+    limiter.limit(
+        lambda: current_app.config["SIGNIN_LIMIT_ADDRESS"], deduct_when=_failed, methods=["POST"]
+    ),
+]
+
+
+def _signin_limited(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    for limit in _signin_limits:
+        view = limit(view)
+    return view
+
+
+# --- the invitation link ------------------------------------------------------------------------
+
+
+def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
+    landing = invitations.follow(db.session(), LinkSettings.from_config(current_app.config), token)
+    db.session().commit()
+    context: dict[str, Any] = {"token": token}
+    invitation = landing.invitation
+    if invitation is not None and landing.state != "invalid":
+        customer = invitation.customer
+        context.update(
+            partner_name=customer.partner.name,
+            company_name=customer.company_name,
+            user_name=customer.credential.user_name if customer.credential else "",
+            accepted=_direct_acceptances(customer) if landing.state == "accepted" else [],
+        )
+    return landing, context
+
+
+@bp.get("/invite", defaults={"token": ""})
+@bp.get("/invite/", defaults={"token": ""})
+@bp.get("/invite/<link:token>")
 def invite(token: str) -> ResponseReturnValue:
     """Check the link and show the sign-in page. A GET only records the first opening: mail
     scanners open links too."""
-    session = db.session()
-    landing = invitations.follow(session, LinkSettings.from_config(current_app.config), token)
-    session.commit()
-    invitation = landing.invitation
-    context = {}
-    if invitation is not None and landing.state != "invalid":
-        customer = invitation.customer
-        context = {
-            "partner_name": customer.partner.name,
-            "company_name": customer.company_name,
-            "user_name": customer.credential.user_name if customer.credential else "",
-        }
+    landing, context = _landing(token)
     return (
-        render_template(f"invite/{landing.state}.html", token=token, **context),
+        render_template(f"invite/{landing.state}.html", **context),
         _LANDING_STATUS[landing.state],
     )
+
+
+# --- sign-in, sign-out, password ----------------------------------------------------------------
+
+
+@bp.get("/signin")
+def signin_form() -> ResponseReturnValue:
+    return render_template("signin.html", next=_safe_next())
+
+
+@bp.post("/signin")
+@_signin_limited
+def signin_post() -> ResponseReturnValue:
+    try:
+        credential = signin.authenticate(
+            db.session(),
+            request.form.get("user_name", ""),
+            request.form.get("password", ""),
+            _peppers(),
+            _temporary_max_age(),
+        )
+    except signin.SignInFailed:
+        return render_template(
+            "signin.html",
+            failed=True,
+            next=_safe_next(),
+            user_name=request.form.get("user_name", "")[:254],
+        ), 401
+    return _begin_session(credential)
+
+
+def _safe_next() -> str:
+    target = request.values.get("next", "")
+    # Only paths on this site: never a redirect elsewhere.
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target[:200]
+    return ""
+
+
+@bp.post("/signout")
+def signout() -> ResponseReturnValue:
+    record: CustomerSession | None = g.customer_session
+    if record is not None:
+        signin.end(db.session(), record)
+        db.session().commit()
+    language = session.get("lang")
+    session.clear()
+    if language:
+        session["lang"] = language
+    return redirect(url_for("pages.signin_form", signed_out=1))
+
+
+@bp.get("/password")
+@customer_page(gate=False)
+def password_form() -> ResponseReturnValue:
+    return render_template("password.html")
+
+
+@bp.post("/password")
+@customer_page(gate=False)
+def password() -> ResponseReturnValue:
+    record: CustomerSession = g.customer_session
+    new = request.form.get("password", "")
+    problem = signin.password_problem(
+        new,
+        request.form.get("repeat", ""),
+        record.customer.credential.user_name if record.customer.credential else "",
+    )
+    if problem is None:
+        try:
+            signin.change_password(db.session(), record, new, _peppers())
+        except signin.WeakPassword:
+            problem = "same-as-temporary"
+    if problem is not None:
+        return render_template("password.html", problem=problem), 400
+    db.session().commit()
+    return redirect(url_for("pages.agreement_form"))
+
+
+# --- the agreement ------------------------------------------------------------------------------
+
+
+def _document_language(customer: Customer) -> str:
+    """The language the customer reads in: their pick on the page, else their record's."""
+    picked = session.get("lang")
+    return picked.replace("_", "-") if isinstance(picked, str) else customer.culture
+
+
+def _agreement_context(customer: Customer, **extra: Any) -> dict[str, Any]:
+    language = _document_language(customer)
+    shown = acceptance.to_accept(customer, _catalog(), language)
+    return {"customer": customer, "partner_name": customer.partner.name, "shown": shown, **extra}
+
+
+@bp.get("/agreement")
+@customer_page(gate=False)
+def agreement_form() -> ResponseReturnValue:
+    customer: Customer = g.customer
+    if _direct_acceptances(customer):
+        return redirect(url_for("pages.account"))
+    form = {
+        "first_name": customer.contact_first_name,
+        "last_name": customer.contact_last_name,
+        "email": customer.contact_email,
+        "phone": customer.contact_phone,
+    }
+    return render_template("agreement.html", **_agreement_context(customer, form=form))
+
+
+@bp.post("/agreement")
+@customer_page(gate=False)
+def agreement() -> ResponseReturnValue:
+    customer: Customer = g.customer
+    form = {
+        name: request.form.get(name, "")[:300]
+        for name in ("first_name", "last_name", "email", "phone")
+    }
+    context = _agreement_context(customer, form=form)
+    if request.form.get("accept") != "yes":
+        if _direct_acceptances(customer):  # a repeated submission of an accepted page
+            return redirect(url_for("pages.account", accepted=1))
+        return render_template("agreement.html", problems={"accept": True}, **context), 400
+    contact = Contact(form["first_name"], form["last_name"], form["email"], form["phone"])
+    try:
+        recorded, new = acceptance.accept_directly(
+            db.session(),
+            customer,
+            context["shown"],
+            contact=contact,
+            user_name=customer.credential.user_name if customer.credential else "",
+            ip_address=_client_address(),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except InvalidFields as exc:
+        problems = {name.split(".", 1)[1]: True for name in exc.parameters}
+        return render_template("agreement.html", problems=problems, **context), 400
+    if new:
+        acceptance.confirm_acceptance(
+            db.session(),
+            customer,
+            recorded,
+            _catalog(),
+            locale=str(i18n.current_locale()),
+            base_url=current_app.config["BASE_URL"],
+        )
+    db.session().commit()
+    return redirect(url_for("pages.account", accepted=1))
+
+
+@bp.get("/account")
+@customer_page()
+def account() -> ResponseReturnValue:
+    customer: Customer = g.customer
+    return render_template(
+        "account.html",
+        customer=customer,
+        partner_name=customer.partner.name,
+        accepted=_direct_acceptances(customer),
+        just_accepted=bool(request.args.get("accepted")),
+    )
+
+
+@bp.get("/")
+def home() -> ResponseReturnValue:
+    if g.customer_session is not None:
+        return redirect(url_for("pages.account"))
+    return redirect(url_for("pages.signin_form"))
+
+
+@bp.post("/language")
+def language() -> ResponseReturnValue:
+    """Remember the language the customer picked."""
+    chosen = request.form.get("lang", "")
+    if chosen in i18n.available_locales():
+        session["lang"] = chosen
+    back = request.form.get("next", "")
+    if not back.startswith("/") or back.startswith("//"):
+        back = url_for("pages.home")
+    return redirect(back)

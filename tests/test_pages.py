@@ -1,0 +1,321 @@
+"""The customer's side over HTTP: the link, sign-in, password change, agreement, sessions."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from portal import db
+from portal.models import AgreementAcceptance, CustomerCredential, Event, OutboxMessage
+
+MCA = "117a77b0-9360-443b-8795-c6dedc750cf9"
+NEW_PASSWORD = "correct horse battery staple"
+
+
+def csrf(response) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', response.get_data(as_text=True))
+    assert match, response.get_data(as_text=True)[:500]
+    return match.group(1)
+
+
+def invited(api, **changes):
+    customer = api.create_customer(**changes)
+    made = api.post(f"/v1/customers/{customer['id']}/invitations", json={}).get_json()
+    return customer, made
+
+
+def link_path(made) -> str:
+    return urlsplit(made["url"]).path
+
+
+def sign_in_from_link(client, made, password=None):
+    page = client.get(link_path(made))
+    token = re.search(r'name="invitation" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    return client.post("/signin", data={
+        "csrf_token": csrf(page), "invitation": token, "user_name": made["userName"],
+        "password": password if password is not None else made["password"]})
+
+
+def change_password(client, new=NEW_PASSWORD, repeat=None):
+    page = client.get("/password")
+    return client.post("/password", data={"csrf_token": csrf(page), "password": new,
+                                          "repeat": repeat if repeat is not None else new})
+
+
+def accept(client, **fields):
+    page = client.get("/agreement")
+    data = {"csrf_token": csrf(page), "first_name": "Ana", "last_name": "Silva",
+            "email": "ana@contoso.example.test", "phone": "", "accept": "yes", **fields}
+    return client.post("/agreement", data=data, headers={"User-Agent": "TestBrowser/1.0"})
+
+
+def test_whole_journey_records_a_direct_acceptance_with_evidence(app, api, client):
+    customer, made = invited(api, country="DE", culture="de-DE", language="de")
+    signed_in = sign_in_from_link(client, made)
+    assert signed_in.status_code == 302
+    assert signed_in.headers["Location"].endswith("/password")
+    assert change_password(client).headers["Location"].endswith("/agreement")
+    page = client.get("/agreement")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert "Fabrikam" in body
+    assert "country=DE&amp;language=de-DE" in body
+    assert 'value="Tania"' in body  # prefilled from the primary contact
+    accepted = accept(client)
+    assert accepted.status_code == 302
+    assert accepted.headers["Location"].endswith("/account?accepted=1")
+    confirmation = client.get("/account?accepted=1").get_data(as_text=True)
+    assert "Microsoft Customer Agreement" in confirmation
+    assert "Ana Silva" in confirmation
+
+    status = api.get(f"/v1/customers/{customer['id']}/directSignedMicrosoftCustomerAgreementStatus")
+    assert status.get_json() == {"isSigned": True}
+    evidence = api.get(f"/v1/customers/{customer['id']}/acceptanceStatus").get_json()
+    assert evidence["state"] == "accepted"
+    direct = evidence["acceptance"]
+    assert direct["templateId"] == MCA
+    assert (direct["country"], direct["language"]) == ("DE", "de-DE")
+    assert direct["evidence"] == {"ipAddress": "127.0.0.1", "userAgent": "TestBrowser/1.0"}
+    assert direct["primaryContact"]["email"] == "ana@contoso.example.test"
+    assert direct["userId"] == made["userName"]
+    assert evidence["signedIn"] is True
+    with app.app_context():
+        kinds = [m.kind for m in db.session().scalars(select(OutboxMessage))]
+        assert kinds == ["acceptance-confirmation"]
+
+
+def test_temporary_password_never_works_after_the_change(app, api, client):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    client.post("/signout", data={"csrf_token": csrf(client.get("/agreement"))})
+    other = app.test_client()
+    assert sign_in_from_link(other, made).status_code == 401
+    page = other.get("/signin")
+    chosen = other.post("/signin", data={"csrf_token": csrf(page), "user_name": made["userName"],
+                                         "password": NEW_PASSWORD})
+    assert chosen.status_code == 302
+
+
+def test_password_change_is_required_before_anything_else(api, client):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    for path in ("/agreement", "/account"):
+        response = client.get(path)
+        assert response.status_code == 302
+        assert response.headers["Location"].endswith("/password")
+
+
+@pytest.mark.parametrize(
+    ("new", "repeat", "message"),
+    [("short", "short", "at least 12"), (NEW_PASSWORD, NEW_PASSWORD + "x", "not the same"),
+     ("x" * 300, "x" * 300, "at most 256")],
+)
+def test_weak_password_changes_are_refused(api, client, new, repeat, message):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    response = change_password(client, new, repeat)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+
+
+def test_the_temporary_password_cannot_be_kept(api, client):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    padded = made["password"]
+    response = change_password(client, padded, padded)
+    assert response.status_code == 400
+
+
+def test_unknown_user_and_wrong_password_get_the_same_answer(api, client):
+    _, made = invited(api)
+    page = client.get("/signin")
+    wrong = client.post("/signin", data={"csrf_token": csrf(page), "user_name": made["userName"],
+                                         "password": "not it at all"})
+    unknown = client.post("/signin", data={"csrf_token": csrf(page),
+                                           "user_name": "nobody@nowhere.example.test",
+                                           "password": "not it at all"})
+    assert wrong.status_code == unknown.status_code == 401
+    strip = lambda r: re.sub(r'value="[^"]*"', "", r.get_data(as_text=True))  # noqa: E731
+    assert strip(wrong) == strip(unknown)
+
+
+def test_overlong_password_is_refused_before_hashing(api, client):
+    import time
+
+    _, made = invited(api)
+    page = client.get("/signin")
+    started = time.monotonic()
+    response = client.post("/signin", data={"csrf_token": csrf(page),
+                                            "user_name": made["userName"], "password": "x" * 100_000})
+    assert response.status_code in (401, 413)
+    assert time.monotonic() - started < 1
+
+
+def test_session_id_changes_at_sign_in_and_sign_out_ends_it_on_the_server(app, api, client):
+    _, made = invited(api)
+    client.get(link_path(made))
+    before = client.get_cookie("session")
+    sign_in_from_link(client, made)
+    after = client.get_cookie("session")
+    assert before is None or before.value != after.value
+    change_password(client)
+    stolen = after.value if after else None
+    signed_out = client.post("/signout", data={"csrf_token": csrf(client.get("/agreement"))})
+    assert signed_out.status_code == 302
+    # Replaying the old cookie does not bring the session back.
+    thief = app.test_client()
+    thief.set_cookie("session", client.get_cookie("session").value if stolen is None else stolen)
+    assert thief.get("/agreement").headers["Location"].startswith("/signin")
+
+
+def test_idle_session_ends(app, api, client):
+    _, made = invited(api)
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        sign_in_from_link(client, made)
+        change_password(client)
+    idle = app.config["SESSION_IDLE_TIMEOUT"]
+    with time_machine.travel(start + timedelta(seconds=idle - 60), tick=False):
+        assert client.get("/agreement").status_code == 200
+    with time_machine.travel(start + timedelta(seconds=2 * idle), tick=False):
+        assert client.get("/agreement").headers["Location"].startswith("/signin")
+
+
+def test_session_cookie_flags(api, client):
+    _, made = invited(api)
+    response = sign_in_from_link(client, made)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" in cookie  # BASE_URL is https in the tests
+
+
+def test_gate_sends_unaccepted_customers_to_the_agreement(api, client):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    response = client.get("/account")
+    assert response.headers["Location"].endswith("/agreement")
+    accept(client)
+    assert client.get("/account").status_code == 200
+    assert client.get("/agreement").headers["Location"].endswith("/account")
+
+
+def test_form_without_or_with_stale_csrf_token_changes_nothing(app, api, client):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    for token in (None, "stale-token"):
+        data = {"first_name": "Ana", "last_name": "Silva", "email": "ana@example.test",
+                "accept": "yes"}
+        if token:
+            data["csrf_token"] = token
+        response = client.post("/agreement", data=data)
+        assert response.status_code == 400
+        assert "could not be processed" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(AgreementAcceptance)) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [({"accept": ""}, "Tick the box"), ({"first_name": ""}, "first name"),
+     ({"email": "nope"}, "valid email"), ({"email": "a@b.example.test\r\nBcc: x"}, "valid email")],
+)
+def test_incomplete_acceptance_is_refused_and_changes_nothing(app, api, client, fields, message):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    response = accept(client, **fields)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(AgreementAcceptance)) == 0
+
+
+def test_double_submission_records_one_acceptance(app, api, client):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    page = client.get("/agreement")
+    data = {"csrf_token": csrf(page), "first_name": "Ana", "last_name": "Silva",
+            "email": "ana@contoso.example.test", "accept": "yes"}
+    first = client.post("/agreement", data=data)
+    second = client.post("/agreement", data=data)
+    assert first.status_code == second.status_code == 302
+    assert second.headers["Location"].endswith("/account?accepted=1")
+    with app.app_context():
+        session = db.session()
+        assert session.scalar(select(func.count()).select_from(AgreementAcceptance)) == 1
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_secrecy_amendment_is_accepted_on_the_same_page(app, api, client):
+    customer, made = invited(api, country="DE", culture="de-DE", language="de")
+    with app.app_context():
+        from portal.models import Customer
+
+        session = db.session()
+        session.get(Customer, customer["id"]).requires_secrecy_amendment = True
+        session.commit()
+    sign_in_from_link(client, made)
+    change_password(client)
+    page = client.get("/agreement").get_data(as_text=True)
+    assert "Professional Secrecy Amendment" in page
+    accept(client)
+    types = {a["type"] for a in api.get(f"/v1/customers/{customer['id']}/agreements"
+                                        "?agreementType=*").get_json()["items"]}
+    assert types == {"MicrosoftCustomerAgreement", "ProfessionalSecrecyAmendment"}
+
+
+def test_link_after_acceptance_shows_what_was_accepted(api, client, app):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    accept(client)
+    page = app.test_client().get(link_path(made))
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert "already been accepted" in body
+    assert "Ana Silva" in body
+
+
+def test_sign_in_is_rate_limited_per_account_and_others_are_unaffected(api, app):
+    _, made = invited(api)
+    _, other = invited(api)
+    limit = int(app.config["SIGNIN_LIMIT_ACCOUNT"].split()[0])
+    for attempt in range(limit + 1):
+        client = app.test_client()
+        page = client.get("/signin")
+        response = client.post("/signin", data={"csrf_token": csrf(page),
+                                                "user_name": made["userName"],
+                                                "password": f"wrong {attempt}"},
+                               environ_base={"REMOTE_ADDR": f"198.51.100.{attempt + 1}"})
+    assert response.status_code == 429
+    client = app.test_client()
+    assert sign_in_from_link(client, other).status_code == 302
+    blocked = app.test_client()
+    assert sign_in_from_link(blocked, made).status_code == 429
+
+
+def test_signed_in_event_shows_in_status(api, client):
+    customer, made = invited(api)
+    sign_in_from_link(client, made)
+    status = api.get(f"/v1/customers/{customer['id']}/acceptanceStatus").get_json()
+    assert status["state"] == "signed-in"
+
+
+def test_pages_carry_security_headers_and_no_inline_script(api, client):
+    _, made = invited(api)
+    for path in (link_path(made), "/signin", "/invite/nonsense"):
+        response = client.get(path)
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert "<script" not in response.get_data(as_text=True)
