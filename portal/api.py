@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,12 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
+#: JSON can spell lone UTF-16 surrogates (\\ud800); they are not text and cannot be stored.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Customer ids are GUIDs; anything else cannot be one (and must not reach the database).
+_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
 class Fields:
     """Reads fields out of a JSON body, naming every missing or wrong-typed one at once."""
 
@@ -125,6 +132,9 @@ class Fields:
         if not isinstance(value, str):
             self.problems.setdefault(path, "must be a string")
             return ""
+        if _SURROGATE.search(value):
+            self.problems.setdefault(path, "contains characters that are not valid text")
+            return ""
         if required and not value.strip():
             self.problems.setdefault(path, "is required")
         return value
@@ -146,11 +156,11 @@ class Fields:
 def _parse_date(value: str, field: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidFields(
             {field: "is not an ISO 8601 date such as 2024-06-14T00:00:00Z"}
         ) from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 # --- shaping output ---------------------------------------------------------------------------
@@ -314,7 +324,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
         raise InvalidParameter(
             f"{name} must be a whole number from {low} to {high}.", **{name: raw[:50]}
         )
@@ -356,8 +366,9 @@ def list_customers() -> ResponseReturnValue:
 
 
 def _visible_customer(customer_id: str) -> Customer:
-    if len(customer_id) > 64:
-        raise CustomerNotFound(customer_id=customer_id[:64])
+    customer_id = customer_id.lower()
+    if not _ID.match(customer_id):
+        raise CustomerNotFound(customerId=customer_id[:64])
     return customers.get_visible(db.session(), _partner().id, customer_id)
 
 
@@ -471,12 +482,16 @@ def customer_agreements(customer_id: str) -> ResponseReturnValue:
 
 @bp.get("/customers/<customer_id>/directSignedMicrosoftCustomerAgreementStatus")
 def direct_signed_status(customer_id: str) -> ResponseReturnValue:
+    key = _bearer()
+    customer_id = customer_id.lower()
+    if not _ID.match(customer_id):
+        customer_id = ""  # matches no customer; the key is still checked
     with db.engine().connect() as connection:
-        result = acceptance.direct_signed_status(connection, _bearer(), customer_id[:64].lower())
+        result = acceptance.direct_signed_status(connection, key, customer_id)
     if not result.key_valid:
         raise Unauthorized()
     if not result.customer_visible:
-        raise CustomerNotFound(customer_id=customer_id[:64])
+        raise CustomerNotFound(customerId=customer_id)
     return jsonify({"isSigned": result.is_signed})
 
 
@@ -589,8 +604,9 @@ def invitation_json(invitation: Invitation) -> dict[str, Any]:
 def create_invitation(customer_id: str) -> ResponseReturnValue:
     partner = _partner()
     customer = _visible_customer(customer_id)
-    raw = request.get_data(cache=True)
-    fields = Fields(_json_body() if raw.strip() else {})
+    raw = request.get_data(cache=True).strip()
+    # The options are optional: no body, or JSON null, means the defaults.
+    fields = Fields(_json_body() if raw and raw != b"null" else {})
     to = fields.string("to", required=False) or None
     language = fields.string("language", required=False) or None
     options = invitations.Options(

@@ -15,6 +15,9 @@ from portal.errors import CustomerNotFound, DomainTaken, InvalidFields
 from portal.models import Customer, CustomerCredential, Partner
 from portal.partners import visible_to
 
+#: The user name is ``admin@<domain>`` and must fit 254 characters.
+MAX_DOMAIN = 254 - len("admin@")
+
 
 @dataclass
 class NewCustomer:
@@ -64,6 +67,8 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, str]:
         "contact_email": validate.email(data.contact_email) if data.contact_email else None,
         "contact_phone": validate.phone(data.contact_phone),
     }
+    if not checks["domain"] and len(data.domain) > MAX_DOMAIN:
+        checks["domain"] = f"is longer than {MAX_DOMAIN} characters"
     if data.country not in catalog.countries:
         checks["country"] = f"is an unknown country {data.country!r} (ISO 3166 alpha-2, e.g. DE)"
     return {data.names.get(k, k): v for k, v in checks.items() if v}
@@ -144,7 +149,7 @@ def get_visible(session: Session, partner_id: str, customer_id: str) -> Customer
         select(Customer).where(Customer.id == customer_id, visible_to(partner_id))
     ).first()
     if customer is None:
-        raise CustomerNotFound(customer_id=customer_id)
+        raise CustomerNotFound(customerId=customer_id)
     return customer
 
 

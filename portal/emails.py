@@ -26,7 +26,7 @@ class Email:
 def render(name: str, locale: str, subject: Callable[[], str], **context: Any) -> Email:
     """Render ``templates/email/<name>.txt`` and ``.html``; ``subject`` runs in the locale too."""
     with force_locale(locale):
-        title = subject()
+        title = _shorten(subject(), MAX_SUBJECT)
         context.update(
             subject=title,
             html_lang=locale.replace("_", "-"),
@@ -37,6 +37,14 @@ def render(name: str, locale: str, subject: Callable[[], str], **context: Any) -
         text = render_template(f"email/{name}.txt", **context)
         html = render_template(f"email/{name}.html", **context)
     return Email(subject=title, text=_tidy(text), html=html, locale=locale)
+
+
+#: Longest subject line kept (long partner and company names are shortened with an ellipsis).
+MAX_SUBJECT = 300
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def when(moment: datetime, locale: str) -> str:

@@ -136,13 +136,6 @@ class TooLarge(PortalError):
     description = "The request body is larger than the portal accepts."
 
 
-class UnsupportedMediaType(PortalError):
-    status = 415
-    code = 10415
-    error_name = "UnsupportedMediaType"
-    description = "Send the request body as JSON with 'Content-Type: application/json'."
-
-
 class ServiceUnavailable(PortalError):
     status = 503
     code = 10503
@@ -176,7 +169,6 @@ _HTTP_ERRORS: dict[int, type[PortalError]] = {
     404: NotFound,
     405: MethodNotAllowed,
     413: TooLarge,
-    415: UnsupportedMediaType,
 }
 
 

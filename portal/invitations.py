@@ -6,6 +6,7 @@ password stop working. The link carries the invitation's id and a nonce only.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from portal.models import (
 )
 
 INVITATION_MAIL = "invitation"
+_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 #: A password hash nothing verifies against: credentials of a withdrawn invitation.
 DEAD_PASSWORD = "!revoked"  # noqa: S105 - not a password: matches no hash scheme
 
@@ -256,9 +258,11 @@ def for_customer(session: Session, customer_id: str) -> list[Invitation]:
 
 
 def get(session: Session, customer_id: str, invitation_id: str) -> Invitation:
-    invitation = session.get(Invitation, invitation_id[:64])
+    invitation = None
+    if _ID.match(invitation_id.lower()):
+        invitation = session.get(Invitation, invitation_id.lower())
     if invitation is None or invitation.customer_id != customer_id:
-        raise InvitationNotFound(invitation_id=invitation_id[:64])
+        raise InvitationNotFound(invitationId=invitation_id[:64])
     return invitation
 
 

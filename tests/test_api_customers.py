@@ -226,8 +226,8 @@ def test_unknown_and_foreign_customers_get_the_same_404(api, make_api):
     foreign = api.get(f"/v1/customers/{theirs['id']}")
     assert unknown.status_code == foreign.status_code == 404
     unknown_body, foreign_body = unknown.get_json(), foreign.get_json()
-    unknown_body["parameters"].pop("customer_id")
-    foreign_body["parameters"].pop("customer_id")
+    unknown_body["parameters"].pop("customerId")
+    foreign_body["parameters"].pop("customerId")
     assert unknown_body == foreign_body
     assert theirs["id"] not in [c["id"] for c in api.get("/v1/customers").get_json()["items"]]
 

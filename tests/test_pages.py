@@ -11,7 +11,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from portal import db
-from portal.models import AgreementAcceptance, CustomerCredential, Event, OutboxMessage
+from portal.models import AgreementAcceptance, OutboxMessage
 
 MCA = "117a77b0-9360-443b-8795-c6dedc750cf9"
 NEW_PASSWORD = "correct horse battery staple"
@@ -36,21 +36,40 @@ def link_path(made) -> str:
 def sign_in_from_link(client, made, password=None):
     page = client.get(link_path(made))
     token = re.search(r'name="invitation" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    return client.post("/signin", data={
-        "csrf_token": csrf(page), "invitation": token, "user_name": made["userName"],
-        "password": password if password is not None else made["password"]})
+    return client.post(
+        "/signin",
+        data={
+            "csrf_token": csrf(page),
+            "invitation": token,
+            "user_name": made["userName"],
+            "password": password if password is not None else made["password"],
+        },
+    )
 
 
 def change_password(client, new=NEW_PASSWORD, repeat=None):
     page = client.get("/password")
-    return client.post("/password", data={"csrf_token": csrf(page), "password": new,
-                                          "repeat": repeat if repeat is not None else new})
+    return client.post(
+        "/password",
+        data={
+            "csrf_token": csrf(page),
+            "password": new,
+            "repeat": repeat if repeat is not None else new,
+        },
+    )
 
 
 def accept(client, **fields):
     page = client.get("/agreement")
-    data = {"csrf_token": csrf(page), "first_name": "Ana", "last_name": "Silva",
-            "email": "ana@contoso.example.test", "phone": "", "accept": "yes", **fields}
+    data = {
+        "csrf_token": csrf(page),
+        "first_name": "Ana",
+        "last_name": "Silva",
+        "email": "ana@contoso.example.test",
+        "phone": "",
+        "accept": "yes",
+        **fields,
+    }
     return client.post("/agreement", data=data, headers={"User-Agent": "TestBrowser/1.0"})
 
 
@@ -97,8 +116,10 @@ def test_temporary_password_never_works_after_the_change(app, api, client):
     other = app.test_client()
     assert sign_in_from_link(other, made).status_code == 401
     page = other.get("/signin")
-    chosen = other.post("/signin", data={"csrf_token": csrf(page), "user_name": made["userName"],
-                                         "password": NEW_PASSWORD})
+    chosen = other.post(
+        "/signin",
+        data={"csrf_token": csrf(page), "user_name": made["userName"], "password": NEW_PASSWORD},
+    )
     assert chosen.status_code == 302
 
 
@@ -113,8 +134,11 @@ def test_password_change_is_required_before_anything_else(api, client):
 
 @pytest.mark.parametrize(
     ("new", "repeat", "message"),
-    [("short", "short", "at least 12"), (NEW_PASSWORD, NEW_PASSWORD + "x", "not the same"),
-     ("x" * 300, "x" * 300, "at most 256")],
+    [
+        ("short", "short", "at least 12"),
+        (NEW_PASSWORD, NEW_PASSWORD + "x", "not the same"),
+        ("x" * 300, "x" * 300, "at most 256"),
+    ],
 )
 def test_weak_password_changes_are_refused(api, client, new, repeat, message):
     _, made = invited(api)
@@ -135,11 +159,18 @@ def test_the_temporary_password_cannot_be_kept(api, client):
 def test_unknown_user_and_wrong_password_get_the_same_answer(api, client):
     _, made = invited(api)
     page = client.get("/signin")
-    wrong = client.post("/signin", data={"csrf_token": csrf(page), "user_name": made["userName"],
-                                         "password": "not it at all"})
-    unknown = client.post("/signin", data={"csrf_token": csrf(page),
-                                           "user_name": "nobody@nowhere.example.test",
-                                           "password": "not it at all"})
+    wrong = client.post(
+        "/signin",
+        data={"csrf_token": csrf(page), "user_name": made["userName"], "password": "not it at all"},
+    )
+    unknown = client.post(
+        "/signin",
+        data={
+            "csrf_token": csrf(page),
+            "user_name": "nobody@nowhere.example.test",
+            "password": "not it at all",
+        },
+    )
     assert wrong.status_code == unknown.status_code == 401
     strip = lambda r: re.sub(r'value="[^"]*"', "", r.get_data(as_text=True))  # noqa: E731
     assert strip(wrong) == strip(unknown)
@@ -151,9 +182,11 @@ def test_overlong_password_is_refused_before_hashing(api, client):
     _, made = invited(api)
     page = client.get("/signin")
     started = time.monotonic()
-    response = client.post("/signin", data={"csrf_token": csrf(page),
-                                            "user_name": made["userName"], "password": "x" * 100_000})
-    assert response.status_code in (401, 413)
+    response = client.post(
+        "/signin",
+        data={"csrf_token": csrf(page), "user_name": made["userName"], "password": "x" * 50_000},
+    )
+    assert response.status_code == 401
     assert time.monotonic() - started < 1
 
 
@@ -212,8 +245,12 @@ def test_form_without_or_with_stale_csrf_token_changes_nothing(app, api, client)
     sign_in_from_link(client, made)
     change_password(client)
     for token in (None, "stale-token"):
-        data = {"first_name": "Ana", "last_name": "Silva", "email": "ana@example.test",
-                "accept": "yes"}
+        data = {
+            "first_name": "Ana",
+            "last_name": "Silva",
+            "email": "ana@example.test",
+            "accept": "yes",
+        }
         if token:
             data["csrf_token"] = token
         response = client.post("/agreement", data=data)
@@ -225,8 +262,12 @@ def test_form_without_or_with_stale_csrf_token_changes_nothing(app, api, client)
 
 @pytest.mark.parametrize(
     ("fields", "message"),
-    [({"accept": ""}, "Tick the box"), ({"first_name": ""}, "first name"),
-     ({"email": "nope"}, "valid email"), ({"email": "a@b.example.test\r\nBcc: x"}, "valid email")],
+    [
+        ({"accept": ""}, "Tick the box"),
+        ({"first_name": ""}, "first name"),
+        ({"email": "nope"}, "valid email"),
+        ({"email": "a@b.example.test\r\nBcc: x"}, "valid email"),
+    ],
 )
 def test_incomplete_acceptance_is_refused_and_changes_nothing(app, api, client, fields, message):
     _, made = invited(api)
@@ -244,8 +285,13 @@ def test_double_submission_records_one_acceptance(app, api, client):
     sign_in_from_link(client, made)
     change_password(client)
     page = client.get("/agreement")
-    data = {"csrf_token": csrf(page), "first_name": "Ana", "last_name": "Silva",
-            "email": "ana@contoso.example.test", "accept": "yes"}
+    data = {
+        "csrf_token": csrf(page),
+        "first_name": "Ana",
+        "last_name": "Silva",
+        "email": "ana@contoso.example.test",
+        "accept": "yes",
+    }
     first = client.post("/agreement", data=data)
     second = client.post("/agreement", data=data)
     assert first.status_code == second.status_code == 302
@@ -269,8 +315,12 @@ def test_secrecy_amendment_is_accepted_on_the_same_page(app, api, client):
     page = client.get("/agreement").get_data(as_text=True)
     assert "Professional Secrecy Amendment" in page
     accept(client)
-    types = {a["type"] for a in api.get(f"/v1/customers/{customer['id']}/agreements"
-                                        "?agreementType=*").get_json()["items"]}
+    types = {
+        a["type"]
+        for a in api.get(f"/v1/customers/{customer['id']}/agreements?agreementType=*").get_json()[
+            "items"
+        ]
+    }
     assert types == {"MicrosoftCustomerAgreement", "ProfessionalSecrecyAmendment"}
 
 
@@ -293,10 +343,15 @@ def test_sign_in_is_rate_limited_per_account_and_others_are_unaffected(api, app)
     for attempt in range(limit + 1):
         client = app.test_client()
         page = client.get("/signin")
-        response = client.post("/signin", data={"csrf_token": csrf(page),
-                                                "user_name": made["userName"],
-                                                "password": f"wrong {attempt}"},
-                               environ_base={"REMOTE_ADDR": f"198.51.100.{attempt + 1}"})
+        response = client.post(
+            "/signin",
+            data={
+                "csrf_token": csrf(page),
+                "user_name": made["userName"],
+                "password": f"wrong {attempt}",
+            },
+            environ_base={"REMOTE_ADDR": f"198.51.100.{attempt + 1}"},
+        )
     assert response.status_code == 429
     client = app.test_client()
     assert sign_in_from_link(client, other).status_code == 302
