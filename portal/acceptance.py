@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext
-from sqlalchemy import Connection, Select, bindparam, exists, select
+from sqlalchemy import Engine, Select, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from portal import credentials, emails, events, outbox, validate
 from portal.catalog import CUSTOMER_AGREEMENT, SECRECY_AMENDMENT, Agreement, Catalog, Document
@@ -363,16 +364,36 @@ def _signed_status_query() -> Select[Any]:
     )
 
 
-#: Built once: partners' tools poll this, and building a statement costs more than running it.
+#: Built and compiled once per database kind: partners' tools poll this endpoint, and building
+#: and compiling a statement costs far more than running it.
 _SIGNED_STATUS = _signed_status_query()
+_COMPILED: dict[str, SQLCompiler] = {}
 
 
-def direct_signed_status(connection: Connection, api_key: str, customer_id: str) -> SignedStatus:
-    """Key check, visibility and ``isSigned`` in one indexed query."""
-    row = connection.execute(
-        _SIGNED_STATUS,
-        {"customer_id": customer_id, "key_hash": credentials.api_key_hash(api_key)},
-    ).first()
+def direct_signed_status(engine: Engine, api_key: str, customer_id: str) -> SignedStatus:
+    """Key check, visibility and ``isSigned`` in one indexed query, on a pooled DB-API
+    connection (no ORM, no transaction of its own beyond the driver's)."""
+    compiled = _COMPILED.get(engine.dialect.name)
+    if compiled is None:
+        compiled = _SIGNED_STATUS.compile(dialect=engine.dialect)
+        assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a SELECT compiles to SQL
+        _COMPILED[engine.dialect.name] = compiled
+    values = compiled.construct_params(
+        {"customer_id": customer_id, "key_hash": credentials.api_key_hash(api_key)}
+    )
+    arguments: Any = (
+        tuple(values[name] for name in compiled.positiontup or ())
+        if compiled.positional
+        else values
+    )
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(str(compiled), arguments)
+        row = cursor.fetchone()
+        cursor.close()
+    finally:
+        connection.close()  # back to the pool, which ends the read
     if row is None:
         return SignedStatus(False, False, False)
     partner_id, owner_id, owner_provider = row[0], row[1], row[2]

@@ -486,8 +486,7 @@ def direct_signed_status(customer_id: str) -> ResponseReturnValue:
     customer_id = customer_id.lower()
     if not _ID.match(customer_id):
         customer_id = ""  # matches no customer; the key is still checked
-    with db.engine().connect() as connection:
-        result = acceptance.direct_signed_status(connection, key, customer_id)
+    result = acceptance.direct_signed_status(db.engine(), key, customer_id)
     if not result.key_valid:
         raise Unauthorized()
     if not result.customer_visible:
