@@ -27,6 +27,7 @@ from portal.models import (
     CustomerCredential,
     Invitation,
     Partner,
+    new_id,
     utcnow,
 )
 
@@ -133,6 +134,7 @@ def create(
 
     locale = best_locale([options.language, customer.culture, customer.language], locales)
     invitation = Invitation(
+        id=new_id(),  # known before the INSERT, so the row is written once, complete
         customer=customer,
         nonce=secrets.token_urlsafe(24),
         created_at=now,
@@ -141,10 +143,8 @@ def create(
         language=locale,
         recipient=recipient,
         include_credentials=options.include_credentials,
-        subject="",
+        messages=[],
     )
-    session.add(invitation)
-    session.flush()
     url = links.url(invitation)
     email = render(
         customer,
@@ -157,6 +157,7 @@ def create(
     invitation.subject = email.subject
     invitation.text_body = email.text
     invitation.html_body = email.html
+    session.add(invitation)
     message = None
     if options.send:
         message = outbox.queue(
@@ -165,10 +166,9 @@ def create(
             recipient,
             email,
             base_url=links.base_url,
-            invitation_id=invitation.id,
+            invitation=invitation,
             customer_id=customer.id,
         )
-        session.flush()
     events.record(
         session,
         events.INVITATION_CREATED,
@@ -300,7 +300,7 @@ def resend(session: Session, invitation: Invitation, base_url: str, actor: str) 
         invitation.recipient,
         email,
         base_url=base_url,
-        invitation_id=invitation.id,
+        invitation=invitation,
         customer_id=invitation.customer_id,
     )
     session.flush()

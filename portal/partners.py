@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from portal import credentials, events, validate
@@ -109,14 +109,18 @@ def list_partners(session: Session) -> list[Partner]:
     return list(session.scalars(select(Partner).order_by(Partner.created_at, Partner.id)))
 
 
+#: Built once: every API request runs it.
+_PARTNER_FOR_KEY = (
+    select(Partner)
+    .join(ApiKey, ApiKey.partner_id == Partner.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+
+
 def partner_for_key(session: Session, secret: str) -> Partner | None:
     """The partner that owns this live key, in one indexed query."""
-    query = (
-        select(Partner)
-        .join(ApiKey, ApiKey.partner_id == Partner.id)
-        .where(ApiKey.key_hash == credentials.api_key_hash(secret), ApiKey.revoked_at.is_(None))
-    )
-    return session.scalars(query).first()
+    found = session.scalars(_PARTNER_FOR_KEY, {"key_hash": credentials.api_key_hash(secret)})
+    return found.first()
 
 
 def visible_to(partner_id: str) -> ColumnElement[bool]:

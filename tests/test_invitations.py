@@ -224,7 +224,9 @@ def test_sent_invitation_arrives_and_its_link_works(app, api, client, smtp):
     assert received.rcpt_tos == ["billing@contoso.example.test"]
     assert message["To"] == "billing@contoso.example.test"
     assert message["Subject"] == made["subject"]
-    assert message["Message-ID"]
+    with app.app_context():
+        queued = db.session().scalars(select(OutboxMessage)).one()
+        assert message.get_all("Message-ID") == [queued.message_id]  # one, and the outbox's
     # SMTP carries CRLF line ends; the text is otherwise the one the partner got.
     text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
     html = message.get_body(("html",)).get_content()
