@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -301,6 +302,8 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(300))
     text_body: Mapped[str] = mapped_column(Text, default="")
     html_body: Mapped[str] = mapped_column(Text, default="")
+    #: The whole MIME message, built once when queued, so sending is only SMTP.
+    mime: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The Message-ID header, the same on every attempt, so receivers can drop a duplicate.
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
     status: Mapped[DeliveryStatus] = mapped_column(

@@ -17,8 +17,8 @@ from email.policy import compat32
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask
-from flask_mail import BadHeaderError, Connection, Message
+from flask import Flask, current_app
+from flask_mail import BadHeaderError, Connection, Message, sanitize_address
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,10 @@ def queue(
     invitation: Invitation | None = None,
     customer_id: str | None = None,
 ) -> OutboxMessage:
-    """Add a message to the outbox; it is sent only if this transaction commits."""
+    """Add a message to the outbox; it is sent only if this transaction commits.
+
+    The MIME message is built here, once, so that delivery is only SMTP.
+    """
     host = urlsplit(base_url).hostname or "portal.invalid"
     message = OutboxMessage(
         kind=kind,
@@ -52,6 +55,7 @@ def queue(
         customer_id=customer_id,
         next_attempt_at=utcnow(),
     )
+    message.mime = _mail_message(current_app.config["MAIL_DEFAULT_SENDER"], message).as_bytes()
     session.add(message)
     return message
 
@@ -72,7 +76,7 @@ def cancel_pending(session: Session, invitation_id: str) -> None:
             OutboxMessage.invitation_id == invitation_id,
             OutboxMessage.status != DeliveryStatus.SENDING,
         )
-        .values(text_body="", html_body="")
+        .values(text_body="", html_body="", mime=None)
     )
 
 
@@ -237,16 +241,29 @@ class _Mail(Message):
         return self._message().as_bytes(policy=_SMTP_POLICY)
 
 
-def _mail_message(app: Flask, message: OutboxMessage) -> Message:
+def _mail_message(sender: str, message: OutboxMessage) -> Message:
     mail = _Mail(
         subject=message.subject,
         recipients=[message.to_address],
         body=message.text_body,
         html=message.html_body or None,
-        sender=app.config["MAIL_DEFAULT_SENDER"],
+        sender=sender,
     )
     mail.msgId = message.message_id  # the same on every attempt
     return mail
+
+
+def _send(connection: VerifiedConnection, app: Flask, message: OutboxMessage) -> None:
+    """Send the message built at queue time over Flask-Mail's connection (or build it now, for
+    a message queued without one)."""
+    mail = _mail_message(app.config["MAIL_DEFAULT_SENDER"], message)
+    if message.mime is None:
+        connection.send(mail)
+        return
+    if mail.has_bad_headers():
+        raise BadHeaderError()
+    assert connection.host is not None  # noqa: S101 - configured before the loop
+    connection.host.sendmail(sanitize_address(mail.sender), [message.to_address], message.mime)
 
 
 def _mark_sent(session: Session, ids: list[str]) -> None:
@@ -263,6 +280,7 @@ def _mark_sent(session: Session, ids: list[str]) -> None:
             last_error="",
             text_body="",
             html_body="",
+            mime=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -301,7 +319,7 @@ def deliver_due(app: Flask, session: Session, batch: int = 100) -> Report:
         while remaining:
             message = remaining[0]
             try:
-                connection.send(_mail_message(app, message))
+                _send(connection, app, message)
             except (
                 smtplib.SMTPRecipientsRefused,
                 smtplib.SMTPDataError,
