@@ -374,3 +374,46 @@ def test_pages_carry_security_headers_and_no_inline_script(api, client):
         assert "script-src 'self'" in csp
         assert "unsafe-inline" not in csp
         assert "<script" not in response.get_data(as_text=True)
+
+
+def test_twenty_simultaneous_submissions_record_one_acceptance(app, api, client):
+    """Run on both databases; on PostgreSQL the unique index settles the race."""
+    import threading
+
+    customer, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    token = csrf(client.get("/agreement"))
+    cookie = client.get_cookie("session").value
+    data = {
+        "csrf_token": token,
+        "first_name": "Ana",
+        "last_name": "Silva",
+        "email": "ana@contoso.example.test",
+        "accept": "yes",
+    }
+    barrier = threading.Barrier(20)
+    results: list[tuple[int, str]] = []
+
+    def submit() -> None:
+        browser = app.test_client()
+        browser.set_cookie("session", cookie)
+        barrier.wait()
+        response = browser.post("/agreement", data=data)
+        results.append((response.status_code, response.headers.get("Location", "")))
+
+    threads = [threading.Thread(target=submit) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 20
+    assert all(
+        status == 302 and where.endswith("/account?accepted=1") for status, where in results
+    ), results
+    with app.app_context():
+        session = db.session()
+        assert session.scalar(select(func.count()).select_from(AgreementAcceptance)) == 1
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+    status = api.get(f"/v1/customers/{customer['id']}/directSignedMicrosoftCustomerAgreementStatus")
+    assert status.get_json() == {"isSigned": True}
