@@ -55,6 +55,19 @@ def _contact_problems(contact: Contact, prefix: str) -> dict[str, str]:
     return {f"{prefix}.{k}": v for k, v in checks.items() if v}
 
 
+def _recorded(
+    session: Session, customer_id: str, template_id: str, dedupe_key: str
+) -> AgreementAcceptance | None:
+    """The acceptance the unique index allows once: direct, or attested with one contact."""
+    return session.scalars(
+        select(AgreementAcceptance).where(
+            AgreementAcceptance.customer_id == customer_id,
+            AgreementAcceptance.template_id == template_id,
+            AgreementAcceptance.dedupe_key == dedupe_key,
+        )
+    ).first()
+
+
 def _attestation_key(contact: Contact) -> str:
     """Same contact details, same key: the unique index turns a repeat into a 409."""
     parts = [
@@ -95,12 +108,7 @@ def attest(
         raise DateAgreedInFuture({"dateAgreed": "must not be in the future"})
 
     dedupe = _attestation_key(contact)
-    duplicate = select(AgreementAcceptance.id).where(
-        AgreementAcceptance.customer_id == customer.id,
-        AgreementAcceptance.template_id == template_id,
-        AgreementAcceptance.dedupe_key == dedupe,
-    )
-    if session.scalar(duplicate) is not None:
+    if _recorded(session, customer.id, template_id, dedupe) is not None:
         raise AttestationExists()
     document = (
         agreement.document(customer.country, customer.culture) if agreement.documents else None
@@ -186,13 +194,7 @@ def accept_directly(
     recorded: list[AgreementAcceptance] = []
     new = False
     for item in shown:
-        existing = session.scalars(
-            select(AgreementAcceptance).where(
-                AgreementAcceptance.customer_id == customer.id,
-                AgreementAcceptance.template_id == item.agreement.template_id,
-                AgreementAcceptance.dedupe_key == DIRECT_KEY,
-            )
-        ).first()
+        existing = _recorded(session, customer.id, item.agreement.template_id, DIRECT_KEY)
         if existing is not None:
             recorded.append(existing)
             continue
@@ -222,15 +224,9 @@ def accept_directly(
                 session.flush()
         except IntegrityError:
             # Another submission got there first: theirs is the acceptance.
-            recorded.append(
-                session.scalars(
-                    select(AgreementAcceptance).where(
-                        AgreementAcceptance.customer_id == customer.id,
-                        AgreementAcceptance.template_id == item.agreement.template_id,
-                        AgreementAcceptance.dedupe_key == DIRECT_KEY,
-                    )
-                ).one()
-            )
+            winner = _recorded(session, customer.id, item.agreement.template_id, DIRECT_KEY)
+            assert winner is not None  # noqa: S101 - the unique index just said it exists
+            recorded.append(winner)
             continue
         new = True
         recorded.append(acceptance)
