@@ -45,6 +45,8 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 
 OPENAPI = Path(__file__).parent / "openapi.json"
 _PAGE_SALT = "portal.customers-page"
+#: Beyond Partner Center: the customer also accepts the German professional secrecy amendment.
+SECRECY_FIELD = "professionalSecrecyAmendment"
 #: Endpoints that check the key themselves (``openapi``: none needed; the status: in its one query).
 _OWN_AUTH = {"api.openapi", "api.direct_signed_status"}
 
@@ -103,6 +105,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
+_ABSENT = object()
+
+
 class Fields:
     """Reads fields out of a JSON body, naming every missing or wrong-typed one at once."""
 
@@ -110,17 +115,20 @@ class Fields:
         self.body = body
         self.problems: dict[str, str] = {}
 
-    def _lookup(self, path: str) -> Any:
+    def _lookup(self, path: str, absent: Any = None) -> Any:
+        """The value at ``path``; ``absent`` when a key on the way is missing."""
         value: Any = self.body
         walked = []
         for part in path.split("."):
             walked.append(part)
             if value is None:
-                return None
+                return absent
             if not isinstance(value, dict):
                 self.problems.setdefault(".".join(walked[:-1]), "must be an object")
-                return None
-            value = value.get(part)
+                return absent
+            if part not in value:
+                return absent
+            value = value[part]
         return value
 
     def string(self, path: str, required: bool = True) -> str:
@@ -140,10 +148,10 @@ class Fields:
         return value
 
     def boolean(self, path: str, default: bool) -> bool:
-        value = self._lookup(path)
-        if value is None:
+        value = self._lookup(path, absent=_ABSENT)
+        if value is _ABSENT:
             return default
-        if not isinstance(value, bool):
+        if not isinstance(value, bool):  # null too: a switch is true or false
             self.problems.setdefault(path, "must be true or false")
             return default
         return value
@@ -218,6 +226,7 @@ def customer_json(customer: Customer) -> dict[str, Any]:
         },
         # Partner Center's name for the reseller a provider's customer belongs to.
         "associatedPartnerId": customer.partner_id,
+        SECRECY_FIELD: customer.requires_secrecy_amendment,
         "createdAt": iso(customer.created_at),
         "links": {"self": {"uri": f"/v1/customers/{customer.id}", "method": "GET"}},
         "attributes": {"objectType": "Customer"},
@@ -296,8 +305,10 @@ def create_customer() -> ResponseReturnValue:
         "last_name",
     }
     values = {attr: fields.string(path, attr in required) for attr, path in names.items()}
+    secrecy = fields.boolean(SECRECY_FIELD, False)
     fields.check()
-    data = customers.NewCustomer(**values, names=names)
+    names["requires_secrecy_amendment"] = SECRECY_FIELD
+    data = customers.NewCustomer(**values, requires_secrecy_amendment=secrecy, names=names)
     partner = _partner()
     created = customers.create_customer(
         db.session(),

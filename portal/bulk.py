@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
@@ -139,9 +140,8 @@ def import_rows(
     for row in rows:
         domain = row.values.get("domain", "")
         try:
-            data = customers.NewCustomer(
-                **{attr: row.values.get(attr, "") for attr in set(COLUMNS.values())}, names=names
-            )
+            given: dict[str, Any] = {attr: row.values.get(attr, "") for attr in COLUMNS.values()}
+            data = customers.NewCustomer(**given, names=names)
             created = customers.create_customer(session, partner, data, catalog, pepper, actor)
             issued = invitations.create(
                 session,

@@ -42,6 +42,8 @@ class NewCustomer:
     contact_last_name: str = ""
     contact_email: str = ""
     contact_phone: str = ""
+    #: German customers bound by professional secrecy also accept the secrecy amendment.
+    requires_secrecy_amendment: bool = False
     #: Field name (as the API spells it) for each attribute, to name problems.
     names: dict[str, str] = field(default_factory=dict)
 
@@ -69,6 +71,8 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, str]:
     }
     if not checks["domain"] and len(data.domain) > MAX_DOMAIN:
         checks["domain"] = f"is longer than {MAX_DOMAIN} characters"
+    if data.requires_secrecy_amendment and data.country != "DE":
+        checks["requires_secrecy_amendment"] = "applies only to customers in Germany (DE)"
     if data.country not in catalog.countries:
         checks["country"] = f"is an unknown country {data.country!r} (ISO 3166 alpha-2, e.g. DE)"
     return {data.names.get(k, k): v for k, v in checks.items() if v}
@@ -115,6 +119,7 @@ def create_customer(
         contact_last_name=(data.contact_last_name or data.last_name).strip(),
         contact_email=data.contact_email or data.email,
         contact_phone=(data.contact_phone or data.phone).strip(),
+        requires_secrecy_amendment=data.requires_secrecy_amendment,
     )
     password = credentials.new_temporary_password()
     user_name = f"admin@{data.domain}"

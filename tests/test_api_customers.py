@@ -308,3 +308,23 @@ def test_provider_sees_resellers_customers_reseller_only_its_own(make_api):
     assert other_reseller.get(f"/v1/customers/{of_reseller['id']}").status_code == 404
     assert unrelated.get(f"/v1/customers/{of_reseller['id']}").status_code == 404
     assert unrelated.get("/v1/customers").get_json()["totalCount"] == 0
+
+
+def test_secrecy_amendment_flag_is_kept_and_only_for_germany(api):
+    german = api.create_customer(country="DE", culture="de-DE", language="de", **{})
+    assert german["professionalSecrecyAmendment"] is False
+    body = customer_body(country="DE", culture="de-DE", language="de")
+    body["professionalSecrecyAmendment"] = True
+    flagged = api.post("/v1/customers", json=body).get_json()
+    assert flagged["professionalSecrecyAmendment"] is True
+    assert (
+        api.get(f"/v1/customers/{flagged['id']}").get_json()["professionalSecrecyAmendment"] is True
+    )
+    french = customer_body(country="FR", culture="fr-FR", language="fr")
+    french["professionalSecrecyAmendment"] = True
+    refused = api.post("/v1/customers", json=french)
+    assert refused.status_code == 400
+    assert "Germany" in refused.get_json()["parameters"]["professionalSecrecyAmendment"]
+    wrong_type = customer_body(country="DE")
+    wrong_type["professionalSecrecyAmendment"] = "yes"
+    assert api.post("/v1/customers", json=wrong_type).status_code == 400

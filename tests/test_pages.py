@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from portal import db
 from portal.models import AgreementAcceptance, OutboxMessage
+from tests.conftest import customer_body
 
 MCA = "117a77b0-9360-443b-8795-c6dedc750cf9"
 NEW_PASSWORD = "correct horse battery staple"
@@ -303,13 +304,10 @@ def test_double_submission_records_one_acceptance(app, api, client):
 
 
 def test_secrecy_amendment_is_accepted_on_the_same_page(app, api, client):
-    customer, made = invited(api, country="DE", culture="de-DE", language="de")
-    with app.app_context():
-        from portal.models import Customer
-
-        session = db.session()
-        session.get(Customer, customer["id"]).requires_secrecy_amendment = True
-        session.commit()
+    body = {"professionalSecrecyAmendment": True}
+    german = customer_body(country="DE", culture="de-DE", language="de")
+    customer = api.post("/v1/customers", json={**german, **body}).get_json()
+    made = api.post(f"/v1/customers/{customer['id']}/invitations", json={}).get_json()
     sign_in_from_link(client, made)
     change_password(client)
     page = client.get("/agreement").get_data(as_text=True)
