@@ -28,7 +28,9 @@ PG_URL = os.environ.get("PORTAL_TEST_DATABASE_URL")
 
 def _pg_url_with_schema(url: str, schema: str) -> str:
     sep = "&" if "?" in url else "?"
-    return f"{normalise_database_url(url)}{sep}options={quote(f'-csearch_path={schema}')}"
+    # The application name lets a test find (and drop) this run's connections only.
+    options = quote(f"-csearch_path={schema}")
+    return f"{normalise_database_url(url)}{sep}options={options}&application_name={schema}"
 
 
 @pytest.fixture(scope="session")

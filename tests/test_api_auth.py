@@ -142,3 +142,31 @@ def test_database_back_after_a_failure(app, api, monkeypatch):
 
 def _body_of(customer):
     return {"billingProfile": {**customer["billingProfile"]}}
+
+
+def test_recovers_when_the_database_drops_every_connection(app, api):
+    """What a PostgreSQL restart does to the pool: the next requests still work."""
+    from sqlalchemy import text
+
+    customer = api.create_customer()
+    path = f"/v1/customers/{customer['id']}"
+    assert api.get(path).status_code == 200
+    with app.app_context():
+        engine = db.engine()
+        if engine.dialect.name != "postgresql":
+            # SQLite has no server to lose; the pool's pre-ping is what this checks.
+            engine.dispose()
+        else:
+            killer = engine.connect()
+            dropped = killer.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE usename = current_user AND datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND application_name = ''"
+                )
+            )
+            assert dropped.rowcount >= 1  # the app's pooled connections
+            killer.close()
+    for _ in range(3):
+        assert api.get(path).status_code == 200
+        assert api.get(f"{path}/directSignedMicrosoftCustomerAgreementStatus").status_code == 200

@@ -415,3 +415,39 @@ def test_twenty_simultaneous_submissions_record_one_acceptance(app, api, client)
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
     status = api.get(f"/v1/customers/{customer['id']}/directSignedMicrosoftCustomerAgreementStatus")
     assert status.get_json() == {"isSigned": True}
+
+
+def test_database_error_during_acceptance_leaves_nothing_and_the_next_try_works(
+    app, api, client, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    customer, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    real_commit = Session.commit
+
+    def failing_commit(self):
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Session, "commit", failing_commit)
+    page = client.get("/agreement")
+    data = {
+        "csrf_token": csrf(page),
+        "first_name": "Ana",
+        "last_name": "Silva",
+        "email": "ana@contoso.example.test",
+        "accept": "yes",
+    }
+    failed = client.post("/agreement", data=data)
+    assert failed.status_code == 503
+    assert "Nothing was changed" in failed.get_data(as_text=True)
+    monkeypatch.setattr(Session, "commit", real_commit)
+    with app.app_context():
+        session = db.session()
+        assert session.scalar(select(func.count()).select_from(AgreementAcceptance)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert client.post("/agreement", data=data).status_code == 302
+    status = api.get(f"/v1/customers/{customer['id']}/directSignedMicrosoftCustomerAgreementStatus")
+    assert status.get_json() == {"isSigned": True}
