@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,10 +33,10 @@ WRITE = "portal_write"
 
 
 def _sqlite_begin(connection: Any) -> None:
-    # Reads run without an explicit transaction: each statement sees a consistent snapshot,
-    # and a read-only request saves the BEGIN/COMMIT round trips.
-    if connection.get_execution_options().get(WRITE, False):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock at once; readers begin deferred, so they never hold it while
+    # they work (a reader that writes after all takes it then, or gets a clean "locked" error).
+    write = connection.get_execution_options().get(WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -68,19 +69,25 @@ def engine() -> Engine:
 def session() -> Session:
     """The session of this app context. Domain code flushes; the edge commits.
 
-    Partner API reads (GET) get a session that does not take SQLite's write lock; everything
-    else may write.
+    GET requests get a session that does not take SQLite's write lock up front (a page that is
+    only read must not queue behind writers); everything else may write.
     """
     if "db_session" not in g:
-        reading = (
-            has_request_context()
-            and request.method in ("GET", "HEAD")
-            and (request.blueprint == "api")
-        )
+        reading = has_request_context() and request.method in ("GET", "HEAD")
         factory = current_app.extensions["portal.reader" if reading else "portal.sessionmaker"]
         g.db_session = factory()
     result: Session = g.db_session
     return result
+
+
+def commit_if_possible(log_as: str) -> None:
+    """Commit what a GET request noted by the way (a first opening, a session touch). If the
+    database is busy, drop it: the page is still served and nothing half-written remains."""
+    try:
+        session().commit()
+    except OperationalError as exc:
+        session().rollback()
+        current_app.logger.info("%s not recorded: %s", log_as, exc)
 
 
 def _close_session(_exc: BaseException | None) -> None:

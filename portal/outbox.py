@@ -174,13 +174,17 @@ def claim(session: Session, limit: int, now: datetime | None = None) -> list[Out
     session.commit()
     if not claimed:
         return []
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.id.in_(claimed))
-        .order_by(OutboxMessage.next_attempt_at)
-        .execution_options(populate_existing=True)
+    rows = list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.id.in_(claimed))
+            .order_by(OutboxMessage.next_attempt_at)
+            .execution_options(populate_existing=True)
+        )
     )
-    return list(rows)
+    # End the read at once: no transaction (on SQLite, no write lock) stays open while SMTP talks.
+    session.commit()
+    return rows
 
 
 def _backoff(attempts: int, base: float, cap: float) -> timedelta:

@@ -123,13 +123,20 @@ def load_customer() -> None:
     record = signin.current(
         db.session(), token, timedelta(seconds=int(current_app.config["SESSION_IDLE_TIMEOUT"]))
     )
+    if db.session().dirty:
+        _commit_noted("session activity")
     if record is None:
         session.pop(SESSION_KEY, None)
-        db.session().commit()
         return
     g.customer_session = record
     g.customer = record.customer
-    if db.session().dirty:
+
+
+def _commit_noted(what: str) -> None:
+    """GET requests only note things by the way; POST requests commit what they change."""
+    if request.method == "GET":
+        db.commit_if_possible(what)
+    else:
         db.session().commit()
 
 
@@ -217,7 +224,7 @@ def _signin_limited(view: Callable[..., ResponseReturnValue]) -> Callable[..., R
 
 def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
     landing = invitations.follow(db.session(), LinkSettings.from_config(current_app.config), token)
-    db.session().commit()
+    _commit_noted("invitation opening")
     context: dict[str, Any] = {"token": token}
     invitation = landing.invitation
     if invitation is not None and landing.state != "invalid":

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+
+#: Seconds between GIL hand-overs in the workers (Python's default is 0.005).
+SWITCH_INTERVAL = 0.001
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -23,12 +27,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def _post_fork(_server: Any, _worker: Any) -> None:
-    # Connections opened before the fork must not be shared by the workers.
-    from portal import db
-
     app: Flask = _post_fork.app  # type: ignore[attr-defined]
-    with app.app_context():
-        db.engine().dispose(close=False)
+    engine = app.extensions.get("portal.engine")
+    if engine is not None:
+        # Connections opened before the fork must not be shared by the workers.
+        engine.dispose(close=False)
+    # Hand the GIL between a worker's threads more often than every 5 ms: a request waiting
+    # behind another thread's work is answered sooner, which keeps the latency tail short.
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: bool = True) -> None:

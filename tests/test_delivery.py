@@ -190,3 +190,19 @@ def test_two_concurrent_senders_deliver_each_message_once(api, cli_env):
     assert len(set(ids)) == 60
     sent = [int(o.split("sent ")[1].split(",")[0]) for o in outputs]
     assert sum(sent) == 60
+
+
+def test_a_slow_smtp_server_does_not_hold_the_database(make_app, api):
+    """While a sender waits on SMTP, other requests can write (SQLite has one write lock)."""
+    import threading
+
+    queue_invitations(api, 1)
+    with silent_server() as port:
+        app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_TIMEOUT=3)
+        sender = threading.Thread(target=deliver, args=(app,))
+        sender.start()
+        time.sleep(0.5)  # the sender has claimed and is waiting for the SMTP greeting
+        started = time.monotonic()
+        api.create_customer()
+        assert time.monotonic() - started < 1.5
+        sender.join(10)
