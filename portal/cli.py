@@ -7,13 +7,25 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask
 from sqlalchemy import select
 
-from portal import create_app, customers, db, i18n, invitations, outbox, partners
+from portal import (
+    LOCALES,
+    ROOT,
+    create_app,
+    customers,
+    db,
+    i18n,
+    invitations,
+    outbox,
+    partners,
+    translations,
+)
 from portal.catalog import CatalogError
 from portal.config import ConfigError
 from portal.errors import PortalError
@@ -402,6 +414,236 @@ def invite(
         click.echo(f"Password:  {issued.password}  (temporary; shown this once)")
         click.echo(f"\nTo: {invitation.recipient}\nSubject: {invitation.subject}\n")
         click.echo(invitation.text_body)
+
+
+# --- translations -----------------------------------------------------------------------------
+# Babel's catalogs in locales/ (see locales/README.md); portal/translations.py does the work.
+
+
+@main.group("i18n")
+@click.option(
+    "--locales",
+    "locales_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PORTAL_LOCALES_DIR",
+    default=LOCALES,
+    show_default="the project's locales/",
+    help="The translations folder (also PORTAL_LOCALES_DIR).",
+)
+@click.pass_context
+def i18n_group(ctx: click.Context, locales_dir: Path) -> None:
+    """Translations: extract the strings, update, compile, check, count, add a language."""
+    ctx.obj = locales_dir
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A catalog that cannot be made or read ends the command with its message."""
+    try:
+        yield
+    except translations.TranslationsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@i18n_group.command("extract")
+@click.pass_obj
+def i18n_extract(locales_dir: Path) -> None:
+    """Write messages.pot from the strings in portal/ and templates/ (run it after changing any)."""
+    with _reported():
+        path, changed, count = translations.write_template(ROOT, locales_dir)
+    state = "written" if changed else "already up to date"
+    click.echo(f"{translations.shown(path)}: {count} strings, {state}")
+
+
+@i18n_group.command("update")
+@click.pass_obj
+def i18n_update(locales_dir: Path) -> None:
+    """Bring every language's .po in step with messages.pot (new strings arrive empty)."""
+    with _reported():
+        written = translations.update(locales_dir)
+    for path in written:
+        click.echo(f"updated {translations.shown(path)}")
+    if not written:
+        click.echo("every catalog is already in step with messages.pot")
+
+
+@i18n_group.command("compile")
+@click.pass_obj
+def i18n_compile(locales_dir: Path) -> None:
+    """Compile every .po to .mo (the portal also does it at start when a .po is newer)."""
+    results = translations.compile_all(locales_dir)
+    for result in results:
+        for problem in result.problems:
+            click.echo(f"{problem} (left out)")
+        if result.mo is None:
+            click.echo(f"{result.locale}: not compiled (any previous .mo stays)")
+        else:
+            click.echo(f"{result.locale}: {result.translated} translations compiled")
+    if any(result.problems for result in results):
+        raise click.ClickException("some translations were left out: see `portal i18n check`")
+
+
+@i18n_group.command("check")
+@click.pass_obj
+def i18n_check(locales_dir: Path) -> None:
+    """Fail on a stale messages.pot and on translations that would break a page or an email."""
+    with _reported():
+        problems = translations.check(ROOT, locales_dir)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        count = len(problems)
+        raise click.ClickException(
+            f"{count} problem{'' if count == 1 else 's'}: see locales/README.md for what they mean"
+        )
+    count = len(translations.po_files(locales_dir))
+    click.echo(f"messages.pot is up to date; {count} catalogs checked, no problems")
+
+
+@i18n_group.command("stats")
+@click.pass_obj
+def i18n_stats(locales_dir: Path) -> None:
+    """How much of each language is translated (fuzzy strings count as not translated)."""
+    with _reported():
+        found = translations.stats(locales_dir)
+    for item in found:
+        if item.error:
+            click.echo(f"{item.locale:<8} cannot be read: {item.error}")
+            continue
+        fuzzy = f"  ({item.fuzzy} fuzzy)" if item.fuzzy else ""
+        click.echo(
+            f"{item.locale:<8} {item.translated:>4}/{item.total:<4} {item.percent:5.1f}%{fuzzy}"
+        )
+    if not found:
+        click.echo("no languages yet: add one with `portal i18n init LOCALE`")
+
+
+@i18n_group.command("init")
+@click.argument("locale")
+@click.pass_obj
+def i18n_init(locales_dir: Path, locale: str) -> None:
+    """Add a language: LOCALE/LC_MESSAGES/messages.po, from messages.pot."""
+    with _reported():
+        path = translations.init_locale(locales_dir, locale)
+    click.echo(
+        f"created {translations.shown(path)}: translate it, then `portal i18n check`; the "
+        "language appears in the language switcher when the portal next starts"
+    )
+
+
+@i18n_group.command("preview")
+@click.argument("locale")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the files (default: preview/LOCALE/).",
+)
+@click.pass_obj
+def i18n_preview(locales_dir: Path, locale: str, out: Path | None) -> None:
+    """Write the invitation email and the customer's pages in LOCALE to files, for a demo
+    customer on a temporary database (no server needed)."""
+    locale = locale.replace("-", "_")
+    target = out or Path("preview") / locale
+    written = _preview(locales_dir, locale, target)
+    for path in written:
+        click.echo(translations.shown(path))
+
+
+def _preview(locales_dir: Path, locale: str, target: Path) -> list[Path]:
+    import secrets
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="portal-preview-") as scratch:
+        overrides = {
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "DATABASE_URL": f"sqlite:///{Path(scratch) / 'portal.db'}",
+            "BASE_URL": "http://127.0.0.1:8000",
+            "BABEL_TRANSLATION_DIRECTORIES": str(locales_dir.resolve()),
+            "SESSION_COOKIE_SECURE": False,  # the test client speaks plain http
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "MAIL_SERVER": None,
+        }
+        with _portal(overrides) as app:
+            if locale not in i18n.available_locales():
+                raise click.ClickException(
+                    f"no catalog for {locale} in {translations.shown(locales_dir)}: add it with "
+                    f"`portal i18n init {locale}`"
+                )
+            db.upgrade(db.engine())
+            return _preview_pages(app, locale, target)
+
+
+def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
+    from dataclasses import replace
+
+    from babel.core import get_global
+
+    session = db.session()
+    parsed = translations.parse_locale(locale)
+    likely = translations.parse_locale(str(get_global("likely_subtags").get(str(parsed), parsed)))
+    territory = parsed.territory or likely.territory or "US"
+    catalog = app.extensions["portal.catalog"]
+    country = territory if territory in catalog.countries else "US"
+    partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT)
+    customer = customers.create_customer(
+        session,
+        partner,
+        replace(DEMO_CUSTOMER, culture=f"{parsed.language}-{territory}", country=country),
+        catalog,
+        app.extensions["portal.peppers"][0],
+        actor="preview",
+    ).customer
+    issued = _invite_one(app, customer, invitations.Options(language=locale))
+    session.commit()
+
+    files: dict[str, str] = {
+        "invitation.txt": f"Subject: {issued.invitation.subject}\n\n{issued.invitation.text_body}",
+        "invitation.html": issued.invitation.html_body,
+    }
+    client = app.test_client()
+    password = "preview-" + issued.password
+
+    def page(name: str, method: str, path: str, status: int, **form: str) -> str:
+        response = client.open(path, method=method, data=form or None)
+        if response.status_code != status:
+            raise click.ClickException(
+                f"{method} {path} answered {response.status_code}, not {status}: the preview "
+                "stopped there"
+            )
+        if name:
+            files[name] = response.get_data(as_text=True)
+        return str(response.headers.get("Location", ""))
+
+    page("", "POST", "/language", 302, lang=locale, next="/signin")
+    landing = issued.url.removeprefix(app.config["BASE_URL"])
+    page("landing.html", "GET", landing, 200)
+    page("signin.html", "GET", "/signin", 200)
+    page("", "POST", "/signin", 302, user_name=issued.user_name, password=issued.password)
+    page("password.html", "GET", "/password", 200)
+    page("", "POST", "/password", 302, password=password, repeat=password)
+    page("agreement.html", "GET", "/agreement", 200)
+    contact = {"first_name": "Avery", "last_name": "Demo", "email": DEMO_CUSTOMER.email}
+    page("", "POST", "/agreement", 302, accept="yes", phone="", **contact)
+    page("account.html", "GET", "/account?accepted=1", 200)
+    confirmation = outbox.pending(db.session(), 10)
+    for message in confirmation:
+        if message.to_address == DEMO_CUSTOMER.email and message.customer_id == customer.id:
+            files["acceptance_confirmation.txt"] = (
+                f"Subject: {message.subject}\n\n{message.text_body}"
+            )
+            files["acceptance_confirmation.html"] = message.html_body
+
+    target.mkdir(parents=True, exist_ok=True)
+    stylesheet = Path(app.static_folder or "") / "portal.css"
+    (target / "portal.css").write_bytes(stylesheet.read_bytes())
+    written = []
+    for name, text in files.items():
+        path = target / name
+        # The pages link their stylesheet from the server; the preview keeps a copy beside them.
+        path.write_text(text.replace('href="/static/portal.css"', 'href="portal.css"'))
+        written.append(path)
+    return written
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ from flask_limiter.util import get_remote_address
 from flask_mail import Mail
 from flask_wtf.csrf import CSRFProtect
 
+from portal import translations
+
 babel = Babel()
 csrf = CSRFProtect()
 mail = Mail()
@@ -20,10 +22,15 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 def init_app(app: Flask, locales: Path) -> None:
-    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(locales))
+    app.config.setdefault(
+        "BABEL_TRANSLATION_DIRECTORIES", str(app.config.get("LOCALES_DIR") or locales)
+    )
     from portal.i18n import select_locale
 
+    # Compile catalogs whose .mo is missing or older than the .po; warn if a folder is missing.
+    translations.prepare(app)
     babel.init_app(app, locale_selector=select_locale)
+    translations.forget_loaded(babel)
     csrf.init_app(app)
     mail.init_app(app)
     limiter.init_app(app)
