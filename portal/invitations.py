@@ -77,7 +77,11 @@ class LinkSettings:
 
     def url(self, invitation: Invitation) -> str:
         token = tokens.invitation_token(
-            self.secret_key, self.fallbacks, invitation.id, invitation.nonce
+            self.secret_key,
+            self.fallbacks,
+            invitation.id,
+            invitation.nonce,
+            int(invitation.created_at.timestamp()),
         )
         return f"{self.base_url}/invite/{token}"
 

@@ -7,7 +7,13 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from itsdangerous import BadData, BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import (
+    BadData,
+    BadSignature,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
 from itsdangerous.encoding import base64_decode, base64_encode
 
 INVITATION_SALT = "portal.invitation"
@@ -28,15 +34,32 @@ class Checked:
     nonce: str = ""
 
 
-def _serializer(secret_key: str, fallbacks: Sequence[str], salt: str) -> URLSafeTimedSerializer:
+class _IssuedAt(TimestampSigner):
+    """Signs with a given time instead of now: a link shown again later is the same link and
+    expires when the first one does."""
+
+    issued_at = 0
+
+    def get_timestamp(self) -> int:
+        return self.issued_at
+
+
+def _serializer(
+    secret_key: str, fallbacks: Sequence[str], salt: str, issued_at: int | None = None
+) -> URLSafeTimedSerializer:
     # itsdangerous signs with the last key and verifies with all of them (Flask 3.1.3 order).
-    return URLSafeTimedSerializer([*fallbacks, secret_key], salt=salt)
+    if issued_at is None:
+        return URLSafeTimedSerializer([*fallbacks, secret_key], salt=salt)
+    signer = type("_IssuedAtTime", (_IssuedAt,), {"issued_at": issued_at})
+    return URLSafeTimedSerializer([*fallbacks, secret_key], salt=salt, signer=signer)
 
 
 def invitation_token(
-    secret_key: str, fallbacks: Sequence[str], invitation_id: str, nonce: str
+    secret_key: str, fallbacks: Sequence[str], invitation_id: str, nonce: str, issued_at: int
 ) -> str:
-    return str(_serializer(secret_key, fallbacks, INVITATION_SALT).dumps([invitation_id, nonce]))
+    """The link's token, dated ``issued_at`` (seconds since the epoch): the same every time."""
+    serializer = _serializer(secret_key, fallbacks, INVITATION_SALT, issued_at)
+    return str(serializer.dumps([invitation_id, nonce]))
 
 
 def check_invitation_token(

@@ -481,3 +481,16 @@ def test_invited_status_shows_in_acceptance_status(api):
     status = api.get(f"/v1/customers/{customer['id']}/acceptanceStatus").get_json()
     assert status["state"] == "invited"
     assert status["invited"] is True
+
+
+def test_a_link_listed_later_is_the_same_and_expires_with_the_first(app, api, client):
+    customer = api.create_customer()
+    start = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        made = invite(api, customer["id"])
+    max_age = app.config["INVITATION_MAX_AGE"]
+    with time_machine.travel(start + timedelta(days=10), tick=False):
+        listed = api.get(f"/v1/customers/{customer['id']}/invitations").get_json()
+        assert listed["items"][0]["url"] == made["url"]
+    with time_machine.travel(start + timedelta(seconds=max_age + 1), tick=False):
+        assert client.get(path_of(listed["items"][0]["url"])).status_code == 410

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,8 +12,18 @@ from portal import tokens
 KEY = "k" * 48
 
 
+def NOW() -> int:  # noqa: N802 - reads like the constant it stands for
+    return int(time.time())
+
+
+def test_a_link_shown_again_is_the_same_link():
+    first = tokens.invitation_token(KEY, [], "id", "n", 1_700_000_000)
+    time.sleep(1.1)
+    assert tokens.invitation_token(KEY, [], "id", "n", 1_700_000_000) == first
+
+
 def test_round_trip_and_expiry():
-    token = tokens.invitation_token(KEY, [], "an-id", "a-nonce")
+    token = tokens.invitation_token(KEY, [], "an-id", "a-nonce", NOW())
     assert tokens.check_invitation_token(KEY, [], token, 60) == tokens.Checked(
         tokens.Outcome.VALID, "an-id", "a-nonce"
     )
@@ -19,9 +31,9 @@ def test_round_trip_and_expiry():
 
 
 def test_fallback_keys_verify_and_new_tokens_use_the_current_key():
-    old = tokens.invitation_token("o" * 48, [], "id", "n")
+    old = tokens.invitation_token("o" * 48, [], "id", "n", NOW())
     assert tokens.check_invitation_token(KEY, ["o" * 48], old, 60).outcome is tokens.Outcome.VALID
-    new = tokens.invitation_token(KEY, ["o" * 48], "id", "n")
+    new = tokens.invitation_token(KEY, ["o" * 48], "id", "n", NOW())
     assert tokens.check_invitation_token(KEY, [], new, 60).outcome is tokens.Outcome.VALID
     assert tokens.check_invitation_token("o" * 48, [], new, 60).outcome is tokens.Outcome.INVALID
 
@@ -39,6 +51,7 @@ def mutants(draw: st.DrawFn) -> tuple[str, str]:
                 max_size=32,
             )
         ),
+        NOW(),
     )
     position = draw(st.integers(0, len(token) - 1))
     kind = draw(st.sampled_from(["flip", "drop", "append", "insert"]))
