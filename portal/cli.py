@@ -296,8 +296,23 @@ def mail_group() -> None:
 
 @mail_group.command("send")
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10000))
-def mail_send(batch: int) -> None:
+@click.option(
+    "--loop",
+    is_flag=True,
+    help="Keep sending every PORTAL_MAIL_SEND_INTERVAL seconds "
+    "until stopped (portal serve runs this beside its workers).",
+)
+def mail_send(batch: int, loop: bool) -> None:
     """Send what is due, once. SMTP trouble is recorded per message, and exits 0."""
+    if loop:
+        from portal import delivery
+
+        app = _app()
+        try:
+            delivery.run_forever(app)
+        finally:
+            app.extensions["portal.engine"].dispose()
+        return
     with _portal() as app:
         if not app.config.get("MAIL_SERVER"):
             click.echo(

@@ -1,9 +1,19 @@
-"""The delivery loop that runs inside ``portal serve``: one outbox pass every few seconds."""
+"""The delivery loop: one outbox pass every few seconds, in a process of its own.
+
+``portal serve`` starts it beside the gunicorn workers (``portal mail send --loop``); it is a
+separate process, not a thread of gunicorn's master, because the master forks workers and a
+fork copies a thread's half-done database work into every child.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+from typing import Any
 
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
@@ -13,38 +23,52 @@ from portal import db, outbox
 log = logging.getLogger(__name__)
 
 
-class DeliveryLoop:
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="portal-delivery", daemon=True)
+def run_once(app: Flask) -> outbox.Report | None:
+    with app.app_context():
+        try:
+            report = outbox.deliver_due(app, db.session())
+        except SQLAlchemyError as exc:
+            # The database may be restarting: try again on the next pass.
+            log.warning("outbox pass skipped: %s", exc)
+            return None
+    if report.attempted:
+        log.info(
+            "outbox: %d sent, %d to retry, %d failed", report.sent, report.retrying, report.failed
+        )
+    return report
+
+
+def run_forever(app: Flask) -> None:
+    """Pass after pass until SIGTERM or SIGINT; a pass in progress is finished first."""
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    interval = float(app.config["MAIL_SEND_INTERVAL"])
+    while not stopping.is_set():
+        run_once(app)
+        stopping.wait(interval)
+
+
+class DeliveryProcess:
+    """``portal mail send --loop`` as a child of ``portal serve``."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.thread.start()
+        command = [sys.executable, "-m", "portal.cli", "mail", "send", "--loop"]
+        self.process = subprocess.Popen(command, env=os.environ.copy())  # noqa: S603
 
-    def stop(self, timeout: float = 10) -> None:
-        self.stopping.set()
-        self.thread.join(timeout)
-
-    def _run(self) -> None:
-        interval = float(self.app.config["MAIL_SEND_INTERVAL"])
-        while not self.stopping.is_set():
-            self.run_once()
-            self.stopping.wait(interval)
-
-    def run_once(self) -> outbox.Report | None:
-        with self.app.app_context():
-            try:
-                report = outbox.deliver_due(self.app, db.session())
-            except SQLAlchemyError as exc:
-                # The database may be restarting: try again on the next pass.
-                log.warning("outbox pass skipped: %s", exc)
-                return None
-        if report.attempted:
-            log.info(
-                "outbox: %d sent, %d to retry, %d failed",
-                report.sent,
-                report.retrying,
-                report.failed,
-            )
-        return report
+    def stop(self, timeout: float = 20) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

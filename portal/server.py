@@ -38,19 +38,19 @@ def _post_fork(_server: Any, _worker: Any) -> None:
 
 
 def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: bool = True) -> None:
-    """Serve ``app``; with ``deliver``, the master process also sends the outbox."""
-    from portal.delivery import DeliveryLoop
+    """Serve ``app``; with ``deliver`` and an SMTP server configured, a delivery process beside
+    the workers sends the outbox."""
+    from portal.delivery import DeliveryProcess
 
     _post_fork.app = app  # type: ignore[attr-defined]
-    loop = DeliveryLoop(app)
+    delivery = DeliveryProcess()
 
     def when_ready(_server: Any) -> None:
-        if deliver:
-            loop.start()
+        if deliver and app.config.get("MAIL_SERVER"):
+            delivery.start()
 
     def on_exit(_server: Any) -> None:
-        if deliver:
-            loop.stop()
+        delivery.stop()
 
     options = {
         "bind": f"{host}:{port}",
