@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     # A customer's session ends after this many idle seconds, and at most after a day.
     "SESSION_IDLE_TIMEOUT": 30 * 60,
     "PERMANENT_SESSION_LIFETIME": 24 * 3600,
+    # The cookie is not re-signed on every page: idle expiry is kept on the server.
+    "SESSION_REFRESH_EACH_REQUEST": False,
     # Failed sign-ins allowed per account and per client address (Flask-Limiter notation).
     "SIGNIN_LIMIT_ACCOUNT": "5 per 15 minutes",
     "SIGNIN_LIMIT_ADDRESS": "30 per 15 minutes",

@@ -15,7 +15,17 @@ _TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
 
 
 def available_locales() -> list[str]:
-    """Locales with translations in ``locales/``, plus English (the source language)."""
+    """Locales with translations in ``locales/``, plus English (the source language).
+
+    Read once per app: a language added with ``portal i18n init`` appears on the next start.
+    """
+    known: list[str] | None = current_app.extensions.get("portal.locales")
+    if known is None:
+        known = current_app.extensions["portal.locales"] = _scan_locales()
+    return known
+
+
+def _scan_locales() -> list[str]:
     babel = current_app.extensions["babel"]
     found = {DEFAULT_LOCALE}
     for directory in babel.instance.domain_instance.translation_directories:
