@@ -579,6 +579,43 @@ def portal_version(env: dict[str, str], cwd: Path) -> str:
     return f"{package} (git {git.stdout.strip() or 'unknown'})"
 
 
+@dataclass
+class Seeded:
+    """A fresh portal instance with a partner: where it lives and how to reach it."""
+
+    tempdir: Path
+    env: dict[str, str]
+    api_key: str
+    served: str
+    db_label: str
+
+
+def seed_instance(database_url: str | None, cleanup: Cleanup) -> Seeded:
+    """A temporary instance folder (SQLite) or a throwaway PostgreSQL schema, migrated, with
+    one direct partner made by the real CLI."""
+    import tempfile
+    import uuid
+
+    tempdir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+    cleanup.tempdir = tempdir
+    url = None
+    db_label = "SQLite (temporary instance folder)"
+    if database_url:
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        create_schema(database_url, schema)
+        cleanup.pg_admin_url, cleanup.pg_schema = database_url, schema
+        url = with_schema(database_url, schema)
+        db_label = f"PostgreSQL, throwaway schema {schema}"
+    env = bench_environment(tempdir / "instance", url)
+    served = portal_version(env, tempdir)
+    print(f"portal:  {served}\nseeding: {db_label}", flush=True)
+    run_cli(env, "db", "upgrade")
+    partner = json.loads(
+        run_cli(env, "partners", "create", "--name", "Bench", "--kind", "direct", "--json")
+    )
+    return Seeded(tempdir, env, partner["apiKey"], served, db_label)
+
+
 def run_guarded(run: Callable[[Any, Cleanup], int], args: Any) -> int:
     """``run(args, cleanup)``, then clean up whatever happened: 130 on Ctrl-C or SIGTERM, 1 on
     any failure (reported), else what ``run`` returned."""

@@ -51,11 +51,9 @@ import os
 import pstats
 import re
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -67,19 +65,15 @@ from _common import (  # bench/ is on sys.path
     VENV_BIN,
     Cleanup,
     Phase,
-    bench_environment,
-    create_schema,
     machine,
     measure,
     percentile,
-    portal_version,
     request_once,
-    run_cli,
     run_guarded,
+    seed_instance,
     start_server,
     stop_server,
     wait_until_answers,
-    with_schema,
 )
 
 TARGET_RATIO = 0.40
@@ -346,25 +340,9 @@ def main() -> int:
 def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
     from baseline_server import serve_settings  # bench/ is on sys.path
 
-    tempdir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
-    cleanup.tempdir = tempdir
-    database_url = None
-    db_label = "SQLite (temporary instance folder)"
-    if args.database_url:
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        create_schema(args.database_url, schema)
-        cleanup.pg_admin_url, cleanup.pg_schema = args.database_url, schema
-        database_url = with_schema(args.database_url, schema)
-        db_label = f"PostgreSQL, throwaway schema {schema}"
-    env = bench_environment(tempdir / "instance", database_url)
-
-    served = portal_version(env, tempdir)
-    print(f"portal:  {served}\nseeding: {db_label}", flush=True)
-    run_cli(env, "db", "upgrade")
-    partner = json.loads(
-        run_cli(env, "partners", "create", "--name", "Bench", "--kind", "direct", "--json")
-    )
-    key = partner["apiKey"]
+    seeded = seed_instance(args.database_url, cleanup)
+    tempdir, env, key = seeded.tempdir, seeded.env, seeded.api_key
+    served, db_label = seeded.served, seeded.db_label
     portal = start_server("portal", [str(VENV_BIN / "portal"), "serve"], env, tempdir, cleanup)
     wait_until_answers(portal, "/v1/agreements", {"Authorization": f"Bearer {key}"})
 

@@ -35,10 +35,8 @@ import argparse
 import http.client
 import json
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from _common import (  # bench/ is on sys.path
@@ -49,18 +47,14 @@ from _common import (  # bench/ is on sys.path
     VENV_BIN,
     Cleanup,
     Phase,
-    bench_environment,
-    create_schema,
     machine,
     measure,
     percentile,
-    portal_version,
     request_once,
-    run_cli,
     run_guarded,
+    seed_instance,
     start_server,
     wait_until_answers,
-    with_schema,
 )
 
 STATUS_PATH = "/v1/customers/{}/directSignedMicrosoftCustomerAgreementStatus"
@@ -193,25 +187,9 @@ def main() -> int:
 def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
     from baseline_server import serve_settings  # bench/ is on sys.path
 
-    tempdir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
-    cleanup.tempdir = tempdir
-    database_url = None
-    db_label = "SQLite (temporary instance folder)"
-    if args.database_url:
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        create_schema(args.database_url, schema)
-        cleanup.pg_admin_url, cleanup.pg_schema = args.database_url, schema
-        database_url = with_schema(args.database_url, schema)
-        db_label = f"PostgreSQL, throwaway schema {schema}"
-    env = bench_environment(tempdir / "instance", database_url)
-
-    served = portal_version(env, tempdir)
-    print(f"portal:  {served}\nseeding: {db_label}", flush=True)
-    run_cli(env, "db", "upgrade")
-    partner = json.loads(
-        run_cli(env, "partners", "create", "--name", "Bench", "--kind", "direct", "--json")
-    )
-    key = partner["apiKey"]
+    seeded = seed_instance(args.database_url, cleanup)
+    tempdir, env, key = seeded.tempdir, seeded.env, seeded.api_key
+    served, db_label = seeded.served, seeded.db_label
     auth = {"Authorization": f"Bearer {key}"}
 
     portal = start_server("portal", [str(VENV_BIN / "portal"), "serve"], env, tempdir, cleanup)
