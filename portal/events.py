@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.models import Event
@@ -35,9 +34,3 @@ def record(
     )
     session.add(event)
     return event
-
-
-def for_customer(session: Session, customer_id: str) -> list[Event]:
-    return list(
-        session.scalars(select(Event).where(Event.customer_id == customer_id).order_by(Event.id))
-    )

@@ -26,7 +26,6 @@ from portal.models import (
     Customer,
     CustomerCredential,
     Invitation,
-    Partner,
     new_id,
     utcnow,
 )
@@ -388,7 +387,3 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
             data={"invitation_id": invitation.id},
         )
     return Landing("valid", invitation)
-
-
-def partner_of(invitation: Invitation) -> Partner:
-    return invitation.customer.partner

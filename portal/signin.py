@@ -7,9 +7,9 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import credentials, events
@@ -120,14 +120,6 @@ def current(session: Session, token: str | None, idle: timedelta) -> CustomerSes
 
 def end(session: Session, record: CustomerSession) -> None:
     record.ended_at = utcnow()
-
-
-def end_all(session: Session, customer_id: str, now: datetime | None = None) -> None:
-    session.execute(
-        update(CustomerSession)
-        .where(CustomerSession.customer_id == customer_id, CustomerSession.ended_at.is_(None))
-        .values(ended_at=now or utcnow())
-    )
 
 
 def password_problem(password: str, repeated: str, user_name: str) -> str | None:
