@@ -22,6 +22,9 @@ from portal import db, outbox
 
 log = logging.getLogger(__name__)
 
+#: Set by ``portal serve`` for its delivery process: the server's process id.
+PARENT_VARIABLE = "PORTAL_DELIVERY_PARENT"
+
 
 def run_once(app: Flask) -> outbox.Report | None:
     with app.app_context():
@@ -48,7 +51,12 @@ def run_forever(app: Flask) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     interval = float(app.config["MAIL_SEND_INTERVAL"])
+    # Started by `portal serve`: stop when that server is gone, even if it could not say so.
+    parent = os.environ.get(PARENT_VARIABLE)
     while not stopping.is_set():
+        if parent is not None and str(os.getppid()) != parent:
+            log.warning("the server that started this delivery loop is gone; stopping")
+            return
         run_once(app)
         stopping.wait(interval)
 
@@ -61,7 +69,8 @@ class DeliveryProcess:
 
     def start(self) -> None:
         command = [sys.executable, "-m", "portal.cli", "mail", "send", "--loop"]
-        self.process = subprocess.Popen(command, env=os.environ.copy())  # noqa: S603
+        env = {**os.environ, PARENT_VARIABLE: str(os.getpid())}
+        self.process = subprocess.Popen(command, env=env)  # noqa: S603
 
     def stop(self, timeout: float = 20) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -153,3 +153,65 @@ def test_serve_sends_the_outbox_by_itself(api, cli_env):
         finally:
             stop(process)
         assert len(server.inbox.received) == 1
+
+
+def children_of(parent: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is ``parent``, read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                line = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent:
+            found.append((int(entry), line))
+    return found
+
+
+def test_delivery_process_stops_when_its_server_dies(cli_env):
+    """A server killed outright (no chance to clean up) leaves no mailer running behind it."""
+    import signal
+
+    port = free_port()
+    with smtp_server() as server:
+        env = {
+            **os.environ,
+            **cli_env,
+            "PORTAL_MAIL_SERVER": server.host,
+            "PORTAL_MAIL_PORT": str(server.port),
+            "PORTAL_MAIL_SEND_INTERVAL": "0.2",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process)
+            children = [pid for pid, line in children_of(process.pid) if "mail send --loop" in line]
+            assert len(children) == 1, children
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=10)
+            mailer = int(children[0])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(mailer, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(mailer, signal.SIGKILL)
+                raise AssertionError("the delivery process outlived its server")
+        finally:
+            if process.poll() is None:
+                stop(process)
+            for pid, _ in children_of(process.pid):
+                os.kill(pid, signal.SIGKILL)
