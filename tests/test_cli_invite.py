@@ -126,27 +126,37 @@ def test_mail_send_without_smtp_says_where_the_mail_is(runner):
     assert "portal mail outbox" in result.output
 
 
+def serve_with_mail(cli_env, server, port: int) -> subprocess.Popen:
+    """``portal serve`` on ``port``, sending to ``server`` every 0.2 s; returns once it answers."""
+    env = {
+        **os.environ,
+        **cli_env,
+        "PORTAL_MAIL_SERVER": server.host,
+        "PORTAL_MAIL_PORT": str(server.port),
+        "PORTAL_MAIL_SEND_INTERVAL": "0.2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process)
+    except AssertionError:
+        stop(process)
+        raise
+    return process
+
+
 def test_serve_sends_the_outbox_by_itself(api, cli_env):
     customer = api.create_customer()
     api.post(f"/v1/customers/{customer['id']}/invitations", json={"send": True})
     port = free_port()
     with smtp_server() as server:
-        env = {
-            **os.environ,
-            **cli_env,
-            "PORTAL_MAIL_SERVER": server.host,
-            "PORTAL_MAIL_PORT": str(server.port),
-            "PORTAL_MAIL_SEND_INTERVAL": "0.2",
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = serve_with_mail(cli_env, server, port)
         try:
-            wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process)
             deadline = time.monotonic() + 20
             while not server.inbox.received and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -179,22 +189,8 @@ def test_delivery_process_stops_when_its_server_dies(cli_env):
 
     port = free_port()
     with smtp_server() as server:
-        env = {
-            **os.environ,
-            **cli_env,
-            "PORTAL_MAIL_SERVER": server.host,
-            "PORTAL_MAIL_PORT": str(server.port),
-            "PORTAL_MAIL_SEND_INTERVAL": "0.2",
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = serve_with_mail(cli_env, server, port)
         try:
-            wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process)
             children = [pid for pid, line in children_of(process.pid) if "mail send --loop" in line]
             assert len(children) == 1, children
             process.send_signal(signal.SIGKILL)
