@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from portal import credentials, emails, events, outbox, validate
+from portal import credentials, emails, events, outbox, validate, wording
 from portal.catalog import CUSTOMER_AGREEMENT, SECRECY_AMENDMENT, Agreement, Catalog, Document
 from portal.errors import (
     AttestationExists,
@@ -255,7 +255,6 @@ def confirm_acceptance(
     base_url: str,
 ) -> None:
     """Email the person who accepted what they accepted, and when."""
-    names = [a.name for a in (catalog.by_template(r.template_id) for r in recorded) if a]
     acceptor = recorded[0]
     partner = customer.partner.name
     email = emails.render(
@@ -268,10 +267,13 @@ def confirm_acceptance(
         ),
         partner_name=partner,
         company_name=customer.company_name,
-        contact_name=f"{acceptor.first_name} {acceptor.last_name}",
-        agreements=names,
-        accepted_at=emails.when(acceptor.date_agreed, locale),
-        documents=[(catalog.by_template(r.template_id), r.document_uri) for r in recorded],
+        contact_name=lambda: wording.person_name(acceptor.first_name, acceptor.last_name),
+        accepted_at=emails.when(
+            acceptor.date_agreed, locale, wording.customer_zone(customer.country)
+        ),
+        documents=lambda: [
+            (_agreement_name(catalog, r.template_id), r.document_uri) for r in recorded
+        ],
     )
     outbox.queue(
         session,
@@ -296,7 +298,6 @@ def notify_attestation(
     locales: list[str],
 ) -> None:
     """Tell the customer's primary contact that the partner attested on their behalf."""
-    agreement = catalog.by_template(acceptance.template_id)
     locale = best_locale([customer.culture, customer.language], locales)
     partner = customer.partner.name
     email = emails.render(
@@ -307,13 +308,15 @@ def notify_attestation(
             # the customer's acceptance of an agreement.
             "%(partner)s confirmed your acceptance of the %(agreement)s",
             partner=partner,
-            agreement=agreement.name if agreement else acceptance.agreement_type,
+            agreement=_agreement_name(catalog, acceptance.template_id),
         ),
         partner_name=partner,
         company_name=customer.company_name,
-        contact_name=f"{customer.contact_first_name} {customer.contact_last_name}".strip(),
-        agreement_name=agreement.name if agreement else acceptance.agreement_type,
-        acceptor_name=f"{acceptance.first_name} {acceptance.last_name}",
+        contact_name=lambda: wording.person_name(
+            customer.contact_first_name, customer.contact_last_name
+        ),
+        agreement_name=lambda: _agreement_name(catalog, acceptance.template_id),
+        acceptor_name=lambda: wording.person_name(acceptance.first_name, acceptance.last_name),
         date_agreed=emails.day(acceptance.date_agreed, locale),
     )
     outbox.queue(
@@ -324,6 +327,11 @@ def notify_attestation(
         base_url=base_url,
         customer_id=customer.id,
     )
+
+
+def _agreement_name(catalog: Catalog, template_id: str) -> str:
+    agreement = catalog.by_template(template_id)
+    return wording.agreement_name(agreement.type, agreement.name) if agreement else template_id
 
 
 def acceptances(

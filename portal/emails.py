@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from babel import Locale
+from babel import Locale, dates
 from flask import render_template
-from flask_babel import force_locale, format_date, format_datetime
+from flask_babel import force_locale
 
 from portal.i18n import DEFAULT_LOCALE
 
@@ -24,9 +24,14 @@ class Email:
 
 
 def render(name: str, locale: str, subject: Callable[[], str], **context: Any) -> Email:
-    """Render ``templates/email/<name>.txt`` and ``.html``; ``subject`` runs in the locale too."""
+    """Render ``templates/email/<name>.txt`` and ``.html`` in ``locale``.
+
+    ``subject``, and any context value given as a function without arguments, run in the locale
+    too (names and agreement names are worded per language).
+    """
     with force_locale(locale):
         title = _shorten(subject(), MAX_SUBJECT)
+        context = {key: value() if callable(value) else value for key, value in context.items()}
         context.update(
             subject=title,
             html_lang=locale.replace("_", "-"),
@@ -47,16 +52,14 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def when(moment: datetime, locale: str) -> str:
-    """A date and time as the locale writes it, with its time zone."""
-    with force_locale(locale):
-        return str(format_datetime(moment, "long"))
+def when(moment: datetime, locale: str, zone: tzinfo = UTC) -> str:
+    """A date and time as the locale writes it, in ``zone`` and naming it."""
+    return str(dates.format_datetime(moment, "long", tzinfo=zone, locale=locale))
 
 
-def day(moment: datetime, locale: str) -> str:
-    """A date as the locale writes it."""
-    with force_locale(locale):
-        return str(format_date(moment, "long"))
+def day(moment: datetime, locale: str, zone: tzinfo = UTC) -> str:
+    """A date as the locale writes it (the day it was in ``zone``)."""
+    return str(dates.format_date(moment.astimezone(zone), "long", locale=locale))
 
 
 def _tidy(text: str) -> str:

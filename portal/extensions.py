@@ -25,11 +25,11 @@ def init_app(app: Flask, locales: Path) -> None:
     app.config.setdefault(
         "BABEL_TRANSLATION_DIRECTORIES", str(app.config.get("LOCALES_DIR") or locales)
     )
-    from portal.i18n import select_locale
+    from portal.i18n import select_locale, select_timezone
 
     # Compile catalogs whose .mo is missing or older than the .po; warn if a folder is missing.
     translations.prepare(app)
-    babel.init_app(app, locale_selector=select_locale)
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     translations.forget_loaded(babel)
     csrf.init_app(app)
     mail.init_app(app)

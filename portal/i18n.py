@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from flask import Flask, current_app, g, has_request_context, request, session
 from flask_babel import get_locale
+
+from portal import wording
 
 DEFAULT_LOCALE = "en"
 _TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
@@ -73,13 +77,26 @@ def select_locale() -> str:
     picked = session.get("lang")
     if isinstance(picked, str) and picked in available:
         return picked
-    customer = g.get("customer")
+    customer = _page_customer()
     candidates: list[str | None] = []
     if customer is not None:
         candidates += [customer.culture, customer.language]
     header = request.headers.get("Accept-Language", "")[:1000]
     candidates += [value for value, _quality in _accept_language(header)]
     return best_locale(candidates, available)
+
+
+def _page_customer() -> Any:
+    """The customer the page is for: signed in, or named by the invitation link being opened."""
+    return g.get("customer") or g.get("link_customer")
+
+
+def select_timezone() -> tzinfo | None:
+    """Flask-Babel's time zone selector: the customer's country's zone where it has one."""
+    if not has_request_context():
+        return None
+    customer = _page_customer()
+    return wording.customer_zone(customer.country) if customer is not None else None
 
 
 def _accept_language(header: str) -> list[tuple[str, float]]:

@@ -17,7 +17,7 @@ from flask_babel import gettext
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from portal import credentials, emails, events, outbox, tokens, validate
+from portal import credentials, emails, events, outbox, tokens, validate, wording
 from portal.errors import InvalidFields, NotFound, PortalError
 from portal.i18n import best_locale
 from portal.models import (
@@ -193,7 +193,6 @@ def render(
 ) -> emails.Email:
     partner = customer.partner.name
     company = customer.company_name
-    contact = f"{customer.contact_first_name} {customer.contact_last_name}".strip()
     return emails.render(
         "invitation",
         locale,
@@ -205,11 +204,13 @@ def render(
         ),
         partner_name=partner,
         company_name=company,
-        contact_name=contact,
+        contact_name=lambda: wording.person_name(
+            customer.contact_first_name, customer.contact_last_name
+        ),
         url=url,
         user_name=user_name,
         password=password,
-        expires=emails.when(expires_at, locale),
+        expires=emails.when(expires_at, locale, wording.customer_zone(customer.country)),
     )
 
 

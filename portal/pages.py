@@ -23,12 +23,11 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import lazy_gettext
 from werkzeug.routing import PathConverter
 
-from portal import acceptance, db, i18n, invitations, signin
+from portal import acceptance, db, i18n, invitations, signin, wording
 from portal.acceptance import Contact
-from portal.catalog import CLOUD_AGREEMENT, CUSTOMER_AGREEMENT, SECRECY_AMENDMENT, Catalog
+from portal.catalog import Catalog
 from portal.errors import InvalidFields
 from portal.extensions import limiter
 from portal.invitations import LinkSettings
@@ -55,39 +54,17 @@ _LANDING_STATUS = {
 SESSION_KEY = "sid"
 
 
-#: What the pages call each agreement, and a one-line summary, in the reader's language.
-AGREEMENT_NAMES = {
-    CUSTOMER_AGREEMENT: lazy_gettext("Microsoft Customer Agreement"),
-    CLOUD_AGREEMENT: lazy_gettext("Microsoft Cloud Agreement"),
-    SECRECY_AMENDMENT: lazy_gettext("Professional Secrecy Amendment"),
-}
-AGREEMENT_SUMMARIES = {
-    CUSTOMER_AGREEMENT: lazy_gettext(
-        "The terms under which your company buys and uses Microsoft cloud services through "
-        "your partner. It does not expire and covers future purchases too."
-    ),
-    SECRECY_AMENDMENT: lazy_gettext(
-        # Translators: German law, section 203 of the Criminal Code (StGB).
-        "For professions bound by secrecy under section 203 of the German Criminal Code, such "
-        "as doctors and lawyers: Microsoft keeps your data confidential as the law requires."
-    ),
-}
-
-
 @bp.app_context_processor
 def agreement_texts() -> dict[str, Any]:
     def agreement_name(template_id: str) -> str:
         agreement = _catalog().by_template(template_id)
-        if agreement is None:
-            return ""
-        name = AGREEMENT_NAMES.get(agreement.type)
-        return str(name) if name is not None else agreement.name
+        return wording.agreement_name(agreement.type, agreement.name) if agreement else ""
 
-    def agreement_summary(agreement_type: str) -> str:
-        summary = AGREEMENT_SUMMARIES.get(agreement_type)
-        return str(summary) if summary is not None else ""
-
-    return {"agreement_name": agreement_name, "agreement_summary": agreement_summary}
+    return {
+        "agreement_name": agreement_name,
+        "agreement_summary": wording.agreement_summary,
+        "person_name": wording.person_name,
+    }
 
 
 def _catalog() -> Catalog:
@@ -228,7 +205,7 @@ def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
     context: dict[str, Any] = {"token": token}
     invitation = landing.invitation
     if invitation is not None and landing.state != "invalid":
-        customer = invitation.customer
+        customer = g.link_customer = invitation.customer
         context.update(
             partner_name=customer.partner.name,
             company_name=customer.company_name,

@@ -134,8 +134,11 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def cli_env(database_url: str) -> dict[str, str]:
     """Environment for running the ``portal`` command against the test database."""
-    return {"PORTAL_SECRET_KEY": SECRET, "PORTAL_DATABASE_URL": database_url,
-            "PORTAL_BASE_URL": "https://portal.example.test"}
+    return {
+        "PORTAL_SECRET_KEY": SECRET,
+        "PORTAL_DATABASE_URL": database_url,
+        "PORTAL_BASE_URL": "https://portal.example.test",
+    }
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""Words and formats that depend on the reader: agreement names, people's names, time zones.
+
+Pages and emails both use these, so an agreement or a person is called the same everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from functools import cache
+
+from babel.core import get_global
+from babel.dates import get_timezone
+from flask_babel import gettext, lazy_gettext
+
+from portal.catalog import CLOUD_AGREEMENT, CUSTOMER_AGREEMENT, SECRECY_AMENDMENT
+
+#: What each agreement is called, in the reader's language.
+AGREEMENT_NAMES = {
+    CUSTOMER_AGREEMENT: lazy_gettext("Microsoft Customer Agreement"),
+    CLOUD_AGREEMENT: lazy_gettext("Microsoft Cloud Agreement"),
+    SECRECY_AMENDMENT: lazy_gettext("Professional Secrecy Amendment"),
+}
+#: A one-line summary of each agreement the customer may be asked to accept.
+AGREEMENT_SUMMARIES = {
+    CUSTOMER_AGREEMENT: lazy_gettext(
+        "The terms under which your company buys and uses Microsoft cloud services through "
+        "your partner. It does not expire and covers future purchases too."
+    ),
+    SECRECY_AMENDMENT: lazy_gettext(
+        # Translators: German law, section 203 of the Criminal Code (StGB).
+        "For professions bound by secrecy under section 203 of the German Criminal Code, such "
+        "as doctors and lawyers: Microsoft keeps your data confidential as the law requires."
+    ),
+}
+
+
+def agreement_name(agreement_type: str, fallback: str = "") -> str:
+    """The agreement's name in the current locale; ``fallback`` (the catalog's) if unknown."""
+    name = AGREEMENT_NAMES.get(agreement_type)
+    return str(name) if name is not None else fallback
+
+
+def agreement_summary(agreement_type: str) -> str:
+    summary = AGREEMENT_SUMMARIES.get(agreement_type)
+    return str(summary) if summary is not None else ""
+
+
+def person_name(first: str, last: str) -> str:
+    """A person's full name in the order the current locale writes it."""
+    if not first or not last:
+        return (first or last).strip()
+    name: str = gettext(
+        # Translators: the order of a person's given name (first) and family name (last), with
+        # the separator your language uses. Japanese and Chinese: "%(last)s %(first)s".
+        "%(first)s %(last)s",
+        first=first,
+        last=last,
+    )
+    return name.strip()
+
+
+def customer_zone(country: str | None, at: datetime | None = None) -> tzinfo:
+    """The time zone to show a customer's times in: their country's, where it has one.
+
+    A country counts as having one time zone when all of its zones keep the same UTC offset at
+    ``at`` (Germany: yes; the USA, Spain with the Canaries: no). Otherwise times are in UTC, and
+    the formats name the zone either way.
+    """
+    moment = at or datetime.now(UTC)
+    name = _zone_names().get((country or "").upper())
+    if name is None:
+        return UTC
+    zones = [get_timezone(z) for z in name]
+    offsets = {moment.astimezone(z).utcoffset() for z in zones}
+    return zones[0] if len(offsets) == 1 else UTC
+
+
+@cache
+def _zone_names() -> dict[str, tuple[str, ...]]:
+    zones = get_global("territory_zones")
+    return {country: tuple(names) for country, names in zones.items() if names}
