@@ -38,13 +38,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     security.init_app(app)
 
-    from portal import api, pages
+    from portal import api, dashboard, pages
 
     app.url_map.converters["link"] = pages.LinkConverter
     # A link whose token holds an encoded slash stays one link (no redirect to another path).
     app.url_map.merge_slashes = False
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(dashboard.bp)
     # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.
     extensions.csrf.exempt(api.bp)
     return app

@@ -89,8 +89,10 @@ def attest(
     template_id: str,
     date_agreed: datetime,
     contact: Contact,
+    recorded_by: str | None = None,
 ) -> AgreementAcceptance:
-    """Record a partner's confirmation that the customer accepted."""
+    """Record a partner's confirmation that the customer accepted; ``recorded_by`` names who
+    (the partner's id, as Partner Center's ``userId``, unless a dashboard user is named)."""
     if not partner.may_attest:
         raise AttestationNotAllowed()
     problems = _contact_problems(contact, "primaryContact")
@@ -125,7 +127,7 @@ def attest(
         email=contact.email.strip(),
         phone=contact.phone.strip(),
         date_agreed=date_agreed,
-        recorded_by=partner.id,
+        recorded_by=recorded_by or partner.id,
         country=document.country if document else customer.country,
         language=document.language if document else customer.culture,
         document_uri=document.display_uri if document else agreement.link,
@@ -306,7 +308,7 @@ def notify_attestation(
         subject=lambda: gettext(
             # Translators: subject of the email telling a customer that their partner confirmed
             # the customer's acceptance of an agreement.
-            "%(partner)s confirmed your acceptance of the %(agreement)s",
+            "%(partner)s confirmed your acceptance: %(agreement)s",
             partner=partner,
             agreement=_agreement_name(catalog, acceptance.template_id),
         ),

@@ -25,11 +25,12 @@ from portal import (
     outbox,
     partners,
     translations,
+    users,
 )
 from portal.catalog import CatalogError
 from portal.config import ConfigError
 from portal.errors import PortalError
-from portal.models import Customer, Partner, PartnerKind
+from portal.models import Customer, Partner, PartnerKind, UserRole
 
 KINDS = [k.value for k in PartnerKind]
 
@@ -287,6 +288,63 @@ def keys_list(partner_id: str | None, as_json: bool) -> None:
 
 
 # --- mail -------------------------------------------------------------------------------------
+
+
+@partners_group.group("users")
+def users_group() -> None:
+    """People who sign in to the dashboard."""
+
+
+@users_group.command("create")
+@click.argument("partner_id")
+@click.argument("email")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in UserRole]),
+    default=UserRole.ADMIN_AGENT.value,
+    show_default=True,
+    help="admin-agent: everything, attestation included; sales-agent: customers and invitations.",
+)
+@click.option("--name", default="", help="The person's name, shown in the dashboard.")
+@click.password_option(
+    envvar="PORTAL_NEW_USER_PASSWORD",
+    help="Asked for (twice) unless given here or in PORTAL_NEW_USER_PASSWORD.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def users_create(
+    partner_id: str, email: str, role: str, name: str, password: str, as_json: bool
+) -> None:
+    """Add a dashboard user to a partner."""
+    with _portal():
+        session = db.session()
+        partner = session.get(Partner, partner_id)
+        if partner is None:
+            raise click.ClickException(f"No partner {partner_id}.")
+        try:
+            user = users.create_user(session, partner, email, password, UserRole(role), name)
+        except PortalError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+        _emit(
+            as_json,
+            {"id": user.id, "email": user.email, "role": user.role.value},
+            f"user {user.email} ({user.role.value}) added to {partner.name}",
+        )
+
+
+@users_group.command("list")
+@click.option("--partner", "partner_id", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def users_list(partner_id: str | None, as_json: bool) -> None:
+    """Dashboard users, per partner."""
+    with _portal():
+        found = users.list_users(db.session(), partner_id)
+        rows = [
+            {"id": u.id, "partnerId": u.partner_id, "email": u.email, "role": u.role.value}
+            for u in found
+        ]
+        text = "\n".join(f"{u.partner_id}  {u.email}  {u.role.value}" for u in found)
+        _emit(as_json, {"items": rows}, text or "no users")
 
 
 @main.group("mail")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from portal.models import Event
+from portal.models import Customer, Event, Invitation, Progress, utcnow
 
 PARTNER_CREATED = "partner.created"
 API_KEY_CREATED = "api_key.created"
@@ -18,6 +19,21 @@ AGREEMENT_ACCEPTED = "agreement.accepted"
 INVITATION_CREATED = "invitation.created"
 INVITATION_OPENED = "invitation.opened"
 CUSTOMER_SIGNED_IN = "customer.signed_in"
+INVITATION_REVOKED = "invitation.revoked"
+
+_BEFORE_ACCEPTANCE = frozenset(
+    {Progress.NOT_INVITED, Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN}
+)
+#: The step an event brings its customer to, and the steps it moves on from. A direct
+#: acceptance outranks an attestation; nothing moves a customer back from either.
+STEPS: dict[str, tuple[Progress, frozenset[Progress]]] = {
+    INVITATION_CREATED: (Progress.INVITED, _BEFORE_ACCEPTANCE),
+    INVITATION_OPENED: (Progress.OPENED, frozenset({Progress.INVITED})),
+    CUSTOMER_SIGNED_IN: (Progress.SIGNED_IN, _BEFORE_ACCEPTANCE - {Progress.SIGNED_IN}),
+    INVITATION_REVOKED: (Progress.NOT_INVITED, frozenset({Progress.INVITED, Progress.OPENED})),
+    AGREEMENT_ATTESTED: (Progress.ATTESTED, _BEFORE_ACCEPTANCE),
+    AGREEMENT_ACCEPTED: (Progress.ACCEPTED, _BEFORE_ACCEPTANCE | {Progress.ATTESTED}),
+}
 
 
 def record(
@@ -33,4 +49,26 @@ def record(
         kind=kind, actor=actor, partner_id=partner_id, customer_id=customer_id, data=data or {}
     )
     session.add(event)
+    if customer_id is not None and kind in STEPS:
+        _advance(session, kind, customer_id)
     return event
+
+
+def _advance(session: Session, kind: str, customer_id: str) -> None:
+    """Keep ``Customer.progress`` in step with the event just recorded."""
+    step, moves_from = STEPS[kind]
+    if kind == INVITATION_REVOKED and session.scalar(
+        select(
+            exists().where(
+                Invitation.customer_id == customer_id,
+                Invitation.revoked_at.is_(None),
+                Invitation.superseded_at.is_(None),
+            )
+        )
+    ):
+        return  # an older invitation was withdrawn; the current one still stands
+    session.execute(
+        update(Customer)
+        .where(Customer.id == customer_id, Customer.progress.in_(moves_from))
+        .values(progress=step, progress_at=utcnow())
+    )

@@ -37,11 +37,15 @@ def init_app(app: Flask, locales: Path) -> None:
     _limit_pages_only(app)
 
 
-def _limit_pages_only(app: Flask) -> None:
-    """Run Flask-Limiter's request hooks for the customer pages only.
+#: The blueprints whose routes declare limits (sign-in forms).
+LIMITED_BLUEPRINTS = ("pages", "dashboard")
 
-    Every limit is declared on a page route; the hooks cost the partner API (which partners' tools
-    poll) about a tenth of a millisecond per request for nothing.
+
+def _limit_pages_only(app: Flask) -> None:
+    """Run Flask-Limiter's request hooks for the HTML blueprints only.
+
+    Every limit is declared on a page or dashboard route; the hooks cost the partner API (which
+    partners' tools poll) about a tenth of a millisecond per request for nothing.
     """
     registries: list[Any] = [
         app.before_request_funcs,
@@ -52,7 +56,8 @@ def _limit_pages_only(app: Flask) -> None:
         hooks: list[Any] = registry.get(None, [])
         for hook in [h for h in hooks if _belongs_to_limiter(h)]:
             hooks.remove(hook)
-            registry.setdefault("pages", []).append(hook)
+            for blueprint in LIMITED_BLUEPRINTS:
+                registry.setdefault(blueprint, []).append(hook)
 
 
 def _belongs_to_limiter(hook: Any) -> bool:

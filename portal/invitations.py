@@ -339,7 +339,7 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
             credential.updated_at = now
     events.record(
         session,
-        "invitation.revoked",
+        events.INVITATION_REVOKED,
         actor=actor,
         customer_id=invitation.customer_id,
         partner_id=invitation.customer.partner_id,

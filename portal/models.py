@@ -91,6 +91,31 @@ class DeliveryStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class Progress(enum.StrEnum):
+    """How far a customer has come; the dashboard lists and filters by it.
+
+    Kept in step by ``events.record``: each step is an event, so the two cannot disagree.
+    """
+
+    NOT_INVITED = "not-invited"
+    INVITED = "invited"
+    OPENED = "opened"
+    SIGNED_IN = "signed-in"
+    #: Accepted by the customer on the portal (``isSigned``).
+    ACCEPTED = "accepted"
+    #: Attested by the partner (and not, or not yet, accepted directly).
+    ATTESTED = "attested"
+
+
+class UserRole(enum.StrEnum):
+    """Roles of a partner's dashboard users, named as in Partner Center."""
+
+    #: Everything, including attesting acceptance and managing users.
+    ADMIN_AGENT = "admin-agent"
+    #: Creates customers and sends invitations; cannot attest or manage users.
+    SALES_AGENT = "sales-agent"
+
+
 class AcceptanceMethod(enum.StrEnum):
     #: The customer accepted on the portal (``isSigned``).
     DIRECT = "direct"
@@ -133,7 +158,10 @@ class ApiKey(Base):
 
 class Customer(Base):
     __tablename__ = "customers"
-    __table_args__ = (Index("ix_customers_partner_page", "partner_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_customers_partner_page", "partner_id", "created_at", "id"),
+        Index("ix_customers_partner_progress", "partner_id", "progress", "created_at", "id"),
+    )
 
     #: The customer's tenant id (a GUID), also ``companyProfile.tenantId``.
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -169,6 +197,10 @@ class Customer(Base):
     #: German customers bound by professional secrecy (section 203 StGB) also accept the
     #: Professional Secrecy Amendment.
     requires_secrecy_amendment: Mapped[bool] = mapped_column(default=False)
+
+    #: The furthest step reached (see ``Progress``), and when.
+    progress: Mapped[Progress] = mapped_column(_enum(Progress), default=Progress.NOT_INVITED)
+    progress_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     partner: Mapped[Partner] = relationship()
     credential: Mapped[CustomerCredential | None] = relationship(back_populates="customer")
@@ -338,3 +370,38 @@ class CustomerSession(Base):
     user_agent: Mapped[str] = mapped_column(String(500), default="")
 
     customer: Mapped[Customer] = relationship()
+
+
+class PartnerUser(Base):
+    """A person at a partner who signs in to the dashboard."""
+
+    __tablename__ = "partner_users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    #: Lower-case; the sign-in name.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[UserRole] = mapped_column(_enum(UserRole))
+    #: Slow salted hash: people choose these passwords.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    partner: Mapped[Partner] = relationship()
+
+
+class PartnerUserSession(Base):
+    """A signed-in dashboard user's session, on the server so sign-out and idle expiry are real."""
+
+    __tablename__ = "partner_user_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    #: SHA-256 of the session id in the cookie; the id itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("partner_users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[PartnerUser] = relationship()

@@ -90,7 +90,7 @@ def test_whole_journey_records_a_direct_acceptance_with_evidence(app, api, clien
     assert accepted.status_code == 302
     assert accepted.headers["Location"].endswith("/account?accepted=1")
     confirmation = client.get("/account?accepted=1").get_data(as_text=True)
-    assert "Microsoft Customer Agreement" in confirmation
+    assert "Microsoft-Kundenvereinbarung" in confirmation  # a German customer reads German
     assert "Ana Silva" in confirmation
 
     status = api.get(f"/v1/customers/{customer['id']}/directSignedMicrosoftCustomerAgreementStatus")
@@ -311,7 +311,7 @@ def test_secrecy_amendment_is_accepted_on_the_same_page(app, api, client):
     sign_in_from_link(client, made)
     change_password(client)
     page = client.get("/agreement").get_data(as_text=True)
-    assert "Professional Secrecy Amendment" in page
+    assert "Zusatzvereinbarung zur beruflichen Verschwiegenheit" in page
     accept(client)
     types = {
         a["type"]

@@ -1,0 +1,302 @@
+"""What the dashboard shows a partner: its customers page by page, one customer's story, counts.
+
+Every query here starts from the partner's visible customers; nothing else can be reached.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from portal.errors import InvalidParameter
+from portal.models import (
+    AgreementAcceptance,
+    Customer,
+    DeliveryStatus,
+    Event,
+    Invitation,
+    OutboxMessage,
+    Partner,
+    Progress,
+    utcnow,
+)
+
+#: The states a partner filters by: the progress steps, and "expired" (invited, but no link
+#: that still works).
+EXPIRED = "expired"
+STATES = [p.value for p in Progress] + [EXPIRED]
+_WAITING = (Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN)
+PAGE_SIZE = 50
+
+
+def visible_partner_ids(session: Session, partner_id: str) -> list[str]:
+    """The partner itself and, for an indirect provider, its resellers."""
+    resellers = session.scalars(select(Partner.id).where(Partner.provider_id == partner_id))
+    return [partner_id, *resellers]
+
+
+def _visible(partner_ids: Sequence[str]) -> ColumnElement[bool]:
+    if len(partner_ids) == 1:
+        return Customer.partner_id == partner_ids[0]
+    return Customer.partner_id.in_(partner_ids)
+
+
+def _live_invitation() -> ColumnElement[bool]:
+    return exists().where(
+        Invitation.customer_id == Customer.id,
+        Invitation.revoked_at.is_(None),
+        Invitation.superseded_at.is_(None),
+        Invitation.expires_at > utcnow(),
+    )
+
+
+def _state_filter(state: str) -> ColumnElement[bool]:
+    if state == EXPIRED:
+        return and_(Customer.progress.in_(_WAITING), ~_live_invitation())
+    progress = Progress(state)
+    if progress in _WAITING:
+        return and_(Customer.progress == progress, _live_invitation())
+    return Customer.progress == progress
+
+
+@dataclass(frozen=True)
+class Row:
+    customer: Customer
+    #: The progress step, or "expired".
+    state: str
+    invitation: Invitation | None
+
+
+@dataclass
+class CustomerPage:
+    rows: list[Row]
+    #: Cursor of the next page; None on the last page.
+    next_cursor: str | None
+    query: str = ""
+    state: str = ""
+    partner_names: dict[str, str] = field(default_factory=dict)
+
+
+def encode_cursor(customer: Customer) -> str:
+    raw = f"{customer.created_at.isoformat()}|{customer.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor points after; InvalidParameter for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, customer_id = raw.split("|")
+        created = datetime.fromisoformat(moment)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidParameter("The page link is damaged; start from the first page.") from exc
+    if created.tzinfo is None or len(customer_id) != 36:
+        raise InvalidParameter("The page link is damaged; start from the first page.")
+    return created, customer_id
+
+
+def customer_page(
+    session: Session,
+    partner_id: str,
+    *,
+    query: str = "",
+    state: str = "",
+    cursor: str = "",
+    size: int = PAGE_SIZE,
+) -> CustomerPage:
+    """Newest customers first, ``size`` at a time after ``cursor`` (keyset pagination: as fast
+    on the last page as on the first). ``query`` searches company, domain and emails."""
+    if state and state not in STATES:
+        raise InvalidParameter(f"Unknown state {state[:40]!r}.", state=state[:40])
+    query = query.strip()[:200]
+    partner_ids = visible_partner_ids(session, partner_id)
+    statement = select(Customer).where(_visible(partner_ids))
+    if state:
+        statement = statement.where(_state_filter(state))
+    if query:
+        statement = statement.where(
+            or_(
+                *(
+                    column.icontains(query, autoescape=True)
+                    for column in (
+                        Customer.company_name,
+                        Customer.domain,
+                        Customer.email,
+                        Customer.contact_email,
+                    )
+                )
+            )
+        )
+    if cursor:
+        created, customer_id = decode_cursor(cursor)
+        statement = statement.where(
+            or_(
+                Customer.created_at < created,
+                and_(Customer.created_at == created, Customer.id < customer_id),
+            )
+        )
+    statement = statement.order_by(Customer.created_at.desc(), Customer.id.desc()).limit(size + 1)
+    found = list(session.scalars(statement))
+    more = len(found) > size
+    found = found[:size]
+    latest = latest_invitations(session, [c.id for c in found])
+    rows = [Row(c, display_state(c, latest.get(c.id)), latest.get(c.id)) for c in found]
+    names = (
+        {
+            row.id: row.name
+            for row in session.execute(
+                select(Partner.id, Partner.name).where(Partner.id.in_(partner_ids))
+            )
+        }
+        if len(partner_ids) > 1
+        else {}
+    )
+    return CustomerPage(
+        rows=rows,
+        next_cursor=encode_cursor(found[-1]) if more and found else None,
+        query=query,
+        state=state,
+        partner_names={str(k): str(v) for k, v in names.items()},
+    )
+
+
+def latest_invitations(session: Session, customer_ids: Sequence[str]) -> dict[str, Invitation]:
+    """Each customer's newest invitation, in one query."""
+    if not customer_ids:
+        return {}
+    found = session.scalars(
+        select(Invitation)
+        .where(Invitation.customer_id.in_(customer_ids))
+        .order_by(Invitation.customer_id, Invitation.created_at)
+    )
+    return {invitation.customer_id: invitation for invitation in found}
+
+
+def display_state(customer: Customer, invitation: Invitation | None) -> str:
+    if customer.progress in _WAITING and not _works(invitation):
+        return EXPIRED
+    return customer.progress.value
+
+
+def _works(invitation: Invitation | None) -> bool:
+    return (
+        invitation is not None
+        and invitation.revoked_at is None
+        and invitation.superseded_at is None
+        and invitation.expires_at > utcnow()
+    )
+
+
+# --- one customer -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Moment:
+    at: datetime
+    #: What happened: an event kind, or ``email.sent`` / ``email.failed`` / ``email.queued``.
+    kind: str
+    actor: str = ""
+    detail: str = ""
+
+
+def timeline(session: Session, customer: Customer) -> list[Moment]:
+    """What happened to a customer, oldest first: the event log and each email's delivery."""
+    moments = [
+        Moment(e.occurred_at, e.kind, e.actor, _detail(e))
+        for e in session.scalars(
+            select(Event).where(Event.customer_id == customer.id).order_by(Event.id)
+        )
+    ]
+    for message in session.scalars(
+        select(OutboxMessage).where(OutboxMessage.customer_id == customer.id)
+    ):
+        if message.status is DeliveryStatus.SENT and message.sent_at is not None:
+            moments.append(Moment(message.sent_at, "email.sent", "", message.to_address))
+        elif message.status is DeliveryStatus.FAILED:
+            at = message.next_attempt_at or message.created_at
+            moments.append(Moment(at, "email.failed", "", message.last_error[:200]))
+    moments.sort(key=lambda m: m.at)
+    return moments
+
+
+def _detail(event: Event) -> str:
+    data = event.data or {}
+    for key in ("agreement_type", "type", "domain", "email", "language"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def evidence(session: Session, customer: Customer) -> list[AgreementAcceptance]:
+    return list(
+        session.scalars(
+            select(AgreementAcceptance)
+            .where(AgreementAcceptance.customer_id == customer.id)
+            .order_by(AgreementAcceptance.recorded_at)
+        )
+    )
+
+
+def evidence_json(
+    customer: Customer, acceptances: Sequence[AgreementAcceptance]
+) -> dict[str, object]:
+    """The acceptance evidence as a partner keeps it: who, when, what, from where."""
+    return {
+        "customer": {
+            "id": customer.id,
+            "companyName": customer.company_name,
+            "domain": customer.domain,
+            "country": customer.country,
+        },
+        "acceptances": [
+            {
+                "method": a.method.value,
+                "agreementType": a.agreement_type,
+                "templateId": a.template_id,
+                "versionRank": a.version_rank,
+                "primaryContact": {
+                    "firstName": a.first_name,
+                    "lastName": a.last_name,
+                    "email": a.email,
+                    "phoneNumber": a.phone,
+                },
+                "dateAgreed": _iso(a.date_agreed),
+                "recordedAt": _iso(a.recorded_at),
+                "recordedBy": a.recorded_by,
+                "country": a.country,
+                "language": a.language,
+                "documentLink": a.document_uri,
+                "ipAddress": a.ip_address,
+                "userAgent": a.user_agent,
+            }
+            for a in acceptances
+        ],
+        "generatedAt": _iso(utcnow()),
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- counts ---------------------------------------------------------------------------------------
+
+
+def funnel(session: Session, partner_id: str) -> dict[str, int]:
+    """How many visible customers have reached each step (each counted at its furthest)."""
+    partner_ids = visible_partner_ids(session, partner_id)
+    counts = dict.fromkeys((p.value for p in Progress), 0)
+    for progress, count in session.execute(
+        select(Customer.progress, func.count())
+        .where(_visible(partner_ids))
+        .group_by(Customer.progress)
+    ):
+        counts[Progress(progress).value] = int(count)
+    return counts

@@ -1,0 +1,554 @@
+"""The partner dashboard: sign-in, customers, invitations, attestation, evidence, isolation."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from portal import db, events, reports, users
+from portal.models import (
+    AgreementAcceptance,
+    Customer,
+    Event,
+    Invitation,
+    OutboxMessage,
+    Partner,
+    PartnerKind,
+    Progress,
+    UserRole,
+)
+
+PASSWORD = "correct horse battery staple"
+
+
+def csrf(response: Any) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', response.get_data(as_text=True))
+    assert match, response.get_data(as_text=True)[:500]
+    return match.group(1)
+
+
+def add_user(app: Any, partner_id: str, email: str, role: UserRole = UserRole.ADMIN_AGENT) -> None:
+    with app.app_context():
+        session = db.session()
+        partner = session.get(Partner, partner_id)
+        users.create_user(session, partner, email, PASSWORD, role, name="Avery Admin")
+        session.commit()
+
+
+def sign_in(client: Any, email: str, password: str = PASSWORD) -> Any:
+    page = client.get("/dashboard/signin")
+    return client.post(
+        "/dashboard/signin",
+        data={"csrf_token": csrf(page), "email": email, "password": password},
+    )
+
+
+@pytest.fixture
+def partner(app: Any, api: Any, client: Any) -> Any:
+    """A direct-bill partner with a signed-in admin agent."""
+    add_user(app, api.partner_id, "admin@fabrikam.example.test")
+    assert sign_in(client, "admin@fabrikam.example.test").status_code == 302
+    return api
+
+
+def count(app: Any, model: Any) -> int:
+    with app.app_context():
+        return int(db.session().scalar(select(func.count()).select_from(model)) or 0)
+
+
+NEW_CUSTOMER = {
+    "company_name": "Contoso Web",
+    "domain": "contoso-web.example.test",
+    "email": "billing@contoso-web.example.test",
+    "culture": "de-DE",
+    "country": "DE",
+    "first_name": "Jonas",
+    "last_name": "Weber",
+    "contact_email": "jonas@contoso-web.example.test",
+}
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+def test_pages_need_a_signed_in_user(client: Any) -> None:
+    for path in ("/dashboard/", "/dashboard/customers", "/dashboard/customers/new"):
+        response = client.get(path)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/dashboard/signin?next=")
+
+
+def test_sign_in_renews_the_session_and_sign_out_ends_it(app: Any, api: Any, client: Any) -> None:
+    add_user(app, api.partner_id, "admin@fabrikam.example.test")
+    assert sign_in(client, "Admin@Fabrikam.example.test").status_code == 302
+    overview = client.get("/dashboard/")
+    assert overview.status_code == 200
+    assert "Fabrikam" in overview.get_data(as_text=True)
+    with client.session_transaction() as cookie:
+        stolen = dict(cookie)
+    client.post("/dashboard/signout", data={"csrf_token": csrf(overview)})
+    assert client.get("/dashboard/").status_code == 302
+    # The old cookie is dead on the server too.
+    with client.session_transaction() as cookie:
+        cookie.update(stolen)
+    assert client.get("/dashboard/").status_code == 302
+
+
+def test_unknown_email_and_wrong_password_get_the_same_answer(
+    app: Any, api: Any, client: Any
+) -> None:
+    add_user(app, api.partner_id, "admin@fabrikam.example.test")
+    unknown = sign_in(client, "nobody@fabrikam.example.test")
+    wrong = sign_in(client, "admin@fabrikam.example.test", "not the password at all")
+    assert unknown.status_code == wrong.status_code == 401
+    assert "The email or password is not right." in unknown.get_data(as_text=True)
+    assert "The email or password is not right." in wrong.get_data(as_text=True)
+
+
+def test_sign_in_is_rate_limited_per_account(app: Any, api: Any, client: Any) -> None:
+    add_user(app, api.partner_id, "admin@fabrikam.example.test")
+    add_user(app, api.partner_id, "other@fabrikam.example.test")
+    statuses = [
+        sign_in(client, "admin@fabrikam.example.test", "wrong password here").status_code
+        for _ in range(6)
+    ]
+    assert statuses[:5] == [401] * 5
+    assert statuses[5] == 429
+    # The right password is refused too while the account is throttled ...
+    assert sign_in(client, "admin@fabrikam.example.test").status_code == 429
+    # ... and another account is unaffected.
+    assert sign_in(client, "other@fabrikam.example.test").status_code == 302
+
+
+def test_form_without_csrf_token_writes_nothing(app: Any, partner: Any, client: Any) -> None:
+    before = count(app, Customer)
+    response = client.post("/dashboard/customers/new", data=NEW_CUSTOMER)
+    assert response.status_code == 400
+    stale = client.post("/dashboard/customers/new", data={**NEW_CUSTOMER, "csrf_token": "x.y.z"})
+    assert stale.status_code == 400
+    assert count(app, Customer) == before
+
+
+def test_users_command_creates_a_user_who_can_sign_in(
+    app: Any, api: Any, runner: Any, client: Any
+) -> None:
+    from portal.cli import main
+
+    result = runner.invoke(
+        main,
+        [
+            "partners",
+            "users",
+            "create",
+            api.partner_id,
+            "sales@fabrikam.example.test",
+            "--role",
+            "sales-agent",
+            "--json",
+        ],
+        env={"PORTAL_NEW_USER_PASSWORD": PASSWORD},
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["role"] == "sales-agent"
+    again = runner.invoke(
+        main,
+        ["partners", "users", "create", api.partner_id, "sales@fabrikam.example.test"],
+        env={"PORTAL_NEW_USER_PASSWORD": PASSWORD},
+    )
+    assert again.exit_code != 0
+    assert "already exists" in again.output
+    short = runner.invoke(
+        main,
+        ["partners", "users", "create", api.partner_id, "x@fabrikam.example.test"],
+        env={"PORTAL_NEW_USER_PASSWORD": "short"},
+    )
+    assert short.exit_code != 0
+    assert "password" in short.output
+    assert sign_in(client, "sales@fabrikam.example.test").status_code == 302
+
+
+# --- customers -----------------------------------------------------------------------------------
+
+
+def test_new_customer_shows_its_credentials_once(app: Any, partner: Any, client: Any) -> None:
+    form = client.get("/dashboard/customers/new")
+    response = client.post(
+        "/dashboard/customers/new", data={**NEW_CUSTOMER, "csrf_token": csrf(form)}
+    )
+    assert response.status_code == 201
+    text = response.get_data(as_text=True)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "admin@contoso-web.example.test" in text
+    password = re.search(r'<code id="password">([^<]+)</code>', text)
+    assert password
+    assert "only time the password is shown" in text
+    with app.app_context():
+        customer = db.session().scalars(select(Customer)).one()
+        assert customer.partner_id == partner.partner_id
+        assert customer.language == "de"
+        assert customer.progress is Progress.NOT_INVITED
+        page = client.get(f"/dashboard/customers/{customer.id}").get_data(as_text=True)
+    assert password.group(1) not in page
+
+
+def test_new_customer_form_names_each_problem_and_writes_nothing(
+    app: Any, partner: Any, client: Any
+) -> None:
+    form = client.get("/dashboard/customers/new")
+    bad = {**NEW_CUSTOMER, "domain": "not a domain", "email": "nope", "company_name": ""}
+    response = client.post("/dashboard/customers/new", data={**bad, "csrf_token": csrf(form)})
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert 'id="domain-problem"' in text
+    assert 'id="email-problem"' in text
+    assert 'id="company_name-problem"' in text
+    assert count(app, Customer) == 0
+    # A taken domain gets its own message.
+    partner.create_customer(domain="taken.example.test")
+    taken = {**NEW_CUSTOMER, "domain": "taken.example.test", "csrf_token": csrf(form)}
+    response = client.post("/dashboard/customers/new", data=taken)
+    assert response.status_code == 409
+    assert "already exists" in response.get_data(as_text=True)
+    assert count(app, Customer) == 1
+
+
+def test_customer_list_searches_filters_and_pages(app: Any, partner: Any, client: Any) -> None:
+    made = [
+        partner.create_customer(company_name=f"Company {n:02}", domain=f"c{n:02}.example.test")
+        for n in range(7)
+    ]
+    page = client.get("/dashboard/customers?q=C03.EXAMPLE").get_data(as_text=True)
+    assert "Company 03" in page
+    assert "Company 04" not in page
+    # Pages of 3: newest first, no row twice, none lost.
+    seen: list[str] = []
+    with app.app_context():
+        cursor = ""
+        while True:
+            result = reports.customer_page(db.session(), partner.partner_id, cursor=cursor, size=3)
+            seen += [row.customer.company_name for row in result.rows]
+            if result.next_cursor is None:
+                break
+            cursor = result.next_cursor
+    assert seen == [f"Company {n:02}" for n in reversed(range(7))]
+    # Filter by state.
+    partner.post(f"/v1/customers/{made[2]['id']}/invitations", json={})
+    invited = client.get("/dashboard/customers?state=invited").get_data(as_text=True)
+    assert "Company 02" in invited
+    assert "Company 03" not in invited
+    assert "Company 03" in client.get("/dashboard/customers?state=not-invited").get_data(
+        as_text=True
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["state=nonsense", "after=%%%", "after=bm90IGEgY3Vyc29y", "after=" + "A" * 150],
+)
+def test_bad_list_parameters_get_a_clear_400(partner: Any, client: Any, query: str) -> None:
+    response = client.get(f"/dashboard/customers?{query}")
+    assert response.status_code == 400
+    assert "could not be processed" in response.get_data(as_text=True)
+
+
+def test_search_text_is_literal(partner: Any, client: Any) -> None:
+    partner.create_customer(company_name="100% Cotton", domain="cotton.example.test")
+    partner.create_customer(company_name="Plain Goods", domain="plain.example.test")
+    page = client.get("/dashboard/customers", query_string={"q": "%"}).get_data(as_text=True)
+    assert "100% Cotton" in page
+    assert "Plain Goods" not in page
+
+
+def test_expired_invitations_show_as_expired(app: Any, partner: Any, client: Any) -> None:
+    made = partner.create_customer(company_name="Late Ltd")
+    partner.post(f"/v1/customers/{made['id']}/invitations", json={})
+    with app.app_context():
+        session = db.session()
+        invitation = session.scalars(select(Invitation)).one()
+        invitation.expires_at = datetime.now(UTC) - timedelta(minutes=1)
+        session.commit()
+    page = client.get("/dashboard/customers?state=expired").get_data(as_text=True)
+    assert "Late Ltd" in page
+    assert "Late Ltd" not in client.get("/dashboard/customers?state=invited").get_data(as_text=True)
+
+
+# --- progress follows the events -----------------------------------------------------------------
+
+
+def test_progress_follows_each_step(app: Any, api: Any) -> None:
+    made = api.create_customer()
+    invited = api.post(f"/v1/customers/{made['id']}/invitations", json={}).get_json()
+
+    def progress() -> Progress:
+        with app.app_context():
+            return db.session().get(Customer, made["id"]).progress
+
+    assert progress() is Progress.INVITED
+    api.client.get(invited["url"].replace("https://portal.example.test", ""))
+    assert progress() is Progress.OPENED
+    api.client.delete(
+        f"/v1/customers/{made['id']}/invitations/{invited['id']}",
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
+    assert progress() is Progress.NOT_INVITED
+    attested = api.post(
+        f"/v1/customers/{made['id']}/agreements",
+        json={
+            "primaryContact": {
+                "firstName": "Tania",
+                "lastName": "Carr",
+                "email": "tania@contoso.example.test",
+            },
+            "templateId": "117a77b0-9360-443b-8795-c6dedc750cf9",
+            "dateAgreed": "2026-01-02T00:00:00Z",
+            "type": "MicrosoftCustomerAgreement",
+        },
+    )
+    assert attested.status_code == 201, attested.get_json()
+    assert progress() is Progress.ATTESTED
+    # Nothing moves a customer back from an acceptance.
+    with app.app_context():
+        session = db.session()
+        events.record(session, events.INVITATION_CREATED, actor="test", customer_id=made["id"])
+        session.commit()
+    assert progress() is Progress.ATTESTED
+
+
+def test_withdrawing_an_old_invitation_keeps_the_current_one(app: Any, api: Any) -> None:
+    made = api.create_customer()
+    first = api.post(f"/v1/customers/{made['id']}/invitations", json={}).get_json()
+    api.post(f"/v1/customers/{made['id']}/invitations", json={})
+    api.client.delete(
+        f"/v1/customers/{made['id']}/invitations/{first['id']}",
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
+    with app.app_context():
+        assert db.session().get(Customer, made["id"]).progress is Progress.INVITED
+
+
+# --- invitations ---------------------------------------------------------------------------------
+
+
+def test_invitation_screen_offers_copy_mailto_and_send(app: Any, partner: Any, client: Any) -> None:
+    made = partner.create_customer(company_name="Mail <Test> & Co")
+    page = client.get(f"/dashboard/customers/{made['id']}")
+    response = client.post(
+        f"/dashboard/customers/{made['id']}/invitations",
+        data={"csrf_token": csrf(page), "credentials": "yes"},
+    )
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "Mail &lt;Test&gt; &amp; Co" in text
+    assert "<Test>" not in text
+    mailto = re.search(r'id="mailto" href="([^"]+)"', text)
+    assert mailto
+    assert mailto.group(1).startswith("mailto:tania%40") or mailto.group(1).startswith(
+        "mailto:billing@"
+    )
+    assert "&amp;body=" in mailto.group(1)
+    assert 'data-copy="body"' in text
+    with app.app_context():
+        invitation = db.session().scalars(select(Invitation)).one()
+        assert invitation.created_by.startswith("user:admin@fabrikam")
+        assert db.session().scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    sent = client.post(
+        f"/dashboard/customers/{made['id']}/invitations/{invitation.id}/send",
+        data={"csrf_token": csrf(response)},
+    )
+    assert sent.status_code == 302
+    with app.app_context():
+        message = db.session().scalars(select(OutboxMessage)).one()
+        assert message.invitation_id == invitation.id
+    html = client.get(f"/dashboard/customers/{made['id']}/invitations/{invitation.id}/email.html")
+    assert html.status_code == 200
+    assert html.headers["Content-Security-Policy"].startswith("sandbox")
+    customer_page = client.get(f"/dashboard/customers/{made['id']}").get_data(as_text=True)
+    assert "Waiting to be sent" in customer_page
+    assert "Invitation created" in customer_page
+
+
+def test_withdraw_kills_the_link(app: Any, partner: Any, client: Any) -> None:
+    made = partner.create_customer()
+    invited = partner.post(f"/v1/customers/{made['id']}/invitations", json={}).get_json()
+    page = client.get(f"/dashboard/customers/{made['id']}")
+    response = client.post(
+        f"/dashboard/customers/{made['id']}/invitations/{invited['id']}/withdraw",
+        data={"csrf_token": csrf(page)},
+    )
+    assert response.status_code == 302
+    link = client.get(invited["url"].replace("https://portal.example.test", ""))
+    assert link.status_code == 410
+    assert "withdrawn" in link.get_data(as_text=True)
+
+
+# --- attestation ---------------------------------------------------------------------------------
+
+
+def _attest(client: Any, customer_id: str, **changes: str) -> Any:
+    page = client.get(f"/dashboard/customers/{customer_id}")
+    data = {
+        "csrf_token": csrf(page),
+        "first_name": "Tania",
+        "last_name": "Carr",
+        "email": "tania@contoso.example.test",
+        "phone": "",
+        "date": "2026-01-02",
+        **changes,
+    }
+    return client.post(f"/dashboard/customers/{customer_id}/attest", data=data)
+
+
+def test_attestation_is_recorded_with_its_evidence(app: Any, partner: Any, client: Any) -> None:
+    made = partner.create_customer()
+    response = _attest(client, made["id"])
+    assert response.status_code == 302
+    status = partner.get(f"/v1/customers/{made['id']}/acceptanceStatus").get_json()
+    assert status["isSigned"] is False
+    assert status["eligibleForPurchase"] is True
+    assert status["acceptance"]["primaryContact"]["lastName"] == "Carr"
+    evidence = client.get(f"/dashboard/customers/{made['id']}/evidence.json")
+    body = json.loads(evidence.get_data(as_text=True))
+    (recorded,) = body["acceptances"]
+    assert recorded["method"] == "attested"
+    assert recorded["dateAgreed"] == "2026-01-02T00:00:00.000Z"
+    assert recorded["recordedBy"] == "user:admin@fabrikam.example.test"
+    assert recorded["templateId"] == "117a77b0-9360-443b-8795-c6dedc750cf9"
+    assert "attachment" in evidence.headers["Content-Disposition"]
+    # The same attestation again is refused, and nothing more is written.
+    again = _attest(client, made["id"])
+    assert again.status_code == 409
+    assert count(app, AgreementAcceptance) == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"date": (datetime.now(UTC) + timedelta(days=2)).date().isoformat()}, "future"),
+        ({"date": "not a date"}, "Enter the date"),
+        ({"email": "nope"}, "valid email"),
+        ({"first_name": ""}, "required"),
+    ],
+)
+def test_bad_attestations_are_refused(
+    app: Any, partner: Any, client: Any, changes: dict[str, str], message: str
+) -> None:
+    made = partner.create_customer()
+    response = _attest(client, made["id"], **changes)
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert count(app, AgreementAcceptance) == 0
+
+
+def test_reseller_sees_why_and_who_instead_of_the_form(
+    app: Any, make_api: Any, client: Any
+) -> None:
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Northwind Distribution")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Tailspin")
+    add_user(app, reseller.partner_id, "admin@tailspin.example.test")
+    sign_in(client, "admin@tailspin.example.test")
+    made = reseller.create_customer()
+    page = client.get(f"/dashboard/customers/{made['id']}").get_data(as_text=True)
+    assert "Indirect resellers cannot attest" in page
+    assert "Northwind Distribution" in page
+    assert 'action="/dashboard/customers/' + made["id"] + '/attest"' not in page
+    response = _attest(client, made["id"])
+    assert response.status_code == 403
+    assert count(app, AgreementAcceptance) == 0
+
+
+def test_sales_agents_cannot_attest(app: Any, api: Any, client: Any) -> None:
+    add_user(app, api.partner_id, "sales@fabrikam.example.test", UserRole.SALES_AGENT)
+    sign_in(client, "sales@fabrikam.example.test")
+    made = api.create_customer()
+    assert "Only admin agents" in client.get(f"/dashboard/customers/{made['id']}").get_data(
+        as_text=True
+    )
+    assert _attest(client, made["id"]).status_code == 403
+    assert count(app, AgreementAcceptance) == 0
+
+
+# --- isolation -----------------------------------------------------------------------------------
+
+
+def test_one_partner_never_sees_another_partners_customers(
+    app: Any, make_api: Any, client: Any
+) -> None:
+    mine = make_api(name="Mine Inc")
+    theirs = make_api(name="Theirs Inc")
+    add_user(app, mine.partner_id, "me@mine.example.test")
+    mine.create_customer(company_name="Visible Co", domain="visible.example.test")
+    foreign = theirs.create_customer(company_name="Secret Co", domain="secret.example.test")
+    invited = theirs.post(f"/v1/customers/{foreign['id']}/invitations", json={}).get_json()
+    sign_in(client, "me@mine.example.test")
+    for path in (
+        "/dashboard/",
+        "/dashboard/customers",
+        "/dashboard/customers?q=Secret",
+        "/dashboard/customers?q=secret.example.test",
+        "/dashboard/customers?state=invited",
+    ):
+        text = client.get(path).get_data(as_text=True)
+        assert "Secret Co" not in text, path
+        assert foreign["id"] not in text, path
+    overview = client.get("/dashboard/").get_data(as_text=True)
+    assert re.search(r"All customers</th><td class=\"number\">1<", overview)
+    page = client.get("/dashboard/customers")
+    token = csrf(page)
+    base = f"/dashboard/customers/{foreign['id']}"
+    for method, path in (
+        ("get", base),
+        ("get", base + "/evidence.json"),
+        ("get", f"{base}/invitations/{invited['id']}"),
+        ("get", f"{base}/invitations/{invited['id']}/email.html"),
+        ("post", base + "/invitations"),
+        ("post", f"{base}/invitations/{invited['id']}/send"),
+        ("post", f"{base}/invitations/{invited['id']}/withdraw"),
+        ("post", base + "/attest"),
+    ):
+        response = getattr(client, method)(path, data={"csrf_token": token})
+        assert response.status_code == 404, (method, path)
+        assert "Secret Co" not in response.get_data(as_text=True)
+    with app.app_context():
+        session = db.session()
+        assert session.scalar(select(func.count()).select_from(AgreementAcceptance)) == 0
+        invitation = session.get(Invitation, invited["id"])
+        assert invitation.revoked_at is None
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.actor.like("user:me@%"), Event.customer_id == foreign["id"])
+            )
+            == 0
+        )
+
+
+def test_a_provider_sees_its_resellers_customers(app: Any, make_api: Any, client: Any) -> None:
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Northwind Distribution")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Tailspin")
+    reseller.create_customer(company_name="Resold Co")
+    add_user(app, provider.partner_id, "admin@northwind.example.test")
+    sign_in(client, "admin@northwind.example.test")
+    page = client.get("/dashboard/customers").get_data(as_text=True)
+    assert "Resold Co" in page
+    assert "Tailspin" in page
+
+
+@pytest.mark.parametrize(
+    "name", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "{{7*7}}"]
+)
+def test_hostile_names_are_shown_literally(partner: Any, client: Any, name: str) -> None:
+    made = partner.create_customer(company_name=name)
+    escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = escaped.replace('"', "&#34;")
+    for path in ("/dashboard/customers", f"/dashboard/customers/{made['id']}"):
+        text = client.get(path).get_data(as_text=True)
+        assert escaped in text, path
+        if name != escaped:
+            assert name not in text, path
+        assert ">49<" not in text, path
