@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,22 +79,30 @@ class Row:
 def read(path: str | Path) -> list[Row]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            headers = {_key(h): h for h in reader.fieldnames or []}
-            missing = [c for c in REQUIRED if _key(c) not in headers]
-            if missing:
-                raise BadFile(f"{path}: the header row lacks the columns {', '.join(missing)}")
-            rows = []
-            for record in reader:
-                values = {
-                    COLUMNS[_key(h)]: (v or "").strip()
-                    for h, v in record.items()
-                    if h is not None and _key(h) in COLUMNS
-                }
-                rows.append(Row(reader.line_num, values))
-            return rows
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            return parse(handle, str(path))
+    except (OSError, UnicodeDecodeError) as exc:
         raise BadFile(f"{path}: cannot be read as UTF-8 CSV ({exc})") from exc
+
+
+def parse(handle: Iterable[str], name: str = "the file") -> list[Row]:
+    """The rows of a CSV file whose header names the API's fields (any case, any spacing)."""
+    try:
+        reader = csv.DictReader(handle)
+        headers = {_key(h): h for h in reader.fieldnames or []}
+        missing = [c for c in REQUIRED if _key(c) not in headers]
+        if missing:
+            raise BadFile(f"{name}: the header row lacks the columns {', '.join(missing)}")
+        rows = []
+        for record in reader:
+            values = {
+                COLUMNS[_key(h)]: (v or "").strip()
+                for h, v in record.items()
+                if h is not None and _key(h) in COLUMNS and isinstance(v, str)
+            }
+            rows.append(Row(reader.line_num, values))
+        return rows
+    except csv.Error as exc:
+        raise BadFile(f"{name}: cannot be read as CSV ({exc})") from exc
 
 
 @dataclass(frozen=True)

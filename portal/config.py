@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "AGREEMENT_CATALOG": None,  # None: the catalog shipped in the package.
     # Bytes accepted in one request body; larger bodies get 413.
     "MAX_CONTENT_LENGTH": 64 * 1024,
+    # Bytes accepted for a CSV file imported in the dashboard, and rows in it.
+    "IMPORT_MAX_BYTES": 5 * 1024 * 1024,
+    "IMPORT_MAX_ROWS": 10_000,
     "API_PAGE_SIZE": 100,
     "API_MAX_PAGE_SIZE": 500,
     # Mail: with no MAIL_SERVER, messages stay in the outbox.

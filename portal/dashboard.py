@@ -7,8 +7,10 @@ request, CSRF on every form. Pages are never cached: some show credentials once.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import wraps
 from typing import Any
@@ -20,16 +22,18 @@ from flask import (
     Response,
     current_app,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
     session,
+    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import format_number, gettext
+from flask_babel import format_date, format_number, gettext
 
-from portal import acceptance, customers, db, i18n, invitations, reports, users
+from portal import acceptance, bulk, charts, customers, db, i18n, invitations, reports, users
 from portal.acceptance import Contact
 from portal.catalog import CUSTOMER_AGREEMENT, Catalog
 from portal.errors import (
@@ -258,8 +262,22 @@ def moment_name(kind: str) -> str:
 @bp.get("/")
 @signed_in
 def overview() -> ResponseReturnValue:
-    funnel = reports.funnel(db.session(), _partner().id)
-    return render_template("dashboard/overview.html", funnel=funnel, total=sum(funnel.values()))
+    session_ = db.session()
+    partner_id = _partner().id
+    funnel = reports.funnel(session_, partner_id)
+    weekly = reports.acceptances_by_week(session_, partner_id)
+    return render_template(
+        "dashboard/overview.html",
+        funnel=funnel,
+        total=sum(funnel.values()),
+        funnel_chart=charts.horizontal_bars([(state_name(k), v) for k, v in funnel.items()]),
+        weekly=weekly,
+        weekly_chart=charts.columns(
+            [(str(format_date(start, "d MMM")), count) for start, count in weekly]
+        ),
+        waiting=reports.waiting_longest(session_, partner_id),
+        failed=reports.failed_deliveries(session_, partner_id),
+    )
 
 
 @bp.get("/customers")
@@ -611,6 +629,127 @@ def _parse_day(text: str) -> datetime | None:
         return datetime.combine(date.fromisoformat(text.strip()), time(), tzinfo=UTC)
     except ValueError:
         return None
+
+
+# --- CSV: export and import --------------------------------------------------------------------
+
+#: Cells a spreadsheet would run as a formula get a leading apostrophe (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+@bp.get("/customers.csv")
+@signed_in
+def export_csv() -> ResponseReturnValue:
+    """Every visible customer with its state and acceptance, streamed page by page."""
+    partner_id = _partner().id
+    header = [
+        "customerId", "companyName", "domain", "country", "culture", "contactEmail", "state",
+        "createdAt", "acceptedAt", "acceptanceMethod", "acceptedBy",
+    ]  # fmt: skip
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        for row, accepted in reports.export_rows(db.session(), partner_id):
+            customer_ = row.customer
+            writer.writerow(
+                _cell(value)
+                for value in (
+                    customer_.id,
+                    customer_.company_name,
+                    customer_.domain,
+                    customer_.country,
+                    customer_.culture,
+                    customer_.contact_email,
+                    row.state,
+                    reports.iso(customer_.created_at),
+                    reports.iso(accepted.date_agreed) if accepted else "",
+                    accepted.method.value if accepted else "",
+                    f"{accepted.first_name} {accepted.last_name}" if accepted else "",
+                )
+            )
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="customers.csv"'},
+    )
+
+
+@bp.get("/import")
+@signed_in
+def import_form() -> ResponseReturnValue:
+    return render_template("dashboard/import.html")
+
+
+@bp.post("/import")
+@signed_in
+def import_customers() -> ResponseReturnValue:
+    """Create customers and their invitations from a CSV file, each row on its own.
+
+    Without script the whole file is done in one request; the page's script sends the same
+    file with ``offset`` and ``limit`` a slice at a time, to show progress, and gets JSON.
+    """
+    request.max_content_length = int(current_app.config["IMPORT_MAX_BYTES"])
+    wants_json = request.form.get("format") == "json"
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise bulk.BadFile(_("Choose a CSV file."))
+        text = io.TextIOWrapper(upload.stream, encoding="utf-8-sig", newline="")
+        rows = bulk.parse(text, upload.filename[:100])
+        offset = _whole_number(request.form.get("offset", "0"))
+        limit = _whole_number(request.form.get("limit", str(len(rows))))
+    except (bulk.BadFile, UnicodeDecodeError, ValueError) as exc:
+        message = str(exc) if isinstance(exc, bulk.BadFile) else _("The file is not UTF-8 CSV.")
+        if wants_json:
+            return jsonify({"error": message}), 400
+        return render_template("dashboard/import.html", problem=message), 400
+    if len(rows) > int(current_app.config["IMPORT_MAX_ROWS"]):
+        message = _("The file has too many rows; split it into smaller files.")
+        if wants_json:
+            return jsonify({"error": message}), 400
+        return render_template("dashboard/import.html", problem=message), 400
+    options = invitations.Options(send=request.form.get("send") == "yes")
+    chunk = rows[offset : offset + limit]
+    results = list(bulk.import_rows(current_app, _partner(), chunk, options, actor=_actor()))
+    if wants_json:
+        return jsonify(
+            {
+                "total": len(rows),
+                "results": [
+                    {
+                        "line": r.line,
+                        "ok": r.ok,
+                        "domain": r.domain,
+                        "error": r.error,
+                        "url": url_for("dashboard.customer", customer_id=r.customer_id)
+                        if r.ok
+                        else "",
+                    }
+                    for r in results
+                ],
+            }
+        )
+    return render_template("dashboard/import.html", results=results, total=len(rows))
+
+
+def _whole_number(text: str) -> int:
+    number = int(text)
+    if not 0 <= number <= 1_000_000:
+        raise ValueError(text)
+    return number
 
 
 # --- errors --------------------------------------------------------------------------------------

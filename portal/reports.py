@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from portal.errors import InvalidParameter
 from portal.models import (
+    AcceptanceMethod,
     AgreementAcceptance,
     Customer,
     DeliveryStatus,
@@ -267,8 +268,8 @@ def evidence_json(
                     "email": a.email,
                     "phoneNumber": a.phone,
                 },
-                "dateAgreed": _iso(a.date_agreed),
-                "recordedAt": _iso(a.recorded_at),
+                "dateAgreed": iso(a.date_agreed),
+                "recordedAt": iso(a.recorded_at),
                 "recordedBy": a.recorded_by,
                 "country": a.country,
                 "language": a.language,
@@ -278,12 +279,41 @@ def evidence_json(
             }
             for a in acceptances
         ],
-        "generatedAt": _iso(utcnow()),
+        "generatedAt": iso(utcnow()),
     }
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def export_rows(
+    session: Session, partner_id: str, batch: int = 1000
+) -> Iterator[tuple[Row, AgreementAcceptance | None]]:
+    """Every visible customer, newest first, with the acceptance that counts (direct over
+    attested), a batch at a time: no long transaction, no whole table in memory."""
+    cursor = ""
+    while True:
+        page = customer_page(session, partner_id, cursor=cursor, size=batch)
+        ids = [row.customer.id for row in page.rows]
+        accepted: dict[str, AgreementAcceptance] = {}
+        for item in session.scalars(
+            select(AgreementAcceptance)
+            .where(AgreementAcceptance.customer_id.in_(ids))
+            .order_by(AgreementAcceptance.recorded_at)
+        ):
+            current = accepted.get(item.customer_id)
+            if current is None or (
+                item.method is AcceptanceMethod.DIRECT
+                and current.method is not AcceptanceMethod.DIRECT
+            ):
+                accepted[item.customer_id] = item
+        for row in page.rows:
+            yield row, accepted.get(row.customer.id)
+        session.expunge_all()
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 # --- counts ---------------------------------------------------------------------------------------
@@ -300,3 +330,56 @@ def funnel(session: Session, partner_id: str) -> dict[str, int]:
     ):
         counts[Progress(progress).value] = int(count)
     return counts
+
+
+def acceptances_by_week(
+    session: Session, partner_id: str, weeks: int = 12, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """(Monday of the week, acceptances recorded that week) for the last ``weeks`` weeks."""
+    now = now or utcnow()
+    monday = (now - timedelta(days=now.weekday())).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    starts = [monday - timedelta(weeks=n) for n in reversed(range(weeks))]
+    counts = dict.fromkeys(starts, 0)
+    partner_ids = visible_partner_ids(session, partner_id)
+    recorded = session.scalars(
+        select(AgreementAcceptance.recorded_at)
+        .join(Customer, Customer.id == AgreementAcceptance.customer_id)
+        .where(_visible(partner_ids), AgreementAcceptance.recorded_at >= starts[0])
+    )
+    for moment in recorded:
+        week = (moment - timedelta(days=moment.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        if week in counts:
+            counts[week] += 1
+    return list(counts.items())
+
+
+def waiting_longest(session: Session, partner_id: str, limit: int = 10) -> list[Customer]:
+    """Invited customers who have not accepted yet, the longest-standing first."""
+    partner_ids = visible_partner_ids(session, partner_id)
+    return list(
+        session.scalars(
+            select(Customer)
+            .where(_visible(partner_ids), Customer.progress.in_(_WAITING))
+            .order_by(Customer.created_at, Customer.id)
+            .limit(limit)
+        )
+    )
+
+
+def failed_deliveries(
+    session: Session, partner_id: str, limit: int = 10
+) -> list[tuple[OutboxMessage, Customer]]:
+    """The newest emails that could not be delivered, with their customers."""
+    partner_ids = visible_partner_ids(session, partner_id)
+    found = session.execute(
+        select(OutboxMessage, Customer)
+        .join(Customer, Customer.id == OutboxMessage.customer_id)
+        .where(_visible(partner_ids), OutboxMessage.status == DeliveryStatus.FAILED)
+        .order_by(OutboxMessage.created_at.desc())
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in found]

@@ -552,3 +552,153 @@ def test_hostile_names_are_shown_literally(partner: Any, client: Any, name: str)
         if name != escaped:
             assert name not in text, path
         assert ">49<" not in text, path
+
+
+# --- overview, export, import --------------------------------------------------------------------
+
+
+def test_overview_draws_the_funnel_and_weekly_acceptances(
+    app: Any, partner: Any, client: Any
+) -> None:
+    for n in range(3):
+        partner.create_customer(company_name=f"Waiting {n}")
+    made = partner.create_customer(company_name="Done Co")
+    partner.post(f"/v1/customers/{made['id']}/invitations", json={})
+    _attest(client, made["id"], date=datetime.now(UTC).date().isoformat())
+    page = client.get("/dashboard/")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    svg = re.findall(r"<svg class=\"chart\".*?</svg>", text, re.S)
+    assert len(svg) == 2
+    funnel, weekly = svg
+    assert "<title>Not invited: 3</title>" in funnel
+    assert "<title>Attested: 1</title>" in funnel
+    assert "<script" not in funnel
+    # This week's column holds the one acceptance; the eleven before it none.
+    values = re.findall(r"<title>[^<]+: (\d+)</title>", weekly)
+    assert values == ["0"] * 11 + ["1"]
+    assert "Acceptances recorded in each of the last twelve weeks" in weekly
+
+
+def test_export_lists_every_visible_customer_with_its_state(
+    app: Any, make_api: Any, client: Any
+) -> None:
+    import csv
+    import io
+
+    mine = make_api(name="Mine Inc")
+    theirs = make_api(name="Theirs Inc")
+    add_user(app, mine.partner_id, "me@mine.example.test")
+    plain = mine.create_customer(company_name="Plain Co")
+    formula = mine.create_customer(company_name='=HYPERLINK("http://evil.example")')
+    theirs.create_customer(company_name="Secret Co")
+    sign_in(client, "me@mine.example.test")
+    _attest(client, plain["id"])
+    response = client.get("/dashboard/customers.csv")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert {row["customerId"] for row in rows} == {plain["id"], formula["id"]}
+    by_id = {row["customerId"]: row for row in rows}
+    assert by_id[plain["id"]]["state"] == "attested"
+    assert by_id[plain["id"]]["acceptanceMethod"] == "attested"
+    assert by_id[plain["id"]]["acceptedAt"] == "2026-01-02T00:00:00.000Z"
+    assert by_id[formula["id"]]["state"] == "not-invited"
+    # A spreadsheet must not run a company name as a formula.
+    assert by_id[formula["id"]]["companyName"] == '\'=HYPERLINK("http://evil.example")'
+
+
+def _csv_file(lines: list[str]) -> Any:
+    import io
+
+    return (io.BytesIO("\n".join(lines).encode()), "customers.csv")
+
+
+HEADER = "domain,companyName,email,culture,language,country,firstName,lastName"
+
+
+def test_import_creates_good_rows_and_reports_bad_ones(app: Any, partner: Any, client: Any) -> None:
+    page = client.get("/dashboard/import")
+    lines = [
+        HEADER,
+        "good1.example.test,Good One,b@good1.example.test,en-US,en,US,Ann,Lee",
+        "not a domain,Bad One,b@bad.example.test,en-US,en,US,Ann,Lee",
+        "good2.example.test,Good Two,b@good2.example.test,de-DE,de,DE,Jonas,Weber",
+        "good1.example.test,Again,b@good1.example.test,en-US,en,US,Ann,Lee",
+    ]
+    response = client.post(
+        "/dashboard/import",
+        data={"csrf_token": csrf(page), "file": _csv_file(lines)},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "2 created, 2 with problems" in text
+    assert "<td>3</td><td>not a domain</td>" in text
+    with app.app_context():
+        created = db.session().scalars(select(Customer).order_by(Customer.domain)).all()
+        assert [c.domain for c in created] == ["good1.example.test", "good2.example.test"]
+        assert {c.partner_id for c in created} == {partner.partner_id}
+        assert {c.progress for c in created} == {Progress.INVITED}
+
+
+def test_import_in_slices_answers_json_for_the_progress_bar(
+    app: Any, partner: Any, client: Any
+) -> None:
+    page = client.get("/dashboard/import")
+    lines = [HEADER] + [
+        f"s{n}.example.test,Slice {n},b@s{n}.example.test,en-US,en,US,Ann,Lee" for n in range(5)
+    ]
+    answers = []
+    for offset in (0, 2, 4):
+        response = client.post(
+            "/dashboard/import",
+            data={
+                "csrf_token": csrf(page),
+                "file": _csv_file(lines),
+                "format": "json",
+                "offset": str(offset),
+                "limit": "2",
+            },
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 200
+        answers.append(response.get_json())
+    assert [a["total"] for a in answers] == [5, 5, 5]
+    assert [[r["line"] for r in a["results"]] for a in answers] == [[2, 3], [4, 5], [6]]
+    assert count(app, Customer) == 5
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (["domain,companyName", "a.example.test,A"], "lacks the columns"),
+        ([], "lacks the columns"),
+    ],
+)
+def test_import_refuses_a_bad_file_and_writes_nothing(
+    app: Any, partner: Any, client: Any, lines: list[str], message: str
+) -> None:
+    page = client.get("/dashboard/import")
+    response = client.post(
+        "/dashboard/import",
+        data={"csrf_token": csrf(page), "file": _csv_file(lines)},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert count(app, Customer) == 0
+
+
+def test_import_refuses_a_file_that_is_not_utf8(app: Any, partner: Any, client: Any) -> None:
+    import io
+
+    page = client.get("/dashboard/import")
+    response = client.post(
+        "/dashboard/import",
+        data={"csrf_token": csrf(page), "file": (io.BytesIO(b"\xff\xfe\x00bad"), "x.csv")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert "not UTF-8 CSV" in response.get_data(as_text=True)
+    assert count(app, Customer) == 0

@@ -24,3 +24,73 @@ if (body && mailto && subject) {
       "&body=" + encodeURIComponent(body.value);
   });
 }
+
+// CSV import: send the file a slice of rows at a time and show the progress and each row's result.
+// Without script the form posts once and the server answers with the whole report.
+var importForm = document.getElementById("import-form");
+if (importForm && window.fetch && window.FormData) {
+  importForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var button = importForm.querySelector("button[type=submit]");
+    var progress = document.getElementById("progress");
+    var progressText = document.getElementById("progress-text");
+    var report = document.getElementById("import-report");
+    var rows = document.getElementById("report-rows");
+    var summary = document.getElementById("report-summary");
+    var slice = 25, created = 0, failed = 0;
+    button.disabled = true;
+    rows.textContent = "";
+    document.getElementById("import-progress").hidden = false;
+    report.hidden = false;
+    function fill(template, values) {
+      return template.replace(/%\((\w+)\)s/g, function (_, name) { return String(values[name]); });
+    }
+    function addRow(result) {
+      var tr = document.createElement("tr");
+      var line = document.createElement("td");
+      var domain = document.createElement("td");
+      var outcome = document.createElement("td");
+      line.textContent = result.line;
+      if (result.ok) {
+        var link = document.createElement("a");
+        link.href = result.url;
+        link.textContent = result.domain;
+        domain.appendChild(link);
+        outcome.textContent = rows.dataset.created;
+      } else {
+        domain.textContent = result.domain;
+        var problem = document.createElement("span");
+        problem.className = "problem";
+        problem.textContent = result.error;
+        outcome.appendChild(problem);
+      }
+      tr.append(line, domain, outcome);
+      rows.appendChild(tr);
+    }
+    function step(offset) {
+      var data = new FormData(importForm);
+      data.set("format", "json");
+      data.set("offset", String(offset));
+      data.set("limit", String(slice));
+      return fetch(importForm.action, { method: "POST", body: data, credentials: "same-origin" })
+        .then(function (response) { return response.json(); })
+        .then(function (answer) {
+          if (answer.error) { throw new Error(answer.error); }
+          answer.results.forEach(function (result) {
+            if (result.ok) { created += 1; } else { failed += 1; }
+            addRow(result);
+          });
+          var done = Math.min(offset + slice, answer.total);
+          progress.max = Math.max(answer.total, 1);
+          progress.value = done;
+          progressText.textContent = fill(progressText.dataset.template, { done: done, total: answer.total });
+          summary.textContent = fill(summary.dataset.template, { created: created, failed: failed });
+          if (done < answer.total) { return step(done); }
+        });
+    }
+    step(0).catch(function (error) {
+      summary.textContent = error.message;
+      summary.className = "notice error";
+    }).finally(function () { button.disabled = false; });
+  });
+}
