@@ -654,15 +654,19 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
 
     session = db.session()
     parsed = translations.parse_locale(locale)
-    likely = translations.parse_locale(str(get_global("likely_subtags").get(str(parsed), parsed)))
+    # The likeliest country for the language (zh_Hans: CN, pt_BR: BR), by Babel's table.
+    likely_subtags = get_global("likely_subtags")
+    likely_tag = likely_subtags.get(str(parsed)) or likely_subtags.get(parsed.language) or "en_US"
+    likely = translations.parse_locale(str(likely_tag))
     territory = parsed.territory or likely.territory or "US"
+    script = f"{parsed.script}-" if parsed.script else ""
     catalog = app.extensions["portal.catalog"]
     country = territory if territory in catalog.countries else "US"
     partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT)
     customer = customers.create_customer(
         session,
         partner,
-        replace(DEMO_CUSTOMER, culture=f"{parsed.language}-{territory}", country=country),
+        replace(DEMO_CUSTOMER, culture=f"{parsed.language}-{script}{territory}", country=country),
         catalog,
         app.extensions["portal.peppers"][0],
         actor="preview",
