@@ -131,10 +131,15 @@ def journey(api: Any, app: Any, client: Any, country: str, culture: str) -> dict
     seen["not-found"] = (client.get("/nowhere").get_data(as_text=True), True)
     seen["invalid-link"] = (client.get("/invite/broken").get_data(as_text=True), True)
     with app.app_context():
-        message = db.session().scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.customer_id == customer["id"], OutboxMessage.kind != "invitation")
-        ).one()
+        message = (
+            db.session()
+            .scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.customer_id == customer["id"], OutboxMessage.kind != "invitation"
+                )
+            )
+            .one()
+        )
         seen["confirmation.txt"] = (message.subject + "\n" + message.text_body, False)
         seen["confirmation.html"] = (message.html_body, True)
     client.post("/signout", data={"csrf_token": csrf(client.get("/account"))})
@@ -205,9 +210,7 @@ def test_customer_time_zone_is_the_countrys_where_it_has_one(country: str, expec
 @pytest.mark.mail
 def test_german_email_shows_german_time(app: Any, api: Any, smtp: Any) -> None:
     customer = api.create_customer(country="DE", culture="de-DE", language="de")
-    made = api.post(
-        f"/v1/customers/{customer['id']}/invitations", json={"send": True}
-    ).get_json()
+    made = api.post(f"/v1/customers/{customer['id']}/invitations", json={"send": True}).get_json()
     expires = datetime.fromisoformat(made["expiresAt"].replace("Z", "+00:00"))
     local = expires.astimezone(wording.customer_zone("DE", expires))
     with app.app_context():
@@ -217,3 +220,32 @@ def test_german_email_shows_german_time(app: Any, api: Any, smtp: Any) -> None:
     assert f"{local:%H:%M}" in text
     assert re.search(r"\bMES?Z\b", text)  # Central European (Summer) Time, as Germans write it
     assert urlsplit(made["url"]).path in text
+
+
+def test_the_document_follows_the_language_and_says_when_it_cannot(api: Any, app: Any) -> None:
+    """Austria reading German gets the de-DE document; Japan reading Spanish gets the en-US one
+    (Japan publishes ja-JP and en-US only), and the page says so, in Spanish."""
+    pages = {}
+    for country, culture in (("AT", "de-AT"), ("JP", "es-ES")):
+        client = app.test_client()
+        customer = api.create_customer(country=country, culture=culture, language=culture[:2])
+        made = api.post(f"/v1/customers/{customer['id']}/invitations", json={}).get_json()
+        sign_in_from_link(client, made)
+        change_password(client)
+        pages[country] = client.get("/agreement").get_data(as_text=True)
+    assert "country=AT&amp;language=de-DE" in pages["AT"]
+    assert 'class="notice"' not in pages["AT"]
+    assert "country=JP&amp;language=en-US" in pages["JP"]
+    spanish = _translation(
+        "es",
+        "This agreement is not published in your language for your "
+        "country; the link opens the English version.",
+    )
+    assert spanish
+    assert spanish in pages["JP"]
+
+
+def _translation(locale: str, msgid: str) -> str:
+    with open(LOCALES / locale / "LC_MESSAGES" / "messages.po", "rb") as handle:
+        message = read_po(handle).get(msgid)
+    return str(message.string) if message is not None else ""
