@@ -33,7 +33,18 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, format_number, gettext
 
-from portal import acceptance, bulk, charts, customers, db, i18n, invitations, reports, users
+from portal import (
+    acceptance,
+    bulk,
+    charts,
+    customers,
+    db,
+    i18n,
+    invitations,
+    receipts,
+    reports,
+    users,
+)
 from portal.acceptance import Contact
 from portal.catalog import CUSTOMER_AGREEMENT, Catalog
 from portal.errors import (
@@ -448,6 +459,18 @@ def evidence_json(customer_id: str) -> ResponseReturnValue:
     )
 
 
+@bp.get("/customers/<customer_id>/receipt.pdf")
+@signed_in
+def receipt_pdf(customer_id: str) -> ResponseReturnValue:
+    found = _customer(customer_id)
+    pdf = receipts.receipt_pdf(found, reports.evidence(db.session(), found), _catalog())
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="receipt-{found.id}.pdf"'},
+    )
+
+
 # --- invitations ---------------------------------------------------------------------------------
 
 
@@ -687,6 +710,17 @@ def export_csv() -> ResponseReturnValue:
     )
 
 
+@bp.url_value_preprocessor
+def allow_import_files(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Let the import take files up to IMPORT_MAX_BYTES, not the 64 KiB of other requests.
+
+    The limit must be in place before anything reads the form, and CSRF protection reads it in
+    the app's ``before_request``: URL value preprocessors are the hooks that run before that.
+    """
+    if endpoint == "dashboard.import_customers":
+        request.max_content_length = int(current_app.config["IMPORT_MAX_BYTES"])
+
+
 @bp.get("/import")
 @signed_in
 def import_form() -> ResponseReturnValue:
@@ -701,7 +735,6 @@ def import_customers() -> ResponseReturnValue:
     Without script the whole file is done in one request; the page's script sends the same
     file with ``offset`` and ``limit`` a slice at a time, to show progress, and gets JSON.
     """
-    request.max_content_length = int(current_app.config["IMPORT_MAX_BYTES"])
     wants_json = request.form.get("format") == "json"
     upload = request.files.get("file")
     try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import case, exists, literal, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from portal.models import Customer, Event, Invitation, Progress, utcnow
 
@@ -67,8 +68,21 @@ def _advance(session: Session, kind: str, customer_id: str) -> None:
         )
     ):
         return  # an older invitation was withdrawn; the current one still stands
+    applies = Customer.progress.in_(moves_from)
+    now = utcnow()
+    customer = session.identity_map.get(identity_key(Customer, customer_id))
+    if isinstance(customer, Customer):
+        # Written with the rest at flush, as one guarded UPDATE: a page that only notes an
+        # opening (GET, SQLite) must not write before it commits, nor race another step.
+        customer.progress = case(
+            (applies, literal(step, Customer.progress.type)), else_=Customer.progress
+        )
+        customer.progress_at = case(
+            (applies, literal(now, Customer.progress_at.type)), else_=Customer.progress_at
+        )
+        return
     session.execute(
         update(Customer)
         .where(Customer.id == customer_id, Customer.progress.in_(moves_from))
-        .values(progress=step, progress_at=utcnow())
+        .values(progress=step, progress_at=now)
     )

@@ -702,3 +702,70 @@ def test_import_refuses_a_file_that_is_not_utf8(app: Any, partner: Any, client: 
     assert response.status_code == 400
     assert "not UTF-8 CSV" in response.get_data(as_text=True)
     assert count(app, Customer) == 0
+
+
+def test_receipt_pdf_carries_the_evidence(app: Any, partner: Any, client: Any) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    made = partner.create_customer(company_name="<b>Contoso</b> & Söhne")
+    _attest(client, made["id"], first_name="Tomás", last_name="Müller")
+    response = client.get(f"/dashboard/customers/{made['id']}/receipt.pdf")
+    assert response.status_code == 200
+    assert response.mimetype == "application/pdf"
+    assert "attachment" in response.headers["Content-Disposition"]
+    reader = PdfReader(io.BytesIO(response.get_data()))
+    text = " ".join(page.extract_text() for page in reader.pages)
+    for expected in (
+        "Acceptance receipt",
+        "<b>Contoso</b> & Söhne",  # literally, markup and all
+        made["id"],
+        "Attested by the partner",
+        "Tomás",
+        "Müller",
+        "2026-01-02T00:00:00Z",
+        "user:admin@fabrikam.example.test",
+        "117a77b0-9360-443b-8795-c6dedc750cf9",
+    ):
+        assert expected in text, expected
+
+
+def test_receipt_pdf_draws_japanese_names_with_a_japanese_font() -> None:
+    from portal import receipts
+
+    assert receipts.font_for("Müller") == receipts.LATIN
+    assert receipts.font_for("やまだ 山田") == receipts.JAPANESE
+    assert receipts.font_for("张伟") == receipts.CHINESE
+
+
+def test_receipt_of_another_partners_customer_is_not_found(
+    app: Any, make_api: Any, client: Any
+) -> None:
+    mine = make_api(name="Mine Inc")
+    theirs = make_api(name="Theirs Inc")
+    add_user(app, mine.partner_id, "me@mine.example.test")
+    foreign = theirs.create_customer(company_name="Secret Co")
+    sign_in(client, "me@mine.example.test")
+    assert client.get(f"/dashboard/customers/{foreign['id']}/receipt.pdf").status_code == 404
+
+
+def test_invitation_without_credentials_shows_the_password_once(
+    app: Any, partner: Any, client: Any
+) -> None:
+    made = partner.create_customer()
+    page = client.get(f"/dashboard/customers/{made['id']}")
+    response = client.post(
+        f"/dashboard/customers/{made['id']}/invitations",
+        data={"csrf_token": csrf(page), "credentials": "no"},
+    )
+    text = response.get_data(as_text=True)
+    notice = re.search(r'id="password-notice">The temporary password is (\S+)\. It is not', text)
+    assert notice
+    body = re.search(r'<textarea id="body"[^>]*>(.*?)</textarea>', text, re.S)
+    assert body
+    assert notice.group(1) not in body.group(1)
+    with app.app_context():
+        invitation = db.session().scalars(select(Invitation)).one()
+    again = client.get(f"/dashboard/customers/{made['id']}/invitations/{invitation.id}")
+    assert notice.group(1) not in again.get_data(as_text=True)

@@ -40,6 +40,9 @@ if (importForm && window.fetch && window.FormData) {
     var slice = 25, created = 0, failed = 0;
     button.disabled = true;
     rows.textContent = "";
+    summary.textContent = "";
+    summary.className = "";
+    summary.removeAttribute("role");
     document.getElementById("import-progress").hidden = false;
     report.hidden = false;
     function fill(template, values) {
@@ -67,13 +70,26 @@ if (importForm && window.fetch && window.FormData) {
       tr.append(line, domain, outcome);
       rows.appendChild(tr);
     }
+    // The import answers JSON; anything else (a file over the size limit, an expired form, too
+    // many requests) is the portal's error page, whose heading and text say what went wrong.
+    function answerOf(response) {
+      var type = response.headers.get("Content-Type") || "";
+      if (type.indexOf("application/json") === 0) { return response.json(); }
+      return response.text().then(function (text) {
+        var page = new DOMParser().parseFromString(text, "text/html");
+        var words = Array.prototype.map.call(page.querySelectorAll("main h1, main p"), function (e) {
+          return e.textContent.trim();
+        }).filter(Boolean);
+        throw new Error(words.join(" ") || response.status + " " + response.statusText);
+      });
+    }
     function step(offset) {
       var data = new FormData(importForm);
       data.set("format", "json");
       data.set("offset", String(offset));
       data.set("limit", String(slice));
       return fetch(importForm.action, { method: "POST", body: data, credentials: "same-origin" })
-        .then(function (response) { return response.json(); })
+        .then(answerOf)
         .then(function (answer) {
           if (answer.error) { throw new Error(answer.error); }
           answer.results.forEach(function (result) {
@@ -89,8 +105,9 @@ if (importForm && window.fetch && window.FormData) {
         });
     }
     step(0).catch(function (error) {
-      summary.textContent = error.message;
+      summary.setAttribute("role", "alert");  // announced: nothing else on the page changes
       summary.className = "notice error";
+      summary.textContent = error.message;
     }).finally(function () { button.disabled = false; });
   });
 }
