@@ -224,15 +224,19 @@ def signout() -> ResponseReturnValue:
 
 
 def state_name(state: str) -> str:
-    names = {
-        "not-invited": _("Not invited"),
-        "invited": _("Invited"),
-        "opened": _("Link opened"),
-        "signed-in": _("Signed in"),
-        "accepted": _("Accepted"),
-        "attested": _("Attested"),
-        reports.EXPIRED: _("Invitation expired"),
-    }
+    """A customer's state as the partner reads it (translated once per request: a list shows
+    fifty of them)."""
+    names: dict[str, str] | None = g.get("state_names")
+    if names is None:
+        names = g.state_names = {
+            "not-invited": _("Not invited"),
+            "invited": _("Invited"),
+            "opened": _("Link opened"),
+            "signed-in": _("Signed in"),
+            "accepted": _("Accepted"),
+            "attested": _("Attested"),
+            reports.EXPIRED: _("Invitation expired"),
+        }
     return names.get(state, state)
 
 

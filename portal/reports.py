@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
+from sqlalchemy.orm import Session, defer
 
 from portal.errors import InvalidParameter
 from portal.models import (
@@ -136,11 +136,12 @@ def customer_page(
         )
     if cursor:
         created, customer_id = decode_cursor(cursor)
+        # A row-value comparison, not "created_at < x OR (created_at = x AND id < y)": PostgreSQL
+        # makes it a bound of the index scan (partner_id, [progress,] created_at, id), so a deep
+        # page starts where the cursor points instead of filtering every newer row (at
+        # 1,000,000 customers, half-way down: 0.2 ms instead of 1.6-2.8 s; dashboard_bench.py).
         statement = statement.where(
-            or_(
-                Customer.created_at < created,
-                and_(Customer.created_at == created, Customer.id < customer_id),
-            )
+            tuple_(Customer.created_at, Customer.id) < (created, customer_id)
         )
     statement = statement.order_by(Customer.created_at.desc(), Customer.id.desc()).limit(size + 1)
     found = list(session.scalars(statement))
@@ -168,13 +169,15 @@ def customer_page(
 
 
 def latest_invitations(session: Session, customer_ids: Sequence[str]) -> dict[str, Invitation]:
-    """Each customer's newest invitation, in one query."""
+    """Each customer's newest invitation, in one query (without the email bodies: a list has no
+    use for them, and a live invitation's are a few kilobytes; they load if asked for)."""
     if not customer_ids:
         return {}
     found = session.scalars(
         select(Invitation)
         .where(Invitation.customer_id.in_(customer_ids))
         .order_by(Invitation.customer_id, Invitation.created_at)
+        .options(defer(Invitation.text_body), defer(Invitation.html_body))
     )
     return {invitation.customer_id: invitation for invitation in found}
 
