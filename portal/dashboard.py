@@ -430,10 +430,9 @@ def customer(customer_id: str) -> ResponseReturnValue:
 def _customer_context(found: Customer, **extra: Any) -> dict[str, Any]:
     session_ = db.session()
     listed = invitations.for_customer(session_, found.id)
-    latest = listed[0] if listed else None
     return {
         "customer": found,
-        "state": reports.display_state(found, latest),
+        "state": reports.display_state(found),
         "timeline": reports.timeline(session_, found),
         "evidence": reports.evidence(session_, found),
         "invitations": [(i, invitations.status(i)) for i in listed],

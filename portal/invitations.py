@@ -161,6 +161,7 @@ def create(
     invitation.text_body = email.text
     invitation.html_body = email.html
     session.add(invitation)
+    customer.invitation_expires_at = invitation.expires_at
     message = None
     if options.send:
         message = outbox.queue(
@@ -329,6 +330,7 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
     invitation.html_body = ""
     outbox.cancel_pending(session, invitation.id)
     if invitation.superseded_at is None:
+        invitation.customer.invitation_expires_at = None
         credential = session.scalars(
             select(CustomerCredential).where(
                 CustomerCredential.customer_id == invitation.customer_id

@@ -270,7 +270,10 @@ def test_expired_invitations_show_as_expired(app: Any, partner: Any, client: Any
     with app.app_context():
         session = db.session()
         invitation = session.scalars(select(Invitation)).one()
+        assert invitation.customer.invitation_expires_at == invitation.expires_at
+        # As if thirty days had passed: the link and the customer's copy of its expiry.
         invitation.expires_at = datetime.now(UTC) - timedelta(minutes=1)
+        invitation.customer.invitation_expires_at = invitation.expires_at
         session.commit()
     page = client.get("/dashboard/customers?state=expired").get_data(as_text=True)
     assert "Late Ltd" in page
@@ -769,3 +772,50 @@ def test_invitation_without_credentials_shows_the_password_once(
         invitation = db.session().scalars(select(Invitation)).one()
     again = client.get(f"/dashboard/customers/{made['id']}/invitations/{invitation.id}")
     assert notice.group(1) not in again.get_data(as_text=True)
+
+
+def test_expiry_copy_follows_new_and_withdrawn_invitations(app: Any, api: Any) -> None:
+    made = api.create_customer()
+    path = f"/v1/customers/{made['id']}/invitations"
+    first = api.post(path, json={}).get_json()
+    second = api.post(path, json={}).get_json()
+
+    def expiry() -> Any:
+        with app.app_context():
+            return db.session().get(Customer, made["id"]).invitation_expires_at
+
+    shown = datetime.fromisoformat(second["expiresAt"].replace("Z", "+00:00"))
+    assert abs(expiry() - shown) < timedelta(milliseconds=1)  # the API shows milliseconds
+    api.client.delete(f"{path}/{first['id']}", headers={"Authorization": f"Bearer {api.key}"})
+    assert expiry() is not None  # the withdrawn one was already replaced
+    api.client.delete(f"{path}/{second['id']}", headers={"Authorization": f"Bearer {api.key}"})
+    assert expiry() is None
+
+
+def test_expired_filter_merges_every_waiting_step_newest_first(app: Any, api: Any) -> None:
+    steps = [Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN, Progress.INVITED]
+    made = []
+    for n, step in enumerate(steps):
+        customer = api.create_customer(company_name=f"Late {n}")
+        api.post(f"/v1/customers/{customer['id']}/invitations", json={})
+        made.append((customer["id"], step))
+    fresh = api.create_customer(company_name="Fresh")
+    api.post(f"/v1/customers/{fresh['id']}/invitations", json={})
+    with app.app_context():
+        session = db.session()
+        for n, (customer_id, step) in enumerate(made):
+            customer = session.get(Customer, customer_id)
+            customer.progress = step
+            customer.invitation_expires_at = datetime.now(UTC) - timedelta(days=1 + n)
+        session.commit()
+        names, cursor = [], ""
+        while True:
+            page = reports.customer_page(
+                session, api.partner_id, state=reports.EXPIRED, cursor=cursor, size=3
+            )
+            names += [row.customer.company_name for row in page.rows]
+            assert {row.state for row in page.rows} == {reports.EXPIRED}
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    assert names == ["Late 3", "Late 2", "Late 1", "Late 0"]

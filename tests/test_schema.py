@@ -9,12 +9,15 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from portal import db, events
-from portal.models import Base
+from portal.models import Base, in_schema_of
 
 
 def test_migrations_match_the_models(app):
     with app.app_context(), db.engine().connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        include = in_schema_of(connection.dialect.name)
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": False, "include_object": include}
+        )
         assert compare_metadata(context, Base.metadata) == []
         assert not db.pending_migrations(db.engine())
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from alembic import context
 
-from portal.models import Base, UTCDateTime
+from portal.models import Base, UTCDateTime, in_schema_of
 
 engine = context.config.attributes["engine"]
 
@@ -23,5 +23,6 @@ with engine.begin() as connection:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=render_item,
+        include_object=in_schema_of(connection.dialect.name),
     )
     context.run_migrations()
