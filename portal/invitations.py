@@ -380,13 +380,16 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
     if checked.outcome is tokens.Outcome.EXPIRED:
         return Landing("expired", invitation)
     if invitation.opened_at is None:
+        # Load what the event needs first: a GET may only write when it commits (SQLite: a
+        # write lock taken mid-request would wait on, or fail against, another writer).
+        customer = invitation.customer
         invitation.opened_at = utcnow()
         events.record(
             session,
             events.INVITATION_OPENED,
             actor="link",
             customer_id=invitation.customer_id,
-            partner_id=invitation.customer.partner_id,
+            partner_id=customer.partner_id,
             data={"invitation_id": invitation.id},
         )
     return Landing("valid", invitation)
