@@ -615,7 +615,9 @@ def test_csv_import_of_500_rows_with_progress_then_bad_rows(
     assert report.count() == 500
     lines = page.locator("#report-rows tr td:first-child").all_inner_texts()
     assert lines == [str(n) for n in range(2, 502)]
-    assert set(page.locator("#report-rows tr td:nth-child(3)").all_inner_texts()) == {"Created"}
+    assert set(page.locator("#report-rows tr td:nth-child(3)").all_inner_texts()) == {
+        "Customer created"
+    }
     assert report.nth(0).get_by_role("link").inner_text() == "bulk000.example.test"
     assert report.nth(499).get_by_role("link").inner_text() == "bulk499.example.test"
     assert button(page, "Import").is_enabled()
@@ -653,7 +655,11 @@ def test_csv_import_of_500_rows_with_progress_then_bad_rows(
         for row in page.locator("#report-rows tr").all()
     }
     assert sorted(results) == [2, 3, 4, 5, 6, 7, 8]
-    assert [line for line, cell in results.items() if cell.inner_text() == "Created"] == [2, 4, 8]
+    assert [line for line, cell in results.items() if cell.inner_text() == "Customer created"] == [
+        2,
+        4,
+        8,
+    ]
     problems = {line: results[line].locator(".problem").inner_text() for line in (3, 5, 6, 7)}
     assert all(problems.values()), problems
     assert "domain" in problems[3].lower(), problems
