@@ -271,6 +271,7 @@ def agreement_json(acceptance: AgreementAcceptance, *, evidence: bool = False) -
 
 
 @bp.post("/customers")
+@db.reads_first
 def create_customer() -> ResponseReturnValue:
     fields = Fields(_json_body())
     address = "billingProfile.defaultAddress"
@@ -310,6 +311,9 @@ def create_customer() -> ResponseReturnValue:
     names["requires_secrecy_amendment"] = SECRECY_FIELD
     data = customers.NewCustomer(**values, requires_secrecy_amendment=secrecy, names=names)
     partner = _partner()
+    # Nothing is written yet: end the transaction that checked the key, so the one that writes
+    # (on SQLite, holding the write lock) begins after the checks and the hashing.
+    db.session().commit()
     created = customers.create_customer(
         db.session(),
         partner,
@@ -376,11 +380,13 @@ def list_customers() -> ResponseReturnValue:
     return jsonify(body)
 
 
-def _visible_customer(customer_id: str) -> Customer:
+def _visible_customer(customer_id: str, with_credential: bool = False) -> Customer:
     customer_id = customer_id.lower()
     if not _ID.match(customer_id):
         raise CustomerNotFound(customerId=customer_id[:64])
-    return customers.get_visible(db.session(), _partner().id, customer_id)
+    return customers.get_visible(
+        db.session(), _partner().id, customer_id, with_credential=with_credential
+    )
 
 
 @bp.get("/customers/<customer_id>")
@@ -592,12 +598,15 @@ def message_json(message: OutboxMessage) -> dict[str, Any]:
     }
 
 
-def invitation_json(invitation: Invitation) -> dict[str, Any]:
+def invitation_json(invitation: Invitation, url: str | None = None) -> dict[str, Any]:
+    """``url``: the link when the caller has it already (it is signed again otherwise)."""
     state = invitations.status(invitation)
+    if url is None and invitations.is_open(invitation):
+        url = _links().url(invitation)
     return {
         "id": invitation.id,
         "customerId": invitation.customer_id,
-        "url": _links().url(invitation) if invitations.is_open(invitation) else None,
+        "url": url,
         "status": state,
         "to": invitation.recipient,
         "language": invitation.language.replace("_", "-"),
@@ -611,9 +620,10 @@ def invitation_json(invitation: Invitation) -> dict[str, Any]:
 
 
 @bp.post("/customers/<customer_id>/invitations")
+@db.reads_first
 def create_invitation(customer_id: str) -> ResponseReturnValue:
     partner = _partner()
-    customer = _visible_customer(customer_id)
+    customer = _visible_customer(customer_id, with_credential=True)
     raw = request.get_data(cache=True).strip()
     # The options are optional: no body, or JSON null, means the defaults.
     fields = Fields(_json_body() if raw and raw != b"null" else {})
@@ -626,20 +636,23 @@ def create_invitation(customer_id: str) -> ResponseReturnValue:
         include_credentials=fields.boolean("includeCredentials", True),
     )
     fields.check()
-    issued = invitations.create(
-        db.session(),
+    actor = f"partner:{partner.id}"
+    # Nothing is written yet: end the reading transaction while the email is rendered and
+    # built. The one that stores the invitation is short (on SQLite it holds the write lock).
+    db.session().commit()
+    draft = invitations.prepare(
         customer,
         options,
         links=_links(),
         pepper=current_app.extensions["portal.peppers"][0],
         locales=i18n.available_locales(),
-        actor=f"partner:{partner.id}",
+        actor=actor,
     )
+    issued = invitations.issue(db.session(), customer, draft, actor=actor)
     db.session().commit()
     invitation = issued.invitation
-    body = invitation_json(invitation)
+    body = invitation_json(invitation, issued.url)
     body.update(
-        url=issued.url,
         userName=issued.user_name,
         password=issued.password,
         subject=invitation.subject,

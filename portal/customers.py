@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import credentials, events, validate
 from portal.catalog import Catalog
 from portal.errors import CustomerNotFound, DomainTaken, InvalidFields
-from portal.models import Customer, CustomerCredential, Partner
+from portal.models import Customer, CustomerCredential, Partner, new_id
 from portal.partners import visible_to
 
 #: The user name is ``admin@<domain>`` and must fit 254 characters.
@@ -100,7 +102,8 @@ def create_customer(
     if problems:
         raise InvalidFields(problems)
     customer = Customer(
-        partner=partner,
+        id=new_id(),  # known before the INSERT: the credentials and the event refer to it
+        partner_id=partner.id,
         company_name=data.company_name.strip(),
         domain=data.domain,
         email=data.email,
@@ -124,34 +127,60 @@ def create_customer(
     password = credentials.new_temporary_password()
     user_name = f"admin@{data.domain}"
     credential = CustomerCredential(
-        customer=customer,
+        customer_id=customer.id,
         user_name=user_name,
         password_hash=credentials.hash_temporary_password(password, pepper),
         temporary=True,
     )
+    # Linked as if loaded, so a caller (an invitation right away) needs no query to follow the
+    # links; set through the relationships instead, the flush would spend about as long on their
+    # bookkeeping as on the INSERTs.
+    set_committed_value(customer, "partner", partner)
+    set_committed_value(customer, "credential", credential)
+    set_committed_value(credential, "customer", customer)
     try:
+        # One flush writes the customer, its credentials and the event; a taken domain undoes
+        # the three and nothing else of the caller's transaction.
         with session.begin_nested():
             session.add_all([customer, credential])
+            events.record(
+                session,
+                events.CUSTOMER_CREATED,
+                actor=actor,
+                partner_id=partner.id,
+                customer_id=customer.id,
+                data={"domain": customer.domain},
+            )
             session.flush()
     except IntegrityError as exc:
         raise DomainTaken(
             f"A customer with the domain {data.domain} already exists.", domain=data.domain
         ) from exc
-    events.record(
-        session,
-        events.CUSTOMER_CREATED,
-        actor=actor,
-        partner_id=partner.id,
-        customer_id=customer.id,
-        data={"domain": customer.domain},
-    )
     return Created(customer, user_name, password)
 
 
-def get_visible(session: Session, partner_id: str, customer_id: str) -> Customer:
-    """The customer if this partner may see it; else CustomerNotFound, unknown or not."""
+def _visible_query() -> Select[Customer]:
+    partner_id: Any = bindparam("partner_id")  # the same test as for a partner's id
+    return select(Customer).where(Customer.id == bindparam("customer_id"), visible_to(partner_id))
+
+
+#: Built once: most partner API requests run one of them (a built statement is reused far more
+#: cheaply than a new one is made).
+_VISIBLE = _visible_query()
+_VISIBLE_WITH_CREDENTIAL = _VISIBLE.options(joinedload(Customer.credential))
+
+
+def get_visible(
+    session: Session, partner_id: str, customer_id: str, *, with_credential: bool = False
+) -> Customer:
+    """The customer if this partner may see it; else CustomerNotFound, unknown or not.
+
+    ``with_credential`` loads its credentials in the same query, for a caller about to change them
+    (a new invitation issues a new temporary password).
+    """
+    query = _VISIBLE_WITH_CREDENTIAL if with_credential else _VISIBLE
     customer = session.scalars(
-        select(Customer).where(Customer.id == customer_id, visible_to(partner_id))
+        query, {"partner_id": partner_id, "customer_id": customer_id}
     ).first()
     if customer is None:
         raise CustomerNotFound(customerId=customer_id)

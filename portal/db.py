@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -70,14 +71,41 @@ def session() -> Session:
     """The session of this app context. Domain code flushes; the edge commits.
 
     GET requests get a session that does not take SQLite's write lock up front (a page that is
-    only read must not queue behind writers); everything else may write.
+    only read must not queue behind writers); everything else may write. A view marked
+    ``reads_first`` begins without the lock too, and takes it with its next transaction.
     """
     if "db_session" not in g:
         reading = has_request_context() and request.method in ("GET", "HEAD")
         factory = current_app.extensions["portal.reader" if reading else "portal.sessionmaker"]
         g.db_session = factory()
+        if not reading and has_request_context() and _reads_first():
+            g.db_session.connection(execution_options={WRITE: False})
     result: Session = g.db_session
     return result
+
+
+_READS_FIRST = "portal_reads_first"
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def reads_first(view: View) -> View:
+    """Mark a view that reads, then commits (writing nothing yet), then writes: on SQLite its
+    first transaction does not hold the write lock, so other writers need not wait while it
+    reads and does what needs no database. It must not write before that commit (a transaction
+    begun without the lock may find it taken, or its reads stale, when it tries to write)."""
+    setattr(view, _READS_FIRST, True)
+    return view
+
+
+def _reads_first() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, _READS_FIRST, False))
+
+
+def new_session(app: Flask) -> Session:
+    """A session apart from the app context's, that may write: for work in a thread of its own."""
+    factory: sessionmaker[Session] = app.extensions["portal.sessionmaker"]
+    return factory()
 
 
 def commit_if_possible(log_as: str) -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -26,10 +27,11 @@ log = logging.getLogger(__name__)
 PARENT_VARIABLE = "PORTAL_DELIVERY_PARENT"
 
 
-def run_once(app: Flask) -> outbox.Report | None:
+def run_once(app: Flask, stop: Callable[[], bool] | None = None) -> outbox.Report | None:
+    """One outbox pass; ``stop`` ends it early, between batches."""
     with app.app_context():
         try:
-            report = outbox.deliver_due(app, db.session())
+            report = outbox.deliver_due(app, db.session(), stop=stop)
         except SQLAlchemyError as exc:
             # The database may be restarting: try again on the next pass.
             log.warning("outbox pass skipped: %s", exc)
@@ -42,7 +44,8 @@ def run_once(app: Flask) -> outbox.Report | None:
 
 
 def run_forever(app: Flask) -> None:
-    """Pass after pass until SIGTERM or SIGINT; a pass in progress is finished first."""
+    """Pass after pass until SIGTERM or SIGINT; the batch in progress (and one claimed while it
+    was sent) is finished first."""
     stopping = threading.Event()
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -53,11 +56,19 @@ def run_forever(app: Flask) -> None:
     interval = float(app.config["MAIL_SEND_INTERVAL"])
     # Started by `portal serve`: stop when that server is gone, even if it could not say so.
     parent = os.environ.get(PARENT_VARIABLE)
+
+    def orphaned() -> bool:
+        return parent is not None and str(os.getppid()) != parent
+
+    def should_stop() -> bool:
+        return stopping.is_set() or orphaned()
+
     while not stopping.is_set():
-        if parent is not None and str(os.getppid()) != parent:
+        if orphaned():
             log.warning("the server that started this delivery loop is gone; stopping")
             return
-        run_once(app)
+        # A long queue goes out batch after batch in one pass, which ends early when asked to.
+        run_once(app, should_stop)
         stopping.wait(interval)
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext
-from sqlalchemy import select, update
+from sqlalchemy import BindParameter, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from portal import credentials, emails, events, outbox, tokens, validate, wording
@@ -26,6 +26,7 @@ from portal.models import (
     Customer,
     CustomerCredential,
     Invitation,
+    OutboxMessage,
     new_id,
     utcnow,
 )
@@ -103,13 +104,25 @@ class Issued:
     message_id: str | None
 
 
+_CUSTOMER_ID: BindParameter[str] = bindparam("customer_id")
+_DIRECT_ACCEPTANCE = exists().where(
+    AgreementAcceptance.customer_id == _CUSTOMER_ID,
+    AgreementAcceptance.method == AcceptanceMethod.DIRECT,
+    AgreementAcceptance.agreement_type == "MicrosoftCustomerAgreement",
+)
+_OPEN_INVITATION = exists().where(
+    Invitation.customer_id == _CUSTOMER_ID,
+    Invitation.revoked_at.is_(None),
+    Invitation.superseded_at.is_(None),
+)
+#: Built once (reusing a statement costs far less than making one). A new invitation asks both
+#: questions in one statement: has the customer accepted, and is there an invitation to replace?
+_ACCEPTED = select(_DIRECT_ACCEPTANCE)
+_ACCEPTED_AND_OPEN = select(_DIRECT_ACCEPTANCE, _OPEN_INVITATION)
+
+
 def has_direct_acceptance(session: Session, customer_id: str) -> bool:
-    query = select(AgreementAcceptance.id).where(
-        AgreementAcceptance.customer_id == customer_id,
-        AgreementAcceptance.method == AcceptanceMethod.DIRECT,
-        AgreementAcceptance.agreement_type == "MicrosoftCustomerAgreement",
-    )
-    return session.scalar(query) is not None
+    return bool(session.scalar(_ACCEPTED, {"customer_id": customer_id}))
 
 
 def create(
@@ -123,18 +136,45 @@ def create(
     actor: str,
 ) -> Issued:
     """Issue new credentials and a new invitation; queue it when ``options.send``."""
+    draft = prepare(customer, options, links=links, pepper=pepper, locales=locales, actor=actor)
+    return issue(session, customer, draft, actor=actor)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A new invitation made ready without the database (see ``prepare``)."""
+
+    invitation: Invitation
+    url: str
+    user_name: str
+    password: str
+    password_hash: str
+    #: The outbox message with its MIME bytes, when the invitation is to be sent.
+    message: OutboxMessage | None
+
+
+def prepare(
+    customer: Customer,
+    options: Options,
+    *,
+    links: LinkSettings,
+    pepper: bytes,
+    locales: Sequence[str],
+    actor: str,
+) -> Draft:
+    """What a new invitation needs no database for: new credentials, the signed link, the email
+    in the recipient's locale and, to send it, its MIME bytes. ``issue`` stores it; an edge may
+    prepare outside the transaction that stores it, which then stays short (on SQLite it holds
+    the write lock)."""
     recipient = options.to if options.to is not None else customer.contact_email
     problem = validate.email(recipient)
     if problem:
         raise InvalidFields({"to": problem})
-    if has_direct_acceptance(session, customer.id):
-        raise AlreadyAccepted()
-
-    now = utcnow()
-    _close_open_invitations(session, customer.id, now)
+    credential = customer.credential  # loaded with the customer (customers.get_visible)
+    if credential is None:
+        raise LookupError(f"customer {customer.id} has no credentials")
     password = credentials.new_temporary_password()
-    credential = _reset_credentials(session, customer, password, pepper, now)
-
+    now = utcnow()
     locale = best_locale([options.language, customer.culture, customer.language], locales)
     invitation = Invitation(
         id=new_id(),  # known before the INSERT, so the row is written once, complete
@@ -160,12 +200,9 @@ def create(
     invitation.subject = email.subject
     invitation.text_body = email.text
     invitation.html_body = email.html
-    session.add(invitation)
-    customer.invitation_expires_at = invitation.expires_at
     message = None
     if options.send:
-        message = outbox.queue(
-            session,
+        message = outbox.compose(
             INVITATION_MAIL,
             recipient,
             email,
@@ -173,15 +210,45 @@ def create(
             invitation=invitation,
             customer_id=customer.id,
         )
+    return Draft(
+        invitation,
+        url,
+        credential.user_name,
+        password,
+        credentials.hash_temporary_password(password, pepper),
+        message,
+    )
+
+
+def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> Issued:
+    """Store a prepared invitation: the previous one is replaced, the credentials reset, the
+    email queued. Raises AlreadyAccepted."""
+    accepted, replaces = session.execute(_ACCEPTED_AND_OPEN, {"customer_id": customer.id}).one()
+    if accepted:
+        raise AlreadyAccepted()
+    invitation = draft.invitation
+    now = invitation.created_at
+    if replaces:
+        _close_open_invitations(session, customer.id, now)
+    _reset_credentials(customer, draft.password_hash, now)
+    session.add(invitation)
+    if draft.message is not None:
+        session.add(draft.message)
+    customer.invitation_expires_at = invitation.expires_at
     events.record(
         session,
         events.INVITATION_CREATED,
         actor=actor,
         partner_id=customer.partner_id,
         customer_id=customer.id,
-        data={"invitation_id": invitation.id, "send": options.send, "language": locale},
+        data={
+            "invitation_id": invitation.id,
+            "send": draft.message is not None,
+            "language": invitation.language,
+        },
     )
-    return Issued(invitation, url, credential.user_name, password, message.id if message else None)
+    message_id = draft.message.id if draft.message is not None else None
+    return Issued(invitation, draft.url, draft.user_name, draft.password, message_id)
 
 
 def render(
@@ -236,20 +303,13 @@ def _close_open_invitations(session: Session, customer_id: str, now: datetime) -
         outbox.cancel_pending(session, invitation_id)
 
 
-def _reset_credentials(
-    session: Session,
-    customer: Customer,
-    password: str,
-    pepper: bytes,
-    now: datetime,
-) -> CustomerCredential:
-    credential = session.scalars(
-        select(CustomerCredential).where(CustomerCredential.customer_id == customer.id)
-    ).one()
-    credential.password_hash = credentials.hash_temporary_password(password, pepper)
+def _reset_credentials(customer: Customer, password_hash: str, now: datetime) -> None:
+    credential = customer.credential
+    if credential is None:
+        raise LookupError(f"customer {customer.id} has no credentials")
+    credential.password_hash = password_hash
     credential.temporary = True
     credential.updated_at = now
-    return credential
 
 
 def for_customer(session: Session, customer_id: str) -> list[Invitation]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
-from portal import db
-from portal.models import Customer, CustomerCredential, Event, PartnerKind
+from portal import customers, db
+from portal.errors import DomainTaken
+from portal.models import Customer, CustomerCredential, Event, Partner, PartnerKind
 from tests.conftest import customer_body
 
 
@@ -328,3 +332,105 @@ def test_secrecy_amendment_flag_is_kept_and_only_for_germany(api):
     wrong_type = customer_body(country="DE")
     wrong_type["professionalSecrecyAmendment"] = "yes"
     assert api.post("/v1/customers", json=wrong_type).status_code == 400
+
+
+# --- what a creation writes -------------------------------------------------------------------
+
+
+@contextmanager
+def statements(app):
+    """The SQL statements the app's engine runs inside the block, whitespace collapsed."""
+    ran: list[str] = []
+    with app.app_context():
+        engine = db.engine()
+
+    def note(_connection, _cursor, statement, _parameters, _context, _executemany):
+        ran.append(" ".join(statement.split()))
+
+    sa_event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield ran
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", note)
+
+
+def new_customer(domain: str) -> customers.NewCustomer:
+    return customers.NewCustomer(
+        domain=domain,
+        company_name="Contoso Ltd",
+        email="billing@contoso.example.test",
+        culture="en-US",
+        language="en",
+        country="US",
+        first_name="Tania",
+        last_name="Carr",
+    )
+
+
+def create_in(app, session, partner_id: str, domain: str) -> customers.Created:
+    return customers.create_customer(
+        session,
+        session.get(Partner, partner_id),
+        new_customer(domain),
+        app.extensions["portal.catalog"],
+        app.extensions["portal.peppers"][0],
+        actor="test",
+    )
+
+
+def test_customer_credentials_and_event_are_written_together_in_a_savepoint(app, api):
+    with statements(app) as ran:
+        api.create_customer()
+    inserts = [i for i, s in enumerate(ran) if s.startswith("INSERT")]
+    assert sorted(ran[i].split(" (")[0] for i in inserts) == [
+        "INSERT INTO customer_credentials",
+        "INSERT INTO customers",
+        "INSERT INTO events",
+    ]
+    [begin] = [i for i, s in enumerate(ran) if s.startswith("SAVEPOINT")]
+    [end] = [i for i, s in enumerate(ran) if s.startswith("RELEASE SAVEPOINT")]
+    assert begin < min(inserts)
+    assert max(inserts) < end
+
+
+def test_the_key_is_checked_without_holding_the_write_lock(app, api):
+    """SQLite: the lock is taken by the transaction that writes, after the checks."""
+    with app.app_context():
+        if db.engine().dialect.name != "sqlite":
+            pytest.skip("SQLite's write lock")
+    with statements(app) as ran:
+        api.create_customer()
+    begins = [i for i, s in enumerate(ran) if s.startswith("BEGIN")]
+    assert [ran[i] for i in begins] == ["BEGIN", "BEGIN IMMEDIATE"]
+    assert all(s.startswith("SELECT") for s in ran[begins[0] + 1 : begins[1]])
+    assert ran[begins[1] + 1].startswith("SAVEPOINT")
+
+
+def test_a_taken_domain_undoes_that_customer_and_keeps_the_transactions_other_work(app, api):
+    """As in a bulk import: several customers in one transaction, one domain already taken."""
+    with app.app_context():
+        session = db.session()
+        kept = create_in(app, session, api.partner_id, "kept.example.test")
+        with pytest.raises(DomainTaken):
+            create_in(app, session, api.partner_id, "kept.example.test")
+        session.commit()
+        assert session.scalars(select(Customer.id)).all() == [kept.customer.id]
+        assert session.scalars(select(CustomerCredential.customer_id)).all() == [kept.customer.id]
+        created = select(Event).where(Event.kind == "customer.created")
+        assert [e.customer_id for e in session.scalars(created)] == [kept.customer.id]
+
+
+def test_a_new_customer_is_linked_to_its_credentials_and_partner_without_queries(app, api):
+    with app.app_context():
+        session = db.session()
+        created = create_in(app, session, api.partner_id, "linked.example.test")
+        with statements(app) as ran:
+            credential = created.customer.credential
+            assert credential is not None
+            assert credential.user_name == created.user_name == "admin@linked.example.test"
+            assert credential.customer is created.customer
+            assert created.customer.partner.id == api.partner_id
+        assert ran == []
+        session.commit()
+        stored = session.scalars(select(CustomerCredential)).one()
+        assert stored.customer_id == created.customer.id

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import subprocess
 import sys
 import time
 from datetime import timedelta
 
+import flask_mail
+import pytest
 import time_machine
 from sqlalchemy import select
 
@@ -206,3 +210,189 @@ def test_a_slow_smtp_server_does_not_hold_the_database(make_app, api):
         api.create_customer()
         assert time.monotonic() - started < 1.5
         sender.join(10)
+
+
+# --- one pass, many batches -------------------------------------------------------------------
+
+
+def test_a_pass_sends_batch_after_batch_over_one_connection(make_app, api, monkeypatch):
+    queue_invitations(api, 7)
+    connections = []
+    connect = outbox.VerifiedConnection.configure_host
+
+    def counted(self):
+        connections.append(self)
+        return connect(self)
+
+    monkeypatch.setattr(outbox.VerifiedConnection, "configure_host", counted)
+    with smtp_server() as server:
+        app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
+        with app.app_context():
+            report = outbox.deliver_due(app, db.session(), batch=3)
+        assert (report.sent, report.attempted) == (7, 7)
+        assert len(connections) == 1
+        ids = [r.message["Message-ID"] for r in server.inbox.received]
+    assert sorted(ids) == sorted(m.message_id for m in messages(app))
+    for message in messages(app):
+        assert message.status is DeliveryStatus.SENT
+        assert (message.attempts, message.text_body, message.mime) == (1, "", None)
+
+
+def test_a_stop_request_ends_the_pass_between_batches(make_app, api):
+    queue_invitations(api, 5)
+    with smtp_server() as server:
+        app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
+        with app.app_context():
+            report = outbox.deliver_due(app, db.session(), batch=2, stop=lambda: True)
+        assert report.sent == 2
+        assert len(server.inbox.received) == 2
+    left = [m for m in messages(app) if m.status is not DeliveryStatus.SENT]
+    assert len(left) == 3
+    # Never claimed: the next pass sends them at once.
+    assert {(m.status, m.attempts) for m in left} == {(DeliveryStatus.QUEUED, 0)}
+
+
+def test_a_claim_takes_no_more_than_its_limit(app, api):
+    queue_invitations(api, 5)
+    with app.app_context():
+        session = db.session()
+        assert len(outbox.claim(session, 2)) == 2
+        assert len(outbox.claim(session, 2)) == 2
+        assert len(outbox.claim(session, 2)) == 1
+        assert outbox.claim(session, 2) == []
+
+
+def test_claim_returns_the_claimed_rows_fresh_oldest_first(app, api):
+    queue_invitations(api, 3)
+    with app.app_context():
+        session = db.session()
+        loaded = list(session.scalars(select(OutboxMessage)))  # queued, 0 attempts
+        session.commit()
+        claimed = outbox.claim(session, 10)
+    assert {m.id for m in claimed} == {m.id for m in loaded}
+    assert [m.next_attempt_at for m in claimed] == sorted(m.next_attempt_at for m in claimed)
+    for message in claimed:
+        assert message.status is DeliveryStatus.SENDING
+        assert message.attempts == 1
+        assert message.claimed_until is not None
+        assert message.mime
+
+
+def test_when_recording_fails_at_most_a_group_is_sent_and_nothing_is_lost(
+    make_app, api, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    count = outbox.SENT_GROUP + 5
+    queue_invitations(api, count)
+
+    def broken(session, ids):
+        raise OperationalError("UPDATE outbox", {}, Exception("disk I/O error"))
+
+    with smtp_server() as server:
+        app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
+        with monkeypatch.context() as patched:
+            patched.setattr(outbox, "_mark_sent", broken)
+            with pytest.raises(OperationalError):
+                deliver(app)
+        sent_unrecorded = len(server.inbox.received)
+        assert 0 < sent_unrecorded <= outbox.SENT_GROUP
+        # All still claimed; after the lease, the next pass sends every one (again, for those
+        # whose sending was not recorded, with the same Message-ID).
+        assert {m.status for m in messages(app)} == {DeliveryStatus.SENDING}
+        with later(outbox.CLAIM_LEASE.total_seconds() / 60 + 1):
+            assert deliver(app).sent == count
+        ids = {r.message["Message-ID"] for r in server.inbox.received}
+        assert len(server.inbox.received) == count + sent_unrecorded
+    assert ids == {m.message_id for m in messages(app)}
+    assert {m.status for m in messages(app)} == {DeliveryStatus.SENT}
+
+
+def test_a_message_queued_without_its_mime_bytes_is_built_when_sent(make_app, api):
+    from sqlalchemy import update
+
+    queue_invitations(api, 1)
+    [queued] = messages(app := make_app())
+    with app.app_context():
+        db.session().execute(update(OutboxMessage).values(mime=None))
+        db.session().commit()
+    with smtp_server() as server:
+        sender = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
+        assert deliver(sender).sent == 1
+        [received] = server.inbox.received
+    assert received.message.get_all("Message-ID") == [queued.message_id]
+    text = received.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.strip() == queued.text_body.strip()
+
+
+# --- the MIME bytes ---------------------------------------------------------------------------
+
+
+def shape(raw: bytes) -> list[tuple[str, str | None, str | None]]:
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    return [
+        (part.get_content_type(), part.get_content_charset(), part["Content-Transfer-Encoding"])
+        for part in parsed.walk()
+    ]
+
+
+@pytest.mark.parametrize("html", ["<p>Hallo Ana, Ihr Kennwort: <b>x&lt;y</b></p>", ""])
+def test_built_message_is_flask_mails_structure_with_the_outbox_message_id(app, html):
+    message = OutboxMessage(
+        to_address="ana@example.test",
+        subject="Fabrikam bittet Contoso GmbH, die Microsoft-Kundenvereinbarung zu akzeptieren",
+        text_body="Hallo Ana,\n\nÖffnen Sie den Link.\n.\nFrom here on\n",
+        html_body=html,
+        message_id="<1b4e28ba-2fa1-11d2-883f-0016d3cca427@portal.example.test>",
+    )
+    sender = "Portal Ü <portal@example.test>"
+    with app.app_context():
+        ours = outbox.build_mime(sender, message)
+        flask_mails = flask_mail.Message(
+            subject=message.subject,
+            recipients=[message.to_address],
+            body=message.text_body,
+            html=html or None,
+            sender=sender,
+        )
+        flask_mails.msgId = message.message_id
+        # As the outbox serialised Flask-Mail's message before (its own as_bytes re-parses the
+        # headers and puts a space before a folded subject).
+        theirs = flask_mails._message().as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))
+    assert shape(ours) == shape(theirs)
+    mine = email.message_from_bytes(ours, policy=email.policy.default)
+    reference = email.message_from_bytes(theirs, policy=email.policy.default)
+    for header in ("Subject", "From", "To", "Message-ID"):
+        assert mine[header] == reference[header]
+    assert mine.get_all("Message-ID") == [message.message_id]
+    for kind in ("plain", "html"):
+        ours_part, their_part = mine.get_body((kind,)), reference.get_body((kind,))
+        assert (ours_part is None) == (their_part is None)
+        if ours_part is not None and their_part is not None:
+            assert ours_part.get_content() == their_part.get_content()
+    assert b"\r\n" in ours
+    assert b"\n" not in ours.replace(b"\r\n", b"")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "short",
+        "  spaces  around and   inside  ",
+        "tab\tinside",
+        "x" * 69,
+        "x" * 70,
+        "x" * 71,
+        "word " * 40,
+        "y" * 200,
+        "Grüße aus Köln",
+        "=?utf-8?q?already_encoded?=",
+        "<1b4e28ba-2fa1-11d2-883f-0016d3cca427@portal.example.test>",
+        'multipart/alternative;\n boundary="===============1234=="',
+    ],
+)
+def test_headers_are_written_exactly_as_compat32_folds_them(value):
+    plain = email.policy.compat32.clone(linesep="\r\n")
+    for name in ("Subject", "To", "Content-Type"):
+        assert outbox._SMTP_POLICY.fold_binary(name, value) == plain.fold_binary(name, value)

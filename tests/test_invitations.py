@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from portal import credentials, db, outbox
 from portal.models import Customer, CustomerCredential, Invitation, OutboxMessage
+from tests.test_api_customers import statements
 
 
 def invite(api, customer_id, **body):
@@ -152,6 +153,37 @@ def test_link_carries_only_ids_and_a_nonce(app, api):
         "Contoso",
     ):
         assert secret not in str(decoded)
+
+
+def test_invitation_loads_the_customer_with_its_credentials_and_checks_in_one_statement(app, api):
+    customer = api.create_customer()
+    with statements(app) as ran:
+        made = invite(api, customer["id"], send=True)
+    selects = [s for s in ran if s.startswith("SELECT")]
+    [load] = [s for s in selects if s.startswith("SELECT customers.")]
+    assert "JOIN customer_credentials" in load
+    assert not [s for s in selects if s.startswith("SELECT customer_credentials.")]
+    # Accepted already? An invitation to replace? One statement asks both.
+    [checks] = [s for s in selects if "agreement_acceptances" in s]
+    assert "FROM invitations" in checks
+    assert password_works(app, customer["id"], made["password"])
+
+
+def test_invitation_reads_and_renders_without_holding_the_write_lock(app, api):
+    """SQLite: the request reads (key, customer) in a transaction begun without the write lock,
+    and takes the lock only to store the invitation, after the email is rendered and built."""
+    with app.app_context():
+        if db.engine().dialect.name != "sqlite":
+            pytest.skip("SQLite's write lock")
+    customer = api.create_customer()
+    with statements(app) as ran:
+        invite(api, customer["id"], send=True)
+    begins = [i for i, s in enumerate(ran) if s.startswith("BEGIN")]
+    assert [ran[i] for i in begins] == ["BEGIN", "BEGIN IMMEDIATE"]
+    reads, writes = ran[begins[0] : begins[1]], ran[begins[1] :]
+    assert reads
+    assert all(s.startswith("SELECT") for s in reads[1:])
+    assert any(s.startswith("INSERT INTO invitations") for s in writes)
 
 
 @pytest.mark.parametrize(
