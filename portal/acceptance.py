@@ -11,9 +11,8 @@ from flask_babel import gettext
 from sqlalchemy import Engine, Select, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
 
-from portal import credentials, emails, events, outbox, validate, wording
+from portal import credentials, db, emails, events, outbox, validate, wording
 from portal.catalog import CUSTOMER_AGREEMENT, SECRECY_AMENDMENT, Agreement, Catalog, Document
 from portal.errors import (
     AttestationExists,
@@ -370,41 +369,21 @@ def _signed_status_query() -> Select[Any]:
     )
 
 
-#: Built and compiled once per database kind: partners' tools poll this endpoint, and building
-#: and compiling a statement costs far more than running it.
-_SIGNED_STATUS = _signed_status_query()
-_COMPILED: dict[str, SQLCompiler] = {}
+#: Partners' tools poll this endpoint: built and compiled once.
+_SIGNED_STATUS = db.CompiledRead(_signed_status_query())
 
 
 def direct_signed_status(engine: Engine, api_key: str, customer_id: str) -> SignedStatus:
     """Key check, visibility and ``isSigned`` in one indexed query, on a pooled DB-API
     connection (no ORM, no transaction of its own beyond the driver's)."""
-    compiled = _COMPILED.get(engine.dialect.name)
-    if compiled is None:
-        compiled = _SIGNED_STATUS.compile(dialect=engine.dialect)
-        assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a SELECT compiles to SQL
-        _COMPILED[engine.dialect.name] = compiled
-    values = compiled.construct_params(
-        {"customer_id": customer_id, "key_hash": credentials.api_key_hash(api_key)}
+    row = _SIGNED_STATUS.first_on(
+        engine, customer_id=customer_id, key_hash=credentials.api_key_hash(api_key)
     )
-    arguments: Any = (
-        tuple(values[name] for name in compiled.positiontup or ())
-        if compiled.positional
-        else values
-    )
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        cursor.execute(str(compiled), arguments)
-        row = cursor.fetchone()
-        cursor.close()
-    finally:
-        connection.close()  # back to the pool, which ends the read
     if row is None:
         return SignedStatus(False, False, False)
-    partner_id, owner_id, owner_provider = row[0], row[1], row[2]
+    partner_id, owner_id, owner_provider, signed = row
     visible = owner_id is not None and partner_id in (owner_id, owner_provider)
-    return SignedStatus(True, visible, bool(row[3]) and visible)
+    return SignedStatus(True, visible, bool(signed) and visible)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -41,23 +42,38 @@ def init_app(app: Flask, locales: Path) -> None:
 LIMITED_BLUEPRINTS = ("pages", "dashboard")
 
 
-def _limit_pages_only(app: Flask) -> None:
-    """Run Flask-Limiter's request hooks for the HTML blueprints only.
+#: Every limit is declared for form posts (``methods=["POST"]``): requests with these methods
+#: have none to check or count.
+UNLIMITED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    Every limit is declared on a page or dashboard route; the hooks cost the partner API (which
-    partners' tools poll) about a tenth of a millisecond per request for nothing.
+
+def _limit_pages_only(app: Flask) -> None:
+    """Run Flask-Limiter's request hooks for the HTML blueprints' form posts only.
+
+    Every limit is declared on a page or dashboard route, for POST. The hooks look for limits
+    even where there are none: they cost the partner API (which partners' tools poll) about a
+    tenth of a millisecond per request, and every page view about as much, for nothing.
     """
-    registries: list[Any] = [
-        app.before_request_funcs,
-        app.after_request_funcs,
-        app.teardown_request_funcs,
+    registries: list[tuple[Any, bool]] = [
+        (app.before_request_funcs, False),
+        (app.after_request_funcs, True),
+        (app.teardown_request_funcs, False),
     ]
-    for registry in registries:
+    for registry, passes_response in registries:
         hooks: list[Any] = registry.get(None, [])
         for hook in [h for h in hooks if _belongs_to_limiter(h)]:
             hooks.remove(hook)
             for blueprint in LIMITED_BLUEPRINTS:
-                registry.setdefault(blueprint, []).append(hook)
+                registry.setdefault(blueprint, []).append(_posts_only(hook, passes_response))
+
+
+def _posts_only(hook: Callable[..., Any], passes_response: bool) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        if request.method in UNLIMITED_METHODS:
+            return args[0] if passes_response else None
+        return hook(*args)
+
+    return run
 
 
 def _belongs_to_limiter(hook: Any) -> bool:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import tzinfo
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from babel import Locale, UnknownLocaleError
 from flask import Flask, current_app, g, has_request_context, request, session
-from flask_babel import get_locale
+from flask_babel import get_locale, get_translations
+from jinja2 import pass_eval_context
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 
 from portal import wording
 
@@ -42,28 +47,48 @@ def _scan_locales() -> list[str]:
 
 
 def parse(tag: str | None) -> Locale | None:
-    """A Babel locale for a tag such as ``de-DE`` or ``pt_BR``; None for anything else."""
+    """A Babel locale for a tag such as ``de-DE`` or ``pt_BR``; None for anything else.
+
+    The same object for the same tag (do not change it): every page parses the customer's
+    culture and the browser's languages, and parsing costs more than the rest of the choice.
+    """
     if not tag or len(tag) > 35 or not _TAG.match(tag):
         return None
+    return _parsed(tag)
+
+
+@lru_cache(maxsize=512)
+def _parsed(tag: str) -> Locale | None:
     try:
         return Locale.parse(tag.replace("-", "_"))
     except (UnknownLocaleError, ValueError):
         return None
 
 
+@lru_cache(maxsize=512)
+def _match_keys(tag: str) -> tuple[str, ...]:
+    """What a tag may match among our locales, best first: exact, language and script,
+    language."""
+    locale = parse(tag)
+    if locale is None:
+        return ()
+    keys = [str(locale), f"{locale.language}_{locale.script}" if locale.script else ""]
+    return tuple(key for key in [*keys, locale.language] if key)
+
+
+@lru_cache(maxsize=16)
+def _by_key(available: tuple[str, ...]) -> Mapping[str, str]:
+    return {str(Locale.parse(a)): a for a in available}
+
+
 def best_locale(candidates: Iterable[str | None], available: Iterable[str]) -> str:
     """The first candidate we can speak, matched exactly or by language; else English."""
-    have = {str(Locale.parse(a)): a for a in available}
+    have = _by_key(tuple(available))
     for candidate in candidates:
-        locale = parse(candidate)
-        if locale is None:
+        if not candidate:
             continue
-        for key in (
-            str(locale),
-            f"{locale.language}_{locale.script}" if locale.script else None,
-            locale.language,
-        ):
-            if key and key in have:
+        for key in _match_keys(candidate):
+            if key in have:
                 return have[key]
     return DEFAULT_LOCALE
 
@@ -126,13 +151,116 @@ def text_direction(locale: str) -> str:
 
 
 def locale_choices() -> list[tuple[str, str]]:
-    """(code, name in its own language) for the language switcher."""
-    choices = []
-    for code in available_locales():
-        parsed = parse(code)
-        name = parsed.get_display_name(parsed) if parsed is not None else code
-        choices.append((code, (name or code)[:1].upper() + (name or code)[1:]))
+    """(code, name in its own language) for the language switcher; worked out once per app,
+    like ``available_locales`` (every page shows the switcher)."""
+    choices: list[tuple[str, str]] | None = current_app.extensions.get("portal.locale_choices")
+    if choices is None:
+        choices = current_app.extensions["portal.locale_choices"] = [
+            (code, _own_name(code)) for code in available_locales()
+        ]
     return choices
+
+
+def language_options(selected: str) -> Markup:
+    """The language switcher's ``<option>`` list with ``selected`` chosen: the same on every page
+    in that language, so made once per app and language."""
+    made: dict[str, Markup] = current_app.extensions.setdefault("portal.language_options", {})
+    options = made.get(selected)
+    if options is None:
+        option = Markup('<option value="{}" lang="{}"{}>{}</option>\n')
+        options = Markup("").join(
+            option.format(code, code.replace("_", "-"), _SELECTED if code == selected else "", name)
+            for code, name in locale_choices()
+        )
+        if len(made) <= len(locale_choices()):
+            made[selected] = options
+    return options
+
+
+_SELECTED = Markup(" selected")
+
+
+def _own_name(code: str) -> str:
+    parsed = parse(code)
+    name = (parsed.get_display_name(parsed) if parsed is not None else code) or code
+    return name[:1].upper() + name[1:]
+
+
+#: Per catalog (one per locale), each string without placeholders as an HTML page shows it:
+#: most of a page's strings, each then a dictionary look-up. Bounded, in case a template
+#: translates strings it makes at run time.
+_MARKUP: WeakKeyDictionary[Any, dict[str, str]] = WeakKeyDictionary()
+_MARKUP_LIMIT = 5000
+
+
+def template_gettext() -> dict[str, Callable[..., str]]:
+    """Jinja's gettext functions bound to the translations of this render's locale.
+
+    Flask-Babel's own (the Jinja globals) find the request's translations again for every
+    string, which costs a page more than its database queries. These are looked up once per
+    ``render_template`` (so ``force_locale`` around a render, as for emails, still applies) and
+    behave as Jinja's "newstyle" gettext: the translation is a format string, HTML-safe in an
+    autoescaped template, its placeholders escaped. Templates rendered without Flask's context
+    (imported macros) keep Flask-Babel's globals.
+    """
+    translations = get_translations()
+    gettext, ngettext = translations.ugettext, translations.ungettext
+    pgettext, npgettext = translations.upgettext, translations.unpgettext
+    known = _MARKUP.get(translations)
+    if known is None:
+        known = _MARKUP[translations] = {}
+
+    def safe(eval_ctx: EvalContext, text: str, variables: dict[str, Any]) -> str:
+        # As Jinja's own: a translation is markup (compiling leaves out any with tags other
+        # than its source's, see translations.py); the values put into it are escaped.
+        markup = Markup(text) if eval_ctx.autoescape else text  # noqa: S704
+        return markup % variables
+
+    @pass_eval_context
+    def template_gettext(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
+        if variables or not eval_ctx.autoescape:
+            return safe(eval_ctx, gettext(string), variables)
+        markup = known.get(string)
+        if markup is None:
+            markup = safe(eval_ctx, gettext(string), variables)
+            if len(known) < _MARKUP_LIMIT:
+                known[string] = markup
+        return markup
+
+    @pass_eval_context
+    def template_ngettext(
+        eval_ctx: EvalContext, singular: str, plural: str, num: int, **variables: Any
+    ) -> str:
+        variables.setdefault("num", num)
+        return safe(eval_ctx, ngettext(singular, plural, num), variables)
+
+    @pass_eval_context
+    def template_pgettext(
+        eval_ctx: EvalContext, context: str, string: str, **variables: Any
+    ) -> str:
+        variables.setdefault("context", context)
+        return safe(eval_ctx, pgettext(context, string), variables)
+
+    @pass_eval_context
+    def template_npgettext(
+        eval_ctx: EvalContext,
+        context: str,
+        singular: str,
+        plural: str,
+        num: int,
+        **variables: Any,
+    ) -> str:
+        variables.setdefault("context", context)
+        variables.setdefault("num", num)
+        return safe(eval_ctx, npgettext(context, singular, plural, num), variables)
+
+    return {
+        "_": template_gettext,
+        "gettext": template_gettext,
+        "ngettext": template_ngettext,
+        "pgettext": template_pgettext,
+        "npgettext": template_npgettext,
+    }
 
 
 def init_app(app: Flask) -> None:
@@ -142,6 +270,8 @@ def init_app(app: Flask) -> None:
         current_locale=current_locale,
         text_direction=text_direction,
         locale_choices=locale_choices,
+        language_options=language_options,
         format_datetime=format_datetime,
         format_date=format_date,
     )
+    app.context_processor(template_gettext)

@@ -17,7 +17,7 @@ from flask_babel import gettext
 from sqlalchemy import BindParameter, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
-from portal import credentials, emails, events, outbox, tokens, validate, wording
+from portal import credentials, db, emails, events, outbox, tokens, validate, wording
 from portal.errors import InvalidFields, NotFound, PortalError
 from portal.i18n import best_locale
 from portal.models import (
@@ -415,10 +415,31 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
 @dataclass(frozen=True)
 class Landing:
     """Where a link leads: ``valid``, ``expired``, ``withdrawn``, ``replaced`` (a newer
-    invitation exists), ``accepted`` or ``invalid``."""
+    invitation exists), ``accepted`` or ``invalid``; and, unless invalid, whose link it is."""
 
     state: str
-    invitation: Invitation | None = None
+    customer_id: str | None = None
+    invitation_id: str | None = None
+
+
+#: What a followed link needs to know, in one query (a landing page is opened often: by the
+#: customer, again and again, and by mail scanners).
+_LINK = db.CompiledRead(
+    select(
+        Invitation.nonce,
+        Invitation.customer_id,
+        Invitation.revoked_at,
+        Invitation.superseded_at,
+        Invitation.opened_at,
+        exists()
+        .where(
+            AgreementAcceptance.customer_id == Invitation.customer_id,
+            AgreementAcceptance.method == AcceptanceMethod.DIRECT,
+            AgreementAcceptance.agreement_type == "MicrosoftCustomerAgreement",
+        )
+        .label("accepted"),
+    ).where(Invitation.id == bindparam("invitation_id"))
+)
 
 
 def follow(session: Session, links: LinkSettings, token: str) -> Landing:
@@ -427,29 +448,40 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
     checked = tokens.check_invitation_token(links.secret_key, links.fallbacks, token, links.max_age)
     if checked.outcome is tokens.Outcome.INVALID:
         return Landing("invalid")
-    invitation = session.get(Invitation, checked.invitation_id)
-    if invitation is None or not secrets.compare_digest(invitation.nonce, checked.nonce):
+    row = _LINK.first(session, invitation_id=checked.invitation_id)
+    if row is None:
         return Landing("invalid")
-    if has_direct_acceptance(session, invitation.customer_id):
-        return Landing("accepted", invitation)
-    if invitation.revoked_at is not None:
-        return Landing("withdrawn", invitation)
-    if invitation.superseded_at is not None:
-        return Landing("replaced", invitation)
+    nonce, customer_id, revoked_at, superseded_at, opened_at, accepted = row
+    if not secrets.compare_digest(nonce, checked.nonce):
+        return Landing("invalid")
+    invitation_id = checked.invitation_id
+    if accepted:
+        return Landing("accepted", customer_id, invitation_id)
+    if revoked_at is not None:
+        return Landing("withdrawn", customer_id, invitation_id)
+    if superseded_at is not None:
+        return Landing("replaced", customer_id, invitation_id)
     # The signed timestamp decides expiry (exactly max_age old is still valid).
     if checked.outcome is tokens.Outcome.EXPIRED:
-        return Landing("expired", invitation)
-    if invitation.opened_at is None:
-        # Load what the event needs first: a GET may only write when it commits (SQLite: a
-        # write lock taken mid-request would wait on, or fail against, another writer).
-        customer = invitation.customer
-        invitation.opened_at = utcnow()
-        events.record(
-            session,
-            events.INVITATION_OPENED,
-            actor="link",
-            customer_id=invitation.customer_id,
-            partner_id=customer.partner_id,
-            data={"invitation_id": invitation.id},
-        )
-    return Landing("valid", invitation)
+        return Landing("expired", customer_id, invitation_id)
+    if opened_at is None:
+        _note_opened(session, invitation_id)
+    return Landing("valid", customer_id, invitation_id)
+
+
+def _note_opened(session: Session, invitation_id: str) -> None:
+    # Load what the event needs first: a GET may only write when it commits (SQLite: a write
+    # lock taken mid-request would wait on, or fail against, another writer).
+    invitation = session.get_one(Invitation, invitation_id)
+    if invitation.opened_at is not None:
+        return
+    partner_id = invitation.customer.partner_id
+    invitation.opened_at = utcnow()
+    events.record(
+        session,
+        events.INVITATION_OPENED,
+        actor="link",
+        customer_id=invitation.customer_id,
+        partner_id=partner_id,
+        data={"invitation_id": invitation.id},
+    )

@@ -31,7 +31,7 @@ from portal.catalog import Catalog
 from portal.errors import InvalidFields
 from portal.extensions import limiter
 from portal.invitations import LinkSettings
-from portal.models import AcceptanceMethod, AgreementAcceptance, Customer, CustomerSession
+from portal.models import AcceptanceMethod, AgreementAcceptance, Customer
 
 bp = Blueprint("pages", __name__)
 
@@ -90,23 +90,23 @@ def _client_address() -> str:
 
 @bp.before_app_request
 def load_customer() -> None:
-    g.customer_session = None
+    g.signed_in = None
     g.customer = None
     if request.blueprint == "api":
         return
     token = session.get(SESSION_KEY)
     if not token:
         return
-    record = signin.current(
+    signed_in = signin.current(
         db.session(), token, timedelta(seconds=int(current_app.config["SESSION_IDLE_TIMEOUT"]))
     )
-    if db.session().dirty:
+    if db.session().in_transaction():  # it noted something
         _commit_noted("session activity")
-    if record is None:
+    if signed_in is None:
         session.pop(SESSION_KEY, None)
         return
-    g.customer_session = record
-    g.customer = record.customer
+    g.signed_in = signed_in
+    g.customer = signed_in.customer
 
 
 def _commit_noted(what: str) -> None:
@@ -117,10 +117,10 @@ def _commit_noted(what: str) -> None:
         db.session().commit()
 
 
-def _direct_acceptances(customer: Customer) -> list[AgreementAcceptance]:
+def _direct_acceptances(customer_id: str) -> list[AgreementAcceptance]:
     return [
         a
-        for a in acceptance.acceptances(db.session(), customer.id)
+        for a in acceptance.acceptances(db.session(), customer_id)
         if a.method is AcceptanceMethod.DIRECT
     ]
 
@@ -133,16 +133,16 @@ def customer_page(
     def decorate(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-            record: CustomerSession | None = g.customer_session
-            if record is None:
+            signed_in: signin.SignedIn | None = g.signed_in
+            if signed_in is None:
                 return redirect(url_for("pages.signin_form", next=request.path))
-            if record.must_change_password and request.endpoint not in {
+            if signed_in.must_change_password and request.endpoint not in {
                 "pages.password_form",
                 "pages.password",
                 "pages.signout",
             }:
                 return redirect(url_for("pages.password_form"))
-            if gate and not invitations.has_direct_acceptance(db.session(), record.customer_id):
+            if gate and not signed_in.accepted:
                 return redirect(url_for("pages.agreement_form"))
             return view(*args, **kwargs)
 
@@ -201,17 +201,16 @@ def _signin_limited(view: Callable[..., ResponseReturnValue]) -> Callable[..., R
 
 def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
     landing = invitations.follow(db.session(), LinkSettings.from_config(current_app.config), token)
-    _commit_noted("invitation opening")
     context: dict[str, Any] = {"token": token}
-    invitation = landing.invitation
-    if invitation is not None and landing.state != "invalid":
-        customer = g.link_customer = invitation.customer
+    if landing.customer_id is not None:
+        customer = g.link_customer = signin.page_customer(db.session(), landing.customer_id)
         context.update(
-            partner_name=customer.partner.name,
+            partner_name=customer.partner_name,
             company_name=customer.company_name,
-            user_name=customer.credential.user_name if customer.credential else "",
-            accepted=_direct_acceptances(customer) if landing.state == "accepted" else [],
+            user_name=customer.user_name or "",
+            accepted=_direct_acceptances(customer.id) if landing.state == "accepted" else [],
         )
+    _commit_noted("invitation opening")
     return landing, context
 
 
@@ -267,9 +266,9 @@ def _safe_next() -> str:
 
 @bp.post("/signout")
 def signout() -> ResponseReturnValue:
-    record: CustomerSession | None = g.customer_session
-    if record is not None:
-        signin.end(db.session(), record)
+    signed_in: signin.SignedIn | None = g.signed_in
+    if signed_in is not None:
+        signin.end(db.session(), signed_in)
         db.session().commit()
     language = session.get("lang")
     session.clear()
@@ -287,16 +286,14 @@ def password_form() -> ResponseReturnValue:
 @bp.post("/password")
 @customer_page(gate=False)
 def password() -> ResponseReturnValue:
-    record: CustomerSession = g.customer_session
+    signed_in: signin.SignedIn = g.signed_in
     new = request.form.get("password", "")
     problem = signin.password_problem(
-        new,
-        request.form.get("repeat", ""),
-        record.customer.credential.user_name if record.customer.credential else "",
+        new, request.form.get("repeat", ""), signed_in.customer.user_name or ""
     )
     if problem is None:
         try:
-            signin.change_password(db.session(), record, new, _peppers())
+            signin.change_password(db.session(), signed_in, new, _peppers())
         except signin.WeakPassword:
             problem = "same-as-temporary"
     if problem is not None:
@@ -308,23 +305,27 @@ def password() -> ResponseReturnValue:
 # --- the agreement ------------------------------------------------------------------------------
 
 
-def _document_language(customer: Customer) -> str:
+def _document_language(customer: signin.PageCustomer) -> str:
     """The language the customer reads in: their pick on the page, else their record's."""
     picked = session.get("lang")
     return picked.replace("_", "-") if isinstance(picked, str) else customer.culture
 
 
-def _agreement_context(customer: Customer, **extra: Any) -> dict[str, Any]:
-    language = _document_language(customer)
-    shown = acceptance.to_accept(customer, _catalog(), language)
-    return {"customer": customer, "partner_name": customer.partner.name, "shown": shown, **extra}
+def _agreement_context(customer: signin.PageCustomer, **extra: Any) -> dict[str, Any]:
+    # ``to_accept`` reads these two of a customer; this one is never added to a session.
+    terms = Customer(
+        country=customer.country, requires_secrecy_amendment=customer.requires_secrecy_amendment
+    )
+    shown = acceptance.to_accept(terms, _catalog(), _document_language(customer))
+    return {"customer": customer, "partner_name": customer.partner_name, "shown": shown, **extra}
 
 
 @bp.get("/agreement")
 @customer_page(gate=False)
 def agreement_form() -> ResponseReturnValue:
-    customer: Customer = g.customer
-    if _direct_acceptances(customer):
+    signed_in: signin.SignedIn = g.signed_in
+    customer = signed_in.customer
+    if signed_in.accepted:
         return redirect(url_for("pages.account"))
     form = {
         "first_name": customer.contact_first_name,
@@ -338,24 +339,25 @@ def agreement_form() -> ResponseReturnValue:
 @bp.post("/agreement")
 @customer_page(gate=False)
 def agreement() -> ResponseReturnValue:
-    customer: Customer = g.customer
+    signed_in: signin.SignedIn = g.signed_in
     form = {
         name: request.form.get(name, "")[:300]
         for name in ("first_name", "last_name", "email", "phone")
     }
-    context = _agreement_context(customer, form=form)
+    context = _agreement_context(signed_in.customer, form=form)
     if request.form.get("accept") != "yes":
-        if _direct_acceptances(customer):  # a repeated submission of an accepted page
+        if signed_in.accepted:  # a repeated submission of an accepted page
             return redirect(url_for("pages.account", accepted=1))
         return render_template("agreement.html", problems={"accept": True}, **context), 400
     contact = Contact(form["first_name"], form["last_name"], form["email"], form["phone"])
+    customer = db.session().get_one(Customer, signed_in.customer.id)
     try:
         recorded, new = acceptance.accept_directly(
             db.session(),
             customer,
             context["shown"],
             contact=contact,
-            user_name=customer.credential.user_name if customer.credential else "",
+            user_name=signed_in.customer.user_name or "",
             ip_address=_client_address(),
             user_agent=request.headers.get("User-Agent", ""),
         )
@@ -378,19 +380,19 @@ def agreement() -> ResponseReturnValue:
 @bp.get("/account")
 @customer_page()
 def account() -> ResponseReturnValue:
-    customer: Customer = g.customer
+    customer: signin.PageCustomer = g.customer
     return render_template(
         "account.html",
         customer=customer,
-        partner_name=customer.partner.name,
-        accepted=_direct_acceptances(customer),
+        partner_name=customer.partner_name,
+        accepted=_direct_acceptances(customer.id),
         just_accepted=bool(request.args.get("accepted")),
     )
 
 
 @bp.get("/")
 def home() -> ResponseReturnValue:
-    if g.customer_session is not None:
+    if g.signed_in is not None:
         return redirect(url_for("pages.account"))
     return redirect(url_for("pages.signin_form"))
 

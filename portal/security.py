@@ -1,11 +1,14 @@
-"""Headers every response carries."""
+"""Headers every response carries, the session cookie and the CSRF token in forms."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import Serializer, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -20,20 +23,88 @@ HEADERS = [
 ]
 #: Invitation pages and API answers must not be kept by browsers or proxies.
 NO_STORE = ("/invite", "/v1/")
+#: Flask-WTF's: its ``validate_csrf`` checks the tokens ``csrf_token`` makes.
+CSRF_SALT = "wtf-csrf-token"
+
+
+class Uncompressed(URLSafeTimedSerializer):
+    """Signs without trying to compress first: a session cookie of a few ids or a CSRF token
+    never gets shorter, and the try costs a zlib stream, most of the cost of signing.
+    ``loads`` reads both forms, so cookies and tokens signed before still work."""
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
 
 
 class SessionInterface(SecureCookieSessionInterface):
     """The signed cookie session, but none at all for the partner API: it uses bearer keys, sets
     no cookie, and its requests need not pay for reading one."""
 
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+
     def open_session(self, app: Flask, request: Any) -> Any:
         if request.path.startswith("/v1/"):
             return None  # Flask then uses a null session that cannot be written
         return super().open_session(app, request)
 
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """Flask's serializer (same keys, salt and format), made once per set of keys and
+        without compressing."""
+        if not app.secret_key:
+            return None
+        # Old keys first: itsdangerous signs with the last one and verifies with all.
+        keys = (*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key)
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = self._serializers[keys] = Uncompressed(
+                list(keys),
+                salt=self.salt,
+                serializer=self.serializer,
+                signer_kwargs={
+                    "key_derivation": self.key_derivation,
+                    "digest_method": self.digest_method,
+                },
+            )
+        return serializer
+
+
+def csrf_token() -> str:
+    """The form token Flask-WTF's ``generate_csrf`` makes for this request (and its
+    ``CSRFProtect`` checks), signed by a serializer made once per key that does not compress:
+    every page has a form, and this was a tenth of a page's cost."""
+    field: str = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    token: str | None = g.get(field)
+    if token is None:
+        if not isinstance(session.get(field), str):
+            session[field] = secrets.token_hex(20)  # as long as Flask-WTF's
+        token = _csrf_serializer().dumps(session[field])
+        setattr(g, field, token)
+    return token
+
+
+def _csrf_serializer() -> URLSafeTimedSerializer:
+    secret: str | bytes | None = (
+        current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+    )
+    if not secret:
+        raise RuntimeError("A secret key is required to use CSRF.")
+    made: dict[Any, URLSafeTimedSerializer] = current_app.extensions.setdefault(
+        "portal.csrf_serializers", {}
+    )
+    serializer = made.get(secret)
+    if serializer is None:
+        serializer = made[secret] = Uncompressed(secret, salt=CSRF_SALT)
+    return serializer
+
 
 def init_app(app: Flask) -> None:
     app.session_interface = SessionInterface()
+    # In place of Flask-WTF's ``generate_csrf`` (a global and, after Flask-WTF's, a context
+    # processor's); ``CSRFProtect`` still checks every form.
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    in_templates = {"csrf_token": csrf_token}
+    app.context_processor(lambda: in_templates)
 
     @app.after_request
     def security_headers(response: Response) -> Response:

@@ -8,15 +8,28 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, exists, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from portal import credentials, events
+from portal import credentials, db, events
+from portal.catalog import CUSTOMER_AGREEMENT
 from portal.errors import PortalError
-from portal.models import Customer, CustomerCredential, CustomerSession, utcnow
+from portal.models import (
+    AcceptanceMethod,
+    AgreementAcceptance,
+    Customer,
+    CustomerCredential,
+    CustomerSession,
+    Partner,
+    utcnow,
+)
 
 MIN_PASSWORD_LENGTH = 12
+#: A page view writes the session's last-seen time only when it is older than this: most views
+#: then write nothing, and idle expiry is late by at most this much.
+TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 class SignInFailed(PortalError):
@@ -99,27 +112,130 @@ def start(
     return Started(record, token)
 
 
-def current(session: Session, token: str | None, idle: timedelta) -> CustomerSession | None:
-    """The live session for this cookie token; None when absent, ended or idle too long."""
+@dataclass(frozen=True)
+class PageCustomer:
+    """A customer as the customer pages show it, and pick its language and time zone by."""
+
+    id: str
+    partner_name: str
+    company_name: str
+    culture: str
+    language: str
+    country: str
+    #: None while the customer has no credentials.
+    user_name: str | None
+    contact_first_name: str
+    contact_last_name: str
+    contact_email: str
+    contact_phone: str
+    requires_secrecy_amendment: bool
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session, with what every page of a signed-in customer needs."""
+
+    session_id: str
+    must_change_password: bool
+    #: The customer has accepted the customer agreement on the portal (as
+    #: ``invitations.has_direct_acceptance`` finds it).
+    accepted: bool
+    customer: PageCustomer
+
+
+#: ``PageCustomer``'s fields and where they come from.
+_PAGE_CUSTOMER: dict[str, InstrumentedAttribute[Any]] = {
+    "id": Customer.id,
+    "partner_name": Partner.name,
+    "company_name": Customer.company_name,
+    "culture": Customer.culture,
+    "language": Customer.language,
+    "country": Customer.country,
+    "user_name": CustomerCredential.user_name,
+    "contact_first_name": Customer.contact_first_name,
+    "contact_last_name": Customer.contact_last_name,
+    "contact_email": Customer.contact_email,
+    "contact_phone": Customer.contact_phone,
+    "requires_secrecy_amendment": Customer.requires_secrecy_amendment,
+}
+
+
+def _with_partner_and_credential(query: Select[Any]) -> Select[Any]:
+    return query.join(Partner, Partner.id == Customer.partner_id).outerjoin(
+        CustomerCredential, CustomerCredential.customer_id == Customer.id
+    )
+
+
+_ACCEPTED = exists().where(
+    AgreementAcceptance.customer_id == CustomerSession.customer_id,
+    AgreementAcceptance.method == AcceptanceMethod.DIRECT.value,
+    AgreementAcceptance.agreement_type == CUSTOMER_AGREEMENT,
+)
+_SIGNED_IN = db.CompiledRead(
+    _with_partner_and_credential(
+        select(
+            CustomerSession.id,
+            CustomerSession.must_change_password,
+            CustomerSession.last_seen_at,
+            CustomerSession.ended_at,
+            _ACCEPTED.label("accepted"),
+            *_PAGE_CUSTOMER.values(),
+        )
+        .select_from(CustomerSession)
+        .join(Customer, Customer.id == CustomerSession.customer_id)
+    ).where(CustomerSession.token_hash == bindparam("token_hash"))
+)
+_CUSTOMER = db.CompiledRead(
+    _with_partner_and_credential(select(*_PAGE_CUSTOMER.values()).select_from(Customer)).where(
+        Customer.id == bindparam("customer_id")
+    )
+)
+
+
+def current(session: Session, token: str | None, idle: timedelta) -> SignedIn | None:
+    """The live session for this cookie token; None when absent, ended or idle too long.
+
+    Read in one query apart from ``session``; what this writes (the end of an idle session, the
+    last-seen time) goes through ``session``, for the caller to commit.
+    """
     if not token or len(token) > 100:
         return None
-    record = session.scalars(
-        select(CustomerSession).where(CustomerSession.token_hash == _token_hash(token))
-    ).first()
+    row = _SIGNED_IN.first(session, token_hash=_token_hash(token))
+    if row is None:
+        return None
+    session_id, must_change_password, last_seen_at, ended_at, accepted, *customer = row
+    if ended_at is not None:
+        return None
     now = utcnow()
-    if record is None or record.ended_at is not None:
+    if last_seen_at + idle < now:
+        _update_session(session, session_id, ended_at=now)
         return None
-    if record.last_seen_at + idle < now:
-        record.ended_at = now
-        return None
-    # Touch at most once a minute: a page view need not always write.
-    if now - record.last_seen_at > timedelta(minutes=1):
-        record.last_seen_at = now
-    return record
+    if now - last_seen_at > TOUCH_INTERVAL:
+        _update_session(session, session_id, last_seen_at=now)
+    return SignedIn(
+        session_id,
+        bool(must_change_password),
+        bool(accepted),
+        PageCustomer(**dict(zip(_PAGE_CUSTOMER, customer, strict=True))),
+    )
 
 
-def end(session: Session, record: CustomerSession) -> None:
-    record.ended_at = utcnow()
+def page_customer(session: Session, customer_id: str) -> PageCustomer:
+    """A customer as the pages show it, in one query."""
+    row = _CUSTOMER.first(session, customer_id=customer_id)
+    if row is None:
+        raise LookupError(f"no customer {customer_id}")
+    return PageCustomer(**dict(zip(_PAGE_CUSTOMER, row, strict=True)))
+
+
+def _update_session(session: Session, session_id: str, **values: Any) -> None:
+    session.execute(
+        update(CustomerSession).where(CustomerSession.id == session_id).values(**values)
+    )
+
+
+def end(session: Session, signed_in: SignedIn) -> None:
+    _update_session(session, signed_in.session_id, ended_at=utcnow())
 
 
 def password_problem(password: str, repeated: str, user_name: str) -> str | None:
@@ -136,23 +252,24 @@ def password_problem(password: str, repeated: str, user_name: str) -> str | None
 
 def change_password(
     session: Session,
-    record: CustomerSession,
+    signed_in: SignedIn,
     password: str,
     peppers: Sequence[bytes],
 ) -> None:
     """Set the customer's own password; the temporary one never works again."""
+    customer_id = signed_in.customer.id
     credential = session.scalars(
-        select(CustomerCredential).where(CustomerCredential.customer_id == record.customer_id)
+        select(CustomerCredential).where(CustomerCredential.customer_id == customer_id)
     ).one()
     if credentials.verify_password(credential.password_hash, password, peppers):
         raise WeakPassword("The new password must differ from the temporary one.")
     credential.password_hash = credentials.hash_password(password)
     credential.temporary = False
     credential.updated_at = utcnow()
-    record.must_change_password = False
+    _update_session(session, signed_in.session_id, must_change_password=False)
     events.record(
         session,
         "customer.password_changed",
         actor=f"customer:{credential.user_name}",
-        customer_id=record.customer_id,
+        customer_id=customer_id,
     )

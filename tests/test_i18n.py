@@ -553,3 +553,57 @@ def test_preview_of_a_language_without_catalog_says_how_to_add_it(i18n_runner, l
     assert result.exit_code == 1
     assert "portal i18n init fr" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_language_switcher_selects_the_page_language_only(
+    i18n_runner, make_app, locales, german
+):
+    translate(german, {"Sign in": "Anmelden"})
+    assert run(i18n_runner, locales, "init", "fr").exit_code == 0
+    app = make_app(BABEL_TRANSLATION_DIRECTORIES=str(locales))
+    for language, selected in (("de", "Deutsch"), ("fr", "Français"), ("de", "Deutsch")):
+        page = signin_page(app, language)
+        assert page.count(" selected>") == 1
+        assert f'<option value="{language}" lang="{language}" selected>{selected}</option>' in page
+        assert '<option value="en" lang="en">English</option>' in page
+
+
+def test_template_strings_follow_the_locale_of_each_render(make_app, locales, german):
+    from flask import render_template_string
+    from flask_babel import force_locale
+
+    translate(german, {"Sign in": "Anmelden"})
+    app = make_app(BABEL_TRANSLATION_DIRECTORIES=str(locales))
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert render_template_string('{{ _("Sign in") }}') == "Sign in"
+        with force_locale("de"):
+            assert render_template_string('{{ _("Sign in") }}') == "Anmelden"
+        assert render_template_string('{{ gettext("Sign in") }}') == "Sign in"
+
+
+def test_template_strings_are_format_strings_with_escaped_values(app):
+    from flask import render_template_string
+
+    with app.test_request_context():
+        html = render_template_string('{{ _("Hi %(name)s, 100%% done", name="<b>") }}')
+        assert html == "Hi &lt;b&gt;, 100% done"
+        assert render_template_string('{{ _("100%% done") }}') == "100% done"
+        text = '{% autoescape false %}{{ _("Hi %(name)s", name="<b>") }}{% endautoescape %}'
+        assert render_template_string(text) == "Hi <b>"
+        plural = '{{ ngettext("%(num)d page", "%(num)d pages", 2) }}'
+        assert render_template_string(plural) == "2 pages"
+
+
+@pytest.mark.parametrize(
+    ("candidates", "available", "expected"),
+    [
+        (["de-AT"], ["de", "en"], "de"),
+        (["pt-BR", "de"], ["de", "en", "pt_BR"], "pt_BR"),
+        (["pt-BR"], ["de", "en"], "en"),
+        (["zh-Hans-CN"], ["en", "zh_Hans"], "zh_Hans"),
+        ([None, "", "not a tag!", "xx-YY", "fr"], ["en", "fr"], "fr"),
+        (["fr"], ["en"], "en"),
+    ],
+)
+def test_best_locale(candidates, available, expected):
+    assert i18n.best_locale(candidates, available) == expected

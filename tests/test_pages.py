@@ -451,3 +451,110 @@ def test_database_error_during_acceptance_leaves_nothing_and_the_next_try_works(
     assert client.post("/agreement", data=data).status_code == 302
     status = api.get(f"/v1/customers/{customer['id']}/directSignedMicrosoftCustomerAgreementStatus")
     assert status.get_json() == {"isSigned": True}
+
+
+# --- what page views write and run ------------------------------------------------------------
+
+
+def last_seen(app) -> datetime:
+    from portal.models import CustomerSession
+
+    with app.app_context():
+        return db.session().scalars(select(CustomerSession.last_seen_at)).one()
+
+
+def test_page_views_write_the_last_seen_time_at_most_once_a_minute(app, api, client):
+    _, made = invited(api)
+    start = datetime.now(UTC).replace(microsecond=0)
+    with time_machine.travel(start, tick=False):
+        sign_in_from_link(client, made)
+        change_password(client)
+    with time_machine.travel(start + timedelta(seconds=50), tick=False):
+        assert client.get("/agreement").status_code == 200
+    assert last_seen(app) == start
+    with time_machine.travel(start + timedelta(seconds=90), tick=False):
+        assert client.get("/agreement").status_code == 200
+    assert last_seen(app) == start + timedelta(seconds=90)
+
+
+def test_a_page_view_keeps_the_session_alive_past_the_first_idle_time(app, api, client):
+    _, made = invited(api)
+    idle = timedelta(seconds=app.config["SESSION_IDLE_TIMEOUT"])
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        sign_in_from_link(client, made)
+        change_password(client)
+    with time_machine.travel(start + idle - timedelta(seconds=60), tick=False):
+        assert client.get("/agreement").status_code == 200
+    with time_machine.travel(start + idle + timedelta(seconds=60), tick=False):
+        assert client.get("/agreement").status_code == 200
+    with time_machine.travel(start + 3 * idle, tick=False):
+        assert client.get("/agreement").headers["Location"].startswith("/signin")
+        # The idle session ended on the server too.
+        assert client.get("/agreement").headers["Location"].startswith("/signin")
+
+
+def test_the_agreement_page_shows_the_customer_and_partner(api, client):
+    _, made = invited(api, company_name="Fabrikam <Praxis> & Co")
+    sign_in_from_link(client, made)
+    change_password(client)
+    page = client.get("/agreement").get_data(as_text=True)
+    assert "Fabrikam &lt;Praxis&gt; &amp; Co" in page
+    assert 'value="Tania"' in page
+    assert 'name="csrf_token"' in page
+
+
+def test_a_signed_in_customer_can_open_an_invitation_link(api, client):
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    _, other = invited(api, company_name="Northwind Traders")
+    page = client.get(link_path(other))
+    assert page.status_code == 200
+    assert "Northwind Traders" in page.get_data(as_text=True)
+
+
+def test_rate_limit_hooks_run_for_form_posts_only(app):
+    """Every limit is declared for POST: page views skip Flask-Limiter's request hooks (which
+    leave their state on the request context when they run)."""
+    import flask
+
+    with app.test_client() as client:
+        page = client.get("/signin")
+        assert not hasattr(
+            flask.globals.request_ctx._get_current_object(), "_limiter_request_context"
+        )
+        client.post("/signin", data={"csrf_token": csrf(page), "user_name": "x", "password": "y"})
+        assert hasattr(flask.globals.request_ctx._get_current_object(), "_limiter_request_context")
+
+
+def test_form_tokens_are_flask_wtf_tokens(app, client):
+    import flask
+    from flask_wtf.csrf import validate_csrf
+
+    token = csrf(client.get("/signin"))
+    assert not token.startswith(".")  # signed without compressing
+    cookie = client.get_cookie("session").value
+    raw = app.session_interface.get_signing_serializer(app).loads(cookie)["csrf_token"]
+    with app.test_request_context():
+        flask.session["csrf_token"] = raw
+        validate_csrf(token)  # raises when Flask-WTF does not accept it
+
+
+def test_a_session_cookie_signed_by_flask_itself_is_still_read(app, api, client):
+    """Cookies are no longer compressed when signed; ones that were are read as before."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    _, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    session = app.session_interface.get_signing_serializer(app).loads(
+        client.get_cookie("session").value
+    )
+    session["padding"] = "x" * 200  # compresses well: Flask's own serializer compresses it
+    stock = SecureCookieSessionInterface().get_signing_serializer(app)
+    cookie = stock.dumps(session)
+    assert cookie.startswith(".")
+    browser = app.test_client()
+    browser.set_cookie("session", cookie)
+    assert browser.get("/agreement").status_code == 200
