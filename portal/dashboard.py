@@ -507,20 +507,29 @@ def invite(customer_id: str) -> ResponseReturnValue:
             **_customer_context(found, notice=_("This customer has already accepted.")),
         ), 409
     db.session().commit()
+    return _invitation_screen(found, issued.invitation, password=issued.password, sent=options.send)
+
+
+def _invitation_screen(
+    found: Customer, invite_: Invitation, text: str | None = None, **extra: Any
+) -> str:
+    """The invitation screen; ``text``: the partner's edit of the email, shown instead of the
+    kept one when it could not be sent."""
+    shown = invite_.text_body if text is None else text
     return render_template(
         "dashboard/invitation.html",
         customer=found,
-        invitation=issued.invitation,
-        password=issued.password,
-        mailto=_mailto(issued.invitation),
-        sent=options.send,
+        invitation=invite_,
+        text=shown,
+        mailto=_mailto(invite_, shown) if invite_.text_body else "",
+        **extra,
     )
 
 
-def _mailto(invitation: Invitation) -> str:
+def _mailto(invitation: Invitation, body: str) -> str:
     return (
         f"mailto:{quote(invitation.recipient, safe='@')}"
-        f"?subject={quote(invitation.subject, safe='')}&body={quote(invitation.text_body, safe='')}"
+        f"?subject={quote(invitation.subject, safe='')}&body={quote(body, safe='')}"
     )
 
 
@@ -533,14 +542,7 @@ def _invitation(customer_id: str, invitation_id: str) -> tuple[Customer, Invitat
 @signed_in
 def invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     found, invite_ = _invitation(customer_id, invitation_id)
-    return render_template(
-        "dashboard/invitation.html",
-        customer=found,
-        invitation=invite_,
-        password=None,
-        mailto=_mailto(invite_) if invite_.text_body else "",
-        status=invitations.status(invite_),
-    )
+    return _invitation_screen(found, invite_, status=invitations.status(invite_))
 
 
 @bp.get("/customers/<customer_id>/invitations/<invitation_id>/email.html")
@@ -561,10 +563,16 @@ def invitation_html(customer_id: str, invitation_id: str) -> ResponseReturnValue
 @signed_in
 def send(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     found, invite_ = _invitation(customer_id, invitation_id)
+    # The text as the partner left it (absent from a form without the text: the email as kept).
+    text = request.form.get("text_body")
     try:
-        invitations.resend(db.session(), invite_, current_app.config["BASE_URL"], _actor())
+        invitations.resend(
+            db.session(), invite_, current_app.config["BASE_URL"], _actor(), text_body=text
+        )
     except invitations.InvitationClosed:
         return _back_to(found, _("This invitation can no longer be sent."), 409)
+    except invitations.TextRejected as exc:
+        return _invitation_screen(found, invite_, text=text, problem=_text_problem(exc)), 400
     db.session().commit()
     return redirect(url_for("dashboard.customer", customer_id=found.id, done="sent"))
 
@@ -576,6 +584,26 @@ def withdraw(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     invitations.revoke(db.session(), invite_, _actor())
     db.session().commit()
     return redirect(url_for("dashboard.customer", customer_id=found.id, done="withdrawn"))
+
+
+def _text_problem(error: invitations.TextRejected) -> str:
+    if error.problem is invitations.TextProblem.EMPTY:
+        return _("Not sent: the email is empty.")
+    if error.problem is invitations.TextProblem.TOO_LONG:
+        return str(
+            gettext(
+                "Not sent: the email is longer than %(limit)s characters.",
+                limit=format_number(invitations.MAX_TEXT),
+            )
+        )
+    return str(
+        gettext(
+            # Translators: link is the customer's personal link (an https:// address).
+            "Not sent: the email must contain the invitation link, %(link)s. Without it the "
+            "customer cannot accept.",
+            link=error.link,
+        )
+    )
 
 
 def _back_to(found: Customer, notice: str, status: int) -> ResponseReturnValue:
@@ -714,14 +742,18 @@ def export_csv() -> ResponseReturnValue:
 
 
 @bp.url_value_preprocessor
-def allow_import_files(endpoint: str | None, values: dict[str, Any] | None) -> None:
-    """Let the import take files up to IMPORT_MAX_BYTES, not the 64 KiB of other requests.
+def allow_larger_forms(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Let the import take files up to IMPORT_MAX_BYTES, and "Send" the longest email text a
+    partner may write, not the 64 KiB of other requests.
 
     The limit must be in place before anything reads the form, and CSRF protection reads it in
     the app's ``before_request``: URL value preprocessors are the hooks that run before that.
     """
     if endpoint == "dashboard.import_customers":
         request.max_content_length = int(current_app.config["IMPORT_MAX_BYTES"])
+    elif endpoint == "dashboard.send":
+        # Percent-encoded, a character takes up to 12 bytes (4 in UTF-8, 3 for each).
+        request.max_content_length = 12 * invitations.MAX_TEXT + 4096
 
 
 @bp.get("/import")

@@ -6,6 +6,7 @@ password stop working. The link carries the invitation's id and a nonce only.
 
 from __future__ import annotations
 
+import enum
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,26 @@ class InvitationClosed(PortalError):
     code = 10411
     error_name = "InvitationClosed"
     description = "This invitation was withdrawn, replaced by a newer one, or has expired."
+
+
+#: The longest email text a partner may send (a generated invitation has about 1,500 characters).
+MAX_TEXT = 20_000
+
+
+class TextProblem(enum.Enum):
+    EMPTY = "is empty"
+    TOO_LONG = f"is longer than {MAX_TEXT} characters"
+    NO_LINK = "lacks the invitation's link"
+
+
+class TextRejected(InvalidFields):
+    """An edited email the portal will not send: empty, too long, or without ``link``, the
+    invitation's link, without which the customer cannot accept."""
+
+    def __init__(self, problem: TextProblem, link: str = "") -> None:
+        super().__init__({"textBody": problem.value})
+        self.problem = problem
+        self.link = link
 
 
 @dataclass(frozen=True)
@@ -350,15 +371,35 @@ def is_open(invitation: Invitation, now: datetime | None = None) -> bool:
     return status(invitation, now) not in {"revoked", "superseded", "expired"}
 
 
-def resend(session: Session, invitation: Invitation, base_url: str, actor: str) -> str:
-    """Queue the same email again (a failed delivery is retried at once)."""
+def resend(
+    session: Session,
+    invitation: Invitation,
+    base_url: str,
+    actor: str,
+    *,
+    text_body: str | None = None,
+) -> str:
+    """Queue the email again (a failed delivery is retried at once).
+
+    ``text_body``, the partner's edit of the text, is sent instead, with HTML made from it, and
+    kept as the invitation's email; a text the same as the kept one is no edit. Raises
+    TextRejected, before anything is written, for a text the customer could not accept from.
+    """
     if not is_open(invitation) or not invitation.text_body:
         raise InvitationClosed()
     if has_direct_acceptance(session, invitation.customer_id):
         raise AlreadyAccepted()
-    email = emails.Email(
-        invitation.subject, invitation.text_body, invitation.html_body, invitation.language
-    )
+    text = invitation.text_body if text_body is None else _plain(text_body)
+    edited = text != invitation.text_body
+    if edited:
+        _check_text(text, invitation.text_body)
+        email = emails.written(invitation.subject, text, invitation.language)
+        invitation.text_body = email.text
+        invitation.html_body = email.html
+    else:
+        email = emails.Email(
+            invitation.subject, invitation.text_body, invitation.html_body, invitation.language
+        )
     message = outbox.queue(
         session,
         INVITATION_MAIL,
@@ -369,15 +410,41 @@ def resend(session: Session, invitation: Invitation, base_url: str, actor: str) 
         customer_id=invitation.customer_id,
     )
     session.flush()
+    data: dict[str, Any] = {"invitation_id": invitation.id, "message_id": message.id}
+    if edited:
+        data["edited"] = True
     events.record(
         session,
         "invitation.resent",
         actor=actor,
         customer_id=invitation.customer_id,
         partner_id=invitation.customer.partner_id,
-        data={"invitation_id": invitation.id, "message_id": message.id},
+        data=data,
     )
     return message.id
+
+
+#: Control characters a text area may carry but a plain-text email should not (tabs and line
+#: ends stay); PostgreSQL stores no NUL.
+_UNSENDABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _plain(text: str) -> str:
+    """A text as submitted by a browser (CRLF line ends) as the portal keeps texts."""
+    return _UNSENDABLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _check_text(text: str, sent_before: str) -> None:
+    """Raise TextRejected unless ``text`` can go to the customer: not empty, not too long, and
+    still holding every invitation link of the text it replaces."""
+    if not text.strip():
+        raise TextRejected(TextProblem.EMPTY)
+    if len(text) > MAX_TEXT:
+        raise TextRejected(TextProblem.TOO_LONG)
+    present = set(emails.web_addresses(text))
+    for link in emails.web_addresses(sent_before):
+        if "/invite/" in link and link not in present:
+            raise TextRejected(TextProblem.NO_LINK, link)
 
 
 def revoke(session: Session, invitation: Invitation, actor: str) -> None:

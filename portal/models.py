@@ -335,8 +335,8 @@ class Invitation(Base):
     recipient: Mapped[str] = mapped_column(String(254))
     include_credentials: Mapped[bool] = mapped_column(default=True)
     subject: Mapped[str] = mapped_column(String(300))
-    #: The email as generated; emptied once the invitation can no longer be used, since it may
-    #: hold the temporary password.
+    #: The email as generated, or as the partner last edited and sent it; emptied once the
+    #: invitation can no longer be used, since it may hold the temporary password.
     text_body: Mapped[str] = mapped_column(Text, default="")
     html_body: Mapped[str] = mapped_column(Text, default="")
     #: Withdrawn by the partner.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from portal import db, events, reports, users
+from portal import db, emails, events, outbox, reports, users
 from portal.models import (
     AgreementAcceptance,
     Customer,
@@ -387,6 +388,186 @@ def test_withdraw_kills_the_link(app: Any, partner: Any, client: Any) -> None:
     link = client.get(invited["url"].replace("https://portal.example.test", ""))
     assert link.status_code == 410
     assert "withdrawn" in link.get_data(as_text=True)
+
+
+def _invitation_screen(client: Any, customer_id: str, **form: str) -> tuple[Any, str, str]:
+    """Create an invitation from the customer page: the screen, its id and the email's text."""
+    page = client.get(f"/dashboard/customers/{customer_id}")
+    screen = client.post(
+        f"/dashboard/customers/{customer_id}/invitations", data={"csrf_token": csrf(page), **form}
+    )
+    assert screen.status_code == 200
+    page_text = screen.get_data(as_text=True)
+    action = re.search(r'action="/dashboard/customers/[^/]+/invitations/([^/]+)/send"', page_text)
+    assert action
+    return screen, action.group(1), _textarea(page_text)
+
+
+def _textarea(page_text: str) -> str:
+    """The email text in the screen's text area, as a browser reads it."""
+    body = re.search(r'<textarea id="body"[^>]*>\n?(.*?)</textarea>', page_text, re.S)
+    assert body
+    return html.unescape(body.group(1))
+
+
+def _send(client: Any, customer_id: str, invitation_id: str, **form: str) -> Any:
+    return client.post(
+        f"/dashboard/customers/{customer_id}/invitations/{invitation_id}/send", data=form
+    )
+
+
+def _send_and_deliver(
+    app: Any, client: Any, smtp: Any, screen: Any, customer_id: str, invitation_id: str, text: str
+) -> Any:
+    """Send the email with ``text`` as a browser would (CRLF line ends), deliver it, and
+    return the message the SMTP server received."""
+    sent = _send(
+        client,
+        customer_id,
+        invitation_id,
+        csrf_token=csrf(screen),
+        text_body=text.replace("\n", "\r\n"),
+    )
+    assert sent.status_code == 302
+    with app.app_context():
+        assert outbox.deliver_due(app, db.session()).sent == 1
+    [received] = smtp.inbox.received
+    return received.message
+
+
+def _resent_events(app: Any) -> list[dict[str, Any]]:
+    with app.app_context():
+        found = db.session().scalars(select(Event).where(Event.kind == "invitation.resent"))
+        return [event.data for event in found]
+
+
+@pytest.mark.mail
+def test_send_delivers_the_partners_edit(app: Any, partner: Any, client: Any, smtp: Any) -> None:
+    made = partner.create_customer()
+    screen, invitation_id, text = _invitation_screen(client, made["id"], language="ar")
+    (link,) = re.findall(r"https://portal\.example\.test/invite/\S+", text)
+    edited = (
+        "Hello Tania & team,\n\n"
+        "<script>alert(1)</script> <b>Please</b> accept here (it takes two minutes):\n"
+        f"{link}.\n"
+        "Questions? https://fabrikam.example.test/help?a=1&b=2\n\n\n"
+        "Avery"
+    )
+    message = _send_and_deliver(app, client, smtp, screen, made["id"], invitation_id, edited)
+    plain = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert plain == edited
+    markup = message.get_body(("html",)).get_content()
+    assert "<script" not in markup
+    assert "<b>" not in markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;Please&lt;/b&gt;" in markup
+    assert "Tania &amp; team" in markup
+    # The link is clickable, without the full stop after it; so is the other address.
+    assert f'<a href="{link}"' in markup
+    assert f">{link}</a>." in markup
+    assert '<a href="https://fabrikam.example.test/help?a=1&amp;b=2"' in markup
+    assert markup.count("<p>") == 3
+    assert '<html lang="ar" dir="rtl">' in markup
+    assert not re.search(r"(src|href)=\"(?!https://)", markup)  # nothing loaded from elsewhere
+    # What the customer got is what the screen, "See the HTML email" and the timeline show.
+    with app.app_context():
+        invitation = db.session().get(Invitation, invitation_id)
+        assert invitation.text_body == edited
+        assert invitation.html_body == markup.replace("\r\n", "\n")
+        (queued,) = invitation.messages
+    again = client.get(f"/dashboard/customers/{made['id']}/invitations/{invitation_id}")
+    assert _textarea(again.get_data(as_text=True)) == edited
+    shown = client.get(f"/dashboard/customers/{made['id']}/invitations/{invitation_id}/email.html")
+    assert "&lt;script&gt;" in shown.get_data(as_text=True)
+    assert _resent_events(app) == [
+        {"invitation_id": invitation_id, "message_id": queued.id, "edited": True}
+    ]
+    page = client.get(f"/dashboard/customers/{made['id']}").get_data(as_text=True)
+    assert "Invitation sent again" in page
+
+
+@pytest.mark.mail
+def test_send_without_edits_sends_the_generated_email(
+    app: Any, partner: Any, client: Any, smtp: Any
+) -> None:
+    made = partner.create_customer()
+    screen, invitation_id, text = _invitation_screen(client, made["id"])
+    with app.app_context():
+        generated = db.session().get(Invitation, invitation_id)
+    message = _send_and_deliver(app, client, smtp, screen, made["id"], invitation_id, text)
+    assert message.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    markup = message.get_body(("html",)).get_content().replace("\r\n", "\n")
+    assert markup == generated.html_body
+    assert 'style="display:inline-block;' in markup  # the generated email's button
+    with app.app_context():
+        kept = db.session().get(Invitation, invitation_id)
+        assert (kept.text_body, kept.html_body) == (generated.text_body, generated.html_body)
+    assert [("edited" in data) for data in _resent_events(app)] == [False]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda text, link: text.replace(link, "https://fabrikam.example.test/"),
+            "Not sent: the email must contain the invitation link, {link}. Without it the "
+            "customer cannot accept.",
+        ),
+        # The link spoilt by an edit next to it is not the link.
+        (lambda text, link: text.replace(link, link + "x"), "must contain the invitation link"),
+        (lambda text, link: " \r\n\r\n ", "Not sent: the email is empty."),
+        (
+            lambda text, link: text + "x" * (20_001 - len(text)),
+            "Not sent: the email is longer than 20,000 characters.",
+        ),
+    ],
+)
+def test_send_refuses_an_edit_the_customer_could_not_accept_from(
+    app: Any, partner: Any, client: Any, change: Any, message: str
+) -> None:
+    made = partner.create_customer()
+    screen, invitation_id, text = _invitation_screen(client, made["id"])
+    (link,) = re.findall(r"https://portal\.example\.test/invite/\S+", text)
+    edited = change(text, link)
+    response = _send(client, made["id"], invitation_id, csrf_token=csrf(screen), text_body=edited)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    alert = re.search(r'<p class="notice error" role="alert" id="body-problem">([^<]*)</p>', page)
+    assert alert
+    assert message.format(link=link) in html.unescape(alert.group(1))
+    assert 'aria-describedby="body-problem"' in page
+    # The partner's text is kept on the screen, to be put right.
+    assert _textarea(page) == edited
+    assert count(app, OutboxMessage) == 0
+    assert _resent_events(app) == []
+    with app.app_context():
+        assert db.session().get(Invitation, invitation_id).text_body == text
+
+
+def test_send_of_an_edit_needs_the_csrf_token(app: Any, partner: Any, client: Any) -> None:
+    made = partner.create_customer()
+    _screen, invitation_id, text = _invitation_screen(client, made["id"])
+    edited = "Changed: " + text
+    assert _send(client, made["id"], invitation_id, text_body=edited).status_code == 400
+    stale = _send(client, made["id"], invitation_id, csrf_token="x.y.z", text_body=edited)
+    assert stale.status_code == 400
+    assert count(app, OutboxMessage) == 0
+    with app.app_context():
+        assert db.session().get(Invitation, invitation_id).text_body == text
+
+
+def test_text_html_escapes_everything_and_links_web_addresses() -> None:
+    text = (
+        'One <i>line</i>\nand the next: https://a.example.test/x?y=1&z="2".\n \n'
+        "(see http://b.example.test/wiki/A_(b)), javascript:alert(1) https:// done"
+    )
+    assert str(emails.text_html(text)) == (
+        "<p>One &lt;i&gt;line&lt;/i&gt;<br>\nand the next: "
+        '<a href="https://a.example.test/x?y=1&amp;z=" style="color:#0b5cad;'
+        'word-break:break-all;">https://a.example.test/x?y=1&amp;z=</a>&#34;2&#34;.</p>\n'
+        '<p>(see <a href="http://b.example.test/wiki/A_(b)" style="color:#0b5cad;'
+        'word-break:break-all;">http://b.example.test/wiki/A_(b)</a>), javascript:alert(1) '
+        "https:// done</p>"
+    )
 
 
 # --- attestation ---------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ progress) is tested as it runs for partners, and any CSP violation fails the pag
 Page kinds checked with axe: sign-in (also with its error and after signing out), overview
 (empty, and with both charts), customers list, new customer form (also with problems), customer
 created, customer page (with the attestation form, its problems, the evidence, and the
-reseller's notice), invitation screen, import page (with a report, and with a file-level error).
+reseller's notice), invitation screen (also with a refused edit), import page (with a report,
+and with a file-level error).
 """
 
 from __future__ import annotations
@@ -450,6 +451,30 @@ def test_invitation_sent_from_the_customer_page(dashboard, open_dashboard, open_
     assert button(page, "Copy to clipboard").is_visible()
     check_page(page)
     assert customer["id"] in page.url
+
+    # "Send" sends the text as the partner edited it; not without the link, though.
+    email_text = page.get_by_label("The email (you may edit it")
+    email_text.fill("Hello Tania,\n\nPlease accept.")
+    refused = press(page, button(page, f"Send it to {contact}"))
+    assert refused.status == 400
+    assert "must contain the invitation link" in page.get_by_role("alert").inner_text()
+    assert email_text.input_value() == "Hello Tania,\n\nPlease accept."  # kept, to put right
+    check_page(page)
+    edited = f"Hello Tania & team,\n\nPlease accept <today>:\n{mail.link}\n\nAvery"
+    email_text.fill(edited)
+    press(page, button(page, f"Send it to {contact}"))
+    assert heading(page) == "Northwind Traders"
+    inbox, deadline = dashboard.portal.smtp.inbox, time.monotonic() + 15
+    while len(received := [m for m in inbox.messages if contact in m["To"]]) < 2:
+        assert time.monotonic() < deadline, dashboard.portal.log_tail()
+        time.sleep(0.1)
+    resent = received[1]
+    assert resent["Subject"] == subject
+    assert resent.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n") == edited
+    markup = resent.get_body(preferencelist=("html",)).get_content()
+    assert f'<a href="{mail.link}"' in markup
+    assert "Tania &amp; team" in markup
+    assert "&lt;today&gt;" in markup
 
 
 def test_attestation_with_the_date_picker(dashboard, open_dashboard):
