@@ -23,8 +23,9 @@ What it does, in one run:
    progress step (15 % not invited, 20 % invited, 5 % opened, 5 % signed in, 40 % accepted, 15 %
    attested); an invitation (30 days of validity, the bodies of a real invitation email rendered
    by ``portal.invitations.render``) for everyone past "not invited" but most of the attested, a
-   second one (the first superseded, its bodies emptied) for 15 % of the waiting ones, acceptance
-   evidence for the accepted and attested. The non-unique indexes of those tables are dropped
+   second one (the first superseded, its bodies emptied) for 15 % of the waiting ones, the
+   customers' ``invitation_expires_at`` from their current invitation (as the portal keeps it,
+   so most older invitations are expired), acceptance evidence for the accepted and attested. The non-unique indexes of those tables are dropped
    before the load and rebuilt after it from their own definitions (``pg_get_indexdef``, checked
    afterwards); then ``VACUUM ANALYZE``;
 3. starts ``portal serve`` on that schema (real gunicorn, its default workers and threads) and
@@ -265,6 +266,12 @@ SELECT {_invitation_values(2, "true")}, NULL, NULL,
        CASE WHEN progress IN ('opened', 'signed-in') THEN second_at + interval '2 hours' END
 FROM bench_plan WHERE second_at IS NOT NULL
 """,  # noqa: S608 - constants of this file only
+    # What invitations.create keeps on the customer: when the current link stops working.
+    """
+UPDATE customers AS c SET invitation_expires_at = i.expires_at
+FROM invitations AS i
+WHERE i.customer_id = c.id AND i.superseded_at IS NULL AND i.revoked_at IS NULL
+""",
 ]
 
 
