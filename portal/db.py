@@ -112,6 +112,8 @@ def new_session(app: Flask) -> Session:
 def commit_if_possible(log_as: str) -> None:
     """Commit what a GET request noted by the way (a first opening, a session touch). If the
     database is busy, drop it: the page is still served and nothing half-written remains."""
+    if "db_session" not in g or not session().in_transaction():
+        return  # nothing noted, nothing to end
     try:
         session().commit()
     except OperationalError as exc:

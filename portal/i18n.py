@@ -93,9 +93,17 @@ def best_locale(candidates: Iterable[str | None], available: Iterable[str]) -> s
     return DEFAULT_LOCALE
 
 
-def select_locale() -> str:
+def select_locale() -> Locale | str:
     """Flask-Babel's locale selector: the customer's own pick (remembered), else the culture on
-    the customer record, else the browser's Accept-Language, else English."""
+    the customer record, else the browser's Accept-Language, else English.
+
+    Answers with the (cached) Babel locale where it can: Flask-Babel would parse the code again
+    on every request."""
+    code = _select_locale_code()
+    return parse(code) or code
+
+
+def _select_locale_code() -> str:
     available = available_locales()
     if not has_request_context():
         return DEFAULT_LOCALE

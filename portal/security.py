@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import Serializer, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Serializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 
 CSP = (
@@ -25,6 +26,9 @@ HEADERS = [
 NO_STORE = ("/invite", "/v1/")
 #: Flask-WTF's: its ``validate_csrf`` checks the tokens ``csrf_token`` makes.
 CSRF_SALT = "wtf-csrf-token"
+#: How many recent sessions the per-process memos below keep (emptied when full).
+_REMEMBERED = 10_000
+_PLAIN = (str, int, float, bool, type(None))
 
 
 class Uncompressed(URLSafeTimedSerializer):
@@ -42,11 +46,34 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def __init__(self) -> None:
         self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+        #: Cookies verified lately: their signing time and contents. A browser sends the same
+        #: cookie with every page until the session changes; checking its signature and
+        #: decoding it again each time cost a page view more than its database query.
+        self._opened: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def open_session(self, app: Flask, request: Any) -> Any:
         if request.path.startswith("/v1/"):
             return None  # Flask then uses a null session that cannot be written
-        return super().open_session(app, request)
+        value = request.cookies.get(self.get_cookie_name(app))
+        if not value:
+            return self.session_class()
+        max_age = app.permanent_session_lifetime.total_seconds()
+        known = self._opened.get(value)
+        if known is not None and 0 <= time.time() - known[0] <= max_age:
+            return self.session_class(known[1])
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        try:
+            data, signed_at = serializer.loads(value, max_age=int(max_age), return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        if isinstance(data, dict) and all(isinstance(v, _PLAIN) for v in data.values()):
+            # Plain values only: the session gets a copy of the dict and cannot change them.
+            if len(self._opened) >= _REMEMBERED:
+                self._opened.clear()
+            self._opened[value] = (signed_at.timestamp(), data)
+        return self.session_class(data)
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
         """Flask's serializer (same keys, salt and format), made once per set of keys and
@@ -78,8 +105,29 @@ def csrf_token() -> str:
     if token is None:
         if not isinstance(session.get(field), str):
             session[field] = secrets.token_hex(20)  # as long as Flask-WTF's
-        token = _csrf_serializer().dumps(session[field])
+        token = _signed_csrf(session[field])
         setattr(g, field, token)
+    return token
+
+
+#: A form token signed for a session is handed out again for this many seconds (a signature
+#: per page costs more than the page's database query); it stays valid for
+#: ``WTF_CSRF_TIME_LIMIT`` (an hour) from its signing, so forms live at most this much shorter.
+CSRF_REUSE_SECONDS = 60
+
+
+def _signed_csrf(raw: str) -> str:
+    minted: dict[str, tuple[float, str]] = current_app.extensions.setdefault(
+        "portal.csrf_minted", {}
+    )
+    now = time.time()
+    known = minted.get(raw)
+    if known is not None and 0 <= now - known[0] < CSRF_REUSE_SECONDS:
+        return known[1]
+    token: str = _csrf_serializer().dumps(raw)
+    if len(minted) >= _REMEMBERED:
+        minted.clear()
+    minted[raw] = (now, token)
     return token
 
 

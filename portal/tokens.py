@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from itsdangerous import (
     BadData,
@@ -49,9 +50,15 @@ def _serializer(
 ) -> URLSafeTimedSerializer:
     # itsdangerous signs with the last key and verifies with all of them (Flask 3.1.3 order).
     if issued_at is None:
-        return URLSafeTimedSerializer([*fallbacks, secret_key], salt=salt)
+        return _checking_serializer((*fallbacks, secret_key), salt)
     signer = type("_IssuedAtTime", (_IssuedAt,), {"issued_at": issued_at})
     return URLSafeTimedSerializer([*fallbacks, secret_key], salt=salt, signer=signer)
+
+
+@lru_cache(maxsize=8)
+def _checking_serializer(keys: tuple[str, ...], salt: str) -> URLSafeTimedSerializer:
+    """Made once per set of keys: every opened link is checked with it."""
+    return URLSafeTimedSerializer(list(keys), salt=salt)
 
 
 def invitation_token(

@@ -558,3 +558,54 @@ def test_a_session_cookie_signed_by_flask_itself_is_still_read(app, api, client)
     browser = app.test_client()
     browser.set_cookie("session", cookie)
     assert browser.get("/agreement").status_code == 200
+
+
+def test_a_remembered_session_cookie_still_expires_with_its_lifetime(app, api, client):
+    """Cookies checked once are remembered by the process: the lifetime still counts from
+    their signing, and a changed cookie is checked again."""
+    # Shorter than the idle timeout, so only the cookie's age can end this session.
+    lifetime = timedelta(minutes=10)
+    app.config["PERMANENT_SESSION_LIFETIME"] = lifetime
+    assert lifetime < timedelta(seconds=app.config["SESSION_IDLE_TIMEOUT"])
+    _, made = invited(api)
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        sign_in_from_link(client, made)
+        change_password(client)
+        assert client.get("/agreement").status_code == 200  # now remembered
+    cookie = client.get_cookie("session").value
+    tampered = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
+    browser = app.test_client()
+    browser.set_cookie("session", tampered)
+    assert browser.get("/agreement").headers["Location"].startswith("/signin")
+    with time_machine.travel(start + lifetime - timedelta(seconds=5), tick=False):
+        assert client.get("/agreement").status_code == 200
+    with time_machine.travel(start + lifetime + timedelta(seconds=5), tick=False):
+        response = client.get("/agreement")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/signin")
+
+
+def test_form_tokens_are_handed_out_again_for_a_minute_then_renewed(app, client):
+    from flask_wtf.csrf import validate_csrf
+
+    start = datetime.now(UTC)
+    with time_machine.travel(start, tick=False):
+        first = csrf(client.get("/signin"))
+    with time_machine.travel(start + timedelta(seconds=30), tick=False):
+        assert csrf(client.get("/signin")) == first
+    with time_machine.travel(start + timedelta(seconds=61), tick=False):
+        renewed = csrf(client.get("/signin"))
+    assert renewed != first
+    raw = app.session_interface.get_signing_serializer(app).loads(
+        client.get_cookie("session").value
+    )["csrf_token"]
+    import flask
+
+    with time_machine.travel(start + timedelta(seconds=62), tick=False):
+        for token in (first, renewed):
+            with app.test_request_context():
+                flask.session["csrf_token"] = raw
+                validate_csrf(token)
+    other = app.test_client()
+    assert csrf(other.get("/signin")) != renewed  # another browser, another token
