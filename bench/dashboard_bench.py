@@ -25,9 +25,10 @@ What it does, in one run:
    by ``portal.invitations.render``) for everyone past "not invited" but most of the attested, a
    second one (the first superseded, its bodies emptied) for 15 % of the waiting ones, the
    customers' ``invitation_expires_at`` from their current invitation (as the portal keeps it,
-   so most older invitations are expired), acceptance evidence for the accepted and attested. The non-unique indexes of those tables are dropped
-   before the load and rebuilt after it from their own definitions (``pg_get_indexdef``, checked
-   afterwards); then ``VACUUM ANALYZE``;
+   so most older invitations are expired), acceptance evidence for the accepted and attested.
+   The non-unique indexes of those tables are dropped before the load and rebuilt after it
+   from their own definitions (``pg_get_indexdef``, checked afterwards); then
+   ``VACUUM ANALYZE``;
 3. starts ``portal serve`` on that schema (real gunicorn, its default workers and threads) and
    ``baseline_server.py`` (``portal.server.run`` with the same settings; its constant HTML page,
    ``GET /agreement``, is made the size of the customer list's first page); signs in to the
