@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from flask import Flask, current_app, g, has_request_context, request
-from sqlalchemy import Engine, Select, create_engine, event
+from sqlalchemy import Engine, Select, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -22,11 +22,23 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     if url.startswith("postgresql"):
         # Fail over cleanly after a server restart instead of handing out dead connections.
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+    elif url.startswith("sqlite") and _sqlite_file(url):
+        # Room for every thread of a served worker (``SERVE_THREADS``, 8 by default): a
+        # connection beyond the pool's size is closed when returned, and the next one opened
+        # runs its pragmas again and starts with an empty page cache.
+        kwargs.update(pool_size=32, max_overflow=16)
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_file(url: str) -> bool:
+    database = make_url(url).database
+    return (
+        bool(database) and database != ":memory:" and not str(database).startswith("file::memory:")
+    )
 
 
 #: Execution option for transactions that will write: on SQLite they take the write lock at
