@@ -416,8 +416,11 @@ def seeded_partner(url: str) -> Seeding | None:
             ).first()
             if partner is None or user is None:
                 return None
+            visible = select(Partner.id).where(
+                (Partner.id == partner.id) | (Partner.provider_id == partner.id)
+            )
             count = session.scalar(
-                select(func.count()).select_from(Customer).where(Customer.partner_id == partner.id)
+                select(func.count()).select_from(Customer).where(Customer.partner_id.in_(visible))
             )
             return Seeding(partner.id, int(count or 0), 0.0, reused=True)
     except DBAPIError:
@@ -426,8 +429,10 @@ def seeded_partner(url: str) -> Seeding | None:
         engine.dispose()
 
 
-def seed(url: str, customers: int, other_customers: int) -> Seeding:
-    """Migrate, create the partners and the user, then the customers and their story."""
+def seed(url: str, customers: int, other_customers: int, resellers: int = 0) -> Seeding:
+    """Migrate, create the partners and the user, then the customers and their story. With
+    ``resellers``, the partner is an indirect provider and its customers are shared evenly
+    between it and that many resellers of its own (the provider's list shows them all)."""
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
@@ -449,8 +454,20 @@ def seed(url: str, customers: int, other_customers: int) -> Seeding:
         db.upgrade(engine)
         mark = step("migrations (portal.db.upgrade)", mark)
         with Session(engine) as session:
-            partner = partners.create_partner(session, PARTNER_NAME, PartnerKind.DIRECT)
+            kind = PartnerKind.INDIRECT_PROVIDER if resellers else PartnerKind.DIRECT
+            partner = partners.create_partner(session, PARTNER_NAME, kind)
             other = partners.create_partner(session, OTHER_PARTNER_NAME, PartnerKind.DIRECT)
+            session.flush()
+            owners = [(partner.id, customers - customers // (resellers + 1) * resellers, "a")]
+            for number in range(1, resellers + 1):
+                reseller = partners.create_partner(
+                    session,
+                    f"{PARTNER_NAME} reseller {number}",
+                    PartnerKind.INDIRECT_RESELLER,
+                    provider_id=partner.id,
+                )
+                session.flush()
+                owners.append((reseller.id, customers // (resellers + 1), f"r{number}x"))
             users.create_user(
                 session, partner, USER_EMAIL, USER_PASSWORD, UserRole.ADMIN_AGENT, "Bench Admin"
             )
@@ -463,7 +480,7 @@ def seed(url: str, customers: int, other_customers: int) -> Seeding:
             connection.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
             connection.execute(text("SELECT setseed(0.2024)"))
             rebuild = drop_plain_indexes(connection, SEEDED_TABLES)
-            for pid, n, prefix in ((partner_id, customers, "a"), (other_id, other_customers, "b")):
+            for pid, n, prefix in [*owners, (other_id, other_customers, "b")]:
                 if n:
                     connection.execute(
                         text(CUSTOMERS_SQL), {"partner": pid, "n": n, "now": now, "prefix": prefix}
@@ -629,14 +646,16 @@ def build_cases(port: int, cookie: str, url: str, partner_id: str, total: int) -
         with engine.connect() as connection:
             middle = connection.execute(
                 text(
-                    "SELECT id, created_at FROM customers WHERE partner_id = :p "
+                    "SELECT id, created_at FROM customers WHERE partner_id IN "
+                    "(SELECT id FROM partners WHERE id = :p OR provider_id = :p) "
                     "ORDER BY created_at DESC, id DESC OFFSET :o LIMIT 1"
                 ),
                 {"p": partner_id, "o": total // 2},
             ).first()
             rare = connection.execute(
                 text(
-                    "SELECT company_name FROM customers WHERE partner_id = :p "
+                    "SELECT company_name FROM customers WHERE partner_id IN "
+                    "(SELECT id FROM partners WHERE id = :p OR provider_id = :p) "
                     "ORDER BY created_at DESC, id DESC OFFSET :o LIMIT 1"
                 ),
                 {"p": partner_id, "o": total * 7 // 10},
@@ -886,6 +905,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--other-customers", type=int, default=100_000, help="customers of a second partner"
     )
+    parser.add_argument(
+        "--resellers",
+        type=int,
+        default=0,
+        help="make the partner an indirect provider whose customers are shared with this many "
+        "resellers of its own (default 0: a direct partner)",
+    )
     parser.add_argument("--requests", type=int, default=200, help="measured requests per case")
     parser.add_argument(
         "--clients", type=int, default=1, help="concurrent keep-alive connections per case"
@@ -913,6 +939,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--database-url must be a PostgreSQL URL")
     if not (1000 <= args.customers <= 50_000_000 and 0 <= args.other_customers <= 50_000_000):
         parser.error("need 1000 <= --customers <= 50,000,000 and --other-customers >= 0")
+    if not 0 <= args.resellers <= 100:
+        parser.error("need 0 <= --resellers <= 100")
     if not (1 <= args.requests <= 100_000 and 1 <= args.clients <= 64):
         parser.error("need 1 <= --requests <= 100000 and 1 <= --clients <= 64")
     if args.schema and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.schema):
@@ -942,7 +970,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
         if not args.keep:
             cleanup.pg_admin_url, cleanup.pg_schema = args.database_url, schema
         print(f"seeding schema {schema} of {args.database_url}", flush=True)
-        seeding = seed(url, args.customers, args.other_customers)
+        seeding = seed(url, args.customers, args.other_customers, args.resellers)
         print(
             f"seeded in {seeding.seconds:.1f} s: "
             + ", ".join(f"{n:,} {t}" for t, n in seeding.counts.items()),

@@ -1000,3 +1000,58 @@ def test_expired_filter_merges_every_waiting_step_newest_first(app: Any, api: An
                 break
             cursor = page.next_cursor
     assert names == ["Late 3", "Late 2", "Late 1", "Late 0"]
+
+
+def test_a_providers_list_pages_across_its_resellers_newest_first(app: Any, make_api: Any) -> None:
+    """On PostgreSQL the page is merged from one ordered scan per partner; on SQLite it is one
+    query. Either way: newest first across all of them, none twice, none lost, filters kept."""
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Northwind Distribution")
+    resellers = [
+        make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name=f"Reseller {n}")
+        for n in range(2)
+    ]
+    stranger = make_api(PartnerKind.DIRECT, name="Elsewhere")
+    owners = [provider, *resellers]
+    made = [owners[n % 3].create_customer(company_name=f"Shop {n:02}") for n in range(10)]
+    stranger.create_customer(company_name="Not Theirs")
+    for customer in made[::3]:
+        owners[made.index(customer) % 3].post(
+            f"/v1/customers/{customer['id']}/invitations", json={}
+        )
+    with app.app_context():
+        session = db.session()
+        # Created at interleaved times (some equal: ties are broken by id).
+        start = datetime.now(UTC) - timedelta(days=1)
+        for n, customer in enumerate(made):
+            session.get(Customer, customer["id"]).created_at = start + timedelta(minutes=n // 2)
+        expired = [made[3]["id"], made[6]["id"]]
+        for customer_id in expired:
+            session.get(Customer, customer_id).invitation_expires_at = start
+        session.commit()
+        name = {c["id"]: f"Shop {n:02}" for n, c in enumerate(made)}
+        expected = [
+            name[c["id"]]
+            for c in sorted(
+                made,
+                key=lambda c: (session.get(Customer, c["id"]).created_at, c["id"]),
+                reverse=True,
+            )
+        ]
+
+        def every_page(**kwargs: Any) -> list[str]:
+            names, cursor = [], ""
+            while True:
+                page = reports.customer_page(
+                    session, provider.partner_id, cursor=cursor, size=3, **kwargs
+                )
+                names += [row.customer.company_name for row in page.rows]
+                if page.next_cursor is None:
+                    return names
+                cursor = page.next_cursor
+
+        assert every_page() == expected
+        invited = {f"Shop {n:02}" for n in (0, 9)}  # links still working
+        assert every_page(state="invited") == [n for n in expected if n in invited]
+        gone = {f"Shop {n:02}" for n in (3, 6)}
+        assert every_page(state=reports.EXPIRED) == [n for n in expected if n in gone]
+        assert every_page(query="shop 0") == [n for n in expected if n.startswith("Shop 0")]
