@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from flask_babel import gettext
 from sqlalchemy import Engine, Select, bindparam, exists, select
@@ -159,7 +159,17 @@ class Shown:
     document: Document
 
 
-def to_accept(customer: Customer, catalog: Catalog, language: str) -> list[Shown]:
+class Terms(Protocol):
+    """What decides the agreements a customer accepts: a ``Customer``, or the pages' record."""
+
+    @property
+    def country(self) -> str: ...
+
+    @property
+    def requires_secrecy_amendment(self) -> bool: ...
+
+
+def to_accept(customer: Terms, catalog: Catalog, language: str) -> list[Shown]:
     """The agreements this customer accepts on the page, with the documents for their country
     and language: the Customer Agreement, and the secrecy amendment where the customer needs it."""
     types = [CUSTOMER_AGREEMENT]

@@ -156,10 +156,10 @@ class CompiledRead:
     def first(self, session: Session, **params: Any) -> list[Any] | None:
         """The first row for ``params``: in ``session``'s transaction when it has one, else on
         a connection of its own from the pool (``session`` then stays without one)."""
-        bind = session.get_bind()
+        engine = session.get_bind().engine
         if session.in_transaction():
-            return self._run(bind.engine, session.connection().connection, params)
-        return self.first_on(bind if isinstance(bind, Engine) else bind.engine, **params)
+            return self._run(engine, session.connection().connection, params)
+        return self.first_on(engine, **params)
 
     def first_on(self, engine: Engine, **params: Any) -> list[Any] | None:
         """The first row for ``params``, read on a connection of its own from ``engine``'s pool."""

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext
-from sqlalchemy import BindParameter, bindparam, exists, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, exists, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from portal import credentials, db, emails, events, outbox, tokens, validate, wording
+from portal.catalog import CUSTOMER_AGREEMENT
 from portal.errors import InvalidFields, NotFound, PortalError
 from portal.i18n import best_locale
 from portal.models import (
@@ -125,12 +126,19 @@ class Issued:
     message_id: str | None
 
 
+def direct_acceptance_of(customer_id: ColumnElement[str] | InstrumentedAttribute[str]) -> Exists:
+    """SQL: the customer ``customer_id`` (a column or a parameter) has accepted the Customer
+    Agreement on the portal. What ``has_direct_acceptance`` asks, for use inside other
+    queries."""
+    return exists().where(
+        AgreementAcceptance.customer_id == customer_id,
+        AgreementAcceptance.method == AcceptanceMethod.DIRECT,
+        AgreementAcceptance.agreement_type == CUSTOMER_AGREEMENT,
+    )
+
+
 _CUSTOMER_ID: BindParameter[str] = bindparam("customer_id")
-_DIRECT_ACCEPTANCE = exists().where(
-    AgreementAcceptance.customer_id == _CUSTOMER_ID,
-    AgreementAcceptance.method == AcceptanceMethod.DIRECT,
-    AgreementAcceptance.agreement_type == "MicrosoftCustomerAgreement",
-)
+_DIRECT_ACCEPTANCE = direct_acceptance_of(_CUSTOMER_ID)
 _OPEN_INVITATION = exists().where(
     Invitation.customer_id == _CUSTOMER_ID,
     Invitation.revoked_at.is_(None),
@@ -498,13 +506,7 @@ _LINK = db.CompiledRead(
         Invitation.revoked_at,
         Invitation.superseded_at,
         Invitation.opened_at,
-        exists()
-        .where(
-            AgreementAcceptance.customer_id == Invitation.customer_id,
-            AgreementAcceptance.method == AcceptanceMethod.DIRECT,
-            AgreementAcceptance.agreement_type == "MicrosoftCustomerAgreement",
-        )
-        .label("accepted"),
+        direct_acceptance_of(Invitation.customer_id).label("accepted"),
     ).where(Invitation.id == bindparam("invitation_id"))
 )
 

@@ -312,11 +312,7 @@ def _document_language(customer: signin.PageCustomer) -> str:
 
 
 def _agreement_context(customer: signin.PageCustomer, **extra: Any) -> dict[str, Any]:
-    # ``to_accept`` reads these two of a customer; this one is never added to a session.
-    terms = Customer(
-        country=customer.country, requires_secrecy_amendment=customer.requires_secrecy_amendment
-    )
-    shown = acceptance.to_accept(terms, _catalog(), _document_language(customer))
+    shown = acceptance.to_accept(customer, _catalog(), _document_language(customer))
     return {"customer": customer, "partner_name": customer.partner_name, "shown": shown, **extra}
 
 

@@ -10,15 +10,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, exists, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from portal import credentials, db, events
-from portal.catalog import CUSTOMER_AGREEMENT
+from portal import credentials, db, events, invitations
 from portal.errors import PortalError
 from portal.models import (
-    AcceptanceMethod,
-    AgreementAcceptance,
     Customer,
     CustomerCredential,
     CustomerSession,
@@ -160,17 +157,12 @@ _PAGE_CUSTOMER: dict[str, InstrumentedAttribute[Any]] = {
 }
 
 
-def _with_partner_and_credential(query: Select[Any]) -> Select[Any]:
+def _with_partner_and_credential(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
     return query.join(Partner, Partner.id == Customer.partner_id).outerjoin(
         CustomerCredential, CustomerCredential.customer_id == Customer.id
     )
 
 
-_ACCEPTED = exists().where(
-    AgreementAcceptance.customer_id == CustomerSession.customer_id,
-    AgreementAcceptance.method == AcceptanceMethod.DIRECT.value,
-    AgreementAcceptance.agreement_type == CUSTOMER_AGREEMENT,
-)
 _SIGNED_IN = db.CompiledRead(
     _with_partner_and_credential(
         select(
@@ -178,7 +170,7 @@ _SIGNED_IN = db.CompiledRead(
             CustomerSession.must_change_password,
             CustomerSession.last_seen_at,
             CustomerSession.ended_at,
-            _ACCEPTED.label("accepted"),
+            invitations.direct_acceptance_of(CustomerSession.customer_id).label("accepted"),
             *_PAGE_CUSTOMER.values(),
         )
         .select_from(CustomerSession)
