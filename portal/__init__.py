@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from portal import catalog as catalog_module
-from portal import config, credentials, db, errors, extensions, i18n, security
+from portal import config, credentials, db, errors, extensions, i18n, security, templating
 from portal.catalog import Catalog
 
 #: The project's top level: ``templates/`` and ``locales/`` sit here, beside ``portal/``.
@@ -26,6 +26,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         template_folder=str(TEMPLATES),
         static_folder="static",
     )
+    # Before anything touches ``app.jinja_env``: one compiled template set per language.
+    app.jinja_environment = templating.Environment
     config.load(app, overrides)
     app.extensions["portal.catalog"] = catalog_module.load(app.config["AGREEMENT_CATALOG"])
     app.extensions["portal.peppers"] = [

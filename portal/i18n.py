@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from babel import Locale, UnknownLocaleError
 from flask import Flask, current_app, g, has_request_context, request, session
-from flask_babel import get_locale, get_translations
-from jinja2 import pass_eval_context
-from jinja2.nodes import EvalContext
+from flask_babel import get_locale
 from markupsafe import Markup
 
 from portal import wording
@@ -194,83 +191,6 @@ def _own_name(code: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-#: Per catalog (one per locale), each string without placeholders as an HTML page shows it:
-#: most of a page's strings, each then a dictionary look-up. Bounded, in case a template
-#: translates strings it makes at run time.
-_MARKUP: WeakKeyDictionary[Any, dict[str, str]] = WeakKeyDictionary()
-_MARKUP_LIMIT = 5000
-
-
-def template_gettext() -> dict[str, Callable[..., str]]:
-    """Jinja's gettext functions bound to the translations of this render's locale.
-
-    Flask-Babel's own (the Jinja globals) find the request's translations again for every
-    string, which costs a page more than its database queries. These are looked up once per
-    ``render_template`` (so ``force_locale`` around a render, as for emails, still applies) and
-    behave as Jinja's "newstyle" gettext: the translation is a format string, HTML-safe in an
-    autoescaped template, its placeholders escaped. Templates rendered without Flask's context
-    (imported macros) keep Flask-Babel's globals.
-    """
-    translations = get_translations()
-    gettext, ngettext = translations.ugettext, translations.ungettext
-    pgettext, npgettext = translations.upgettext, translations.unpgettext
-    known = _MARKUP.get(translations)
-    if known is None:
-        known = _MARKUP[translations] = {}
-
-    def safe(eval_ctx: EvalContext, text: str, variables: dict[str, Any]) -> str:
-        # As Jinja's own: a translation is markup (compiling leaves out any with tags other
-        # than its source's, see translations.py); the values put into it are escaped.
-        markup = Markup(text) if eval_ctx.autoescape else text  # noqa: S704
-        return markup % variables
-
-    @pass_eval_context
-    def template_gettext(eval_ctx: EvalContext, string: str, **variables: Any) -> str:
-        if variables or not eval_ctx.autoescape:
-            return safe(eval_ctx, gettext(string), variables)
-        markup = known.get(string)
-        if markup is None:
-            markup = safe(eval_ctx, gettext(string), variables)
-            if len(known) < _MARKUP_LIMIT:
-                known[string] = markup
-        return markup
-
-    @pass_eval_context
-    def template_ngettext(
-        eval_ctx: EvalContext, singular: str, plural: str, num: int, **variables: Any
-    ) -> str:
-        variables.setdefault("num", num)
-        return safe(eval_ctx, ngettext(singular, plural, num), variables)
-
-    @pass_eval_context
-    def template_pgettext(
-        eval_ctx: EvalContext, context: str, string: str, **variables: Any
-    ) -> str:
-        variables.setdefault("context", context)
-        return safe(eval_ctx, pgettext(context, string), variables)
-
-    @pass_eval_context
-    def template_npgettext(
-        eval_ctx: EvalContext,
-        context: str,
-        singular: str,
-        plural: str,
-        num: int,
-        **variables: Any,
-    ) -> str:
-        variables.setdefault("context", context)
-        variables.setdefault("num", num)
-        return safe(eval_ctx, npgettext(context, singular, plural, num), variables)
-
-    return {
-        "_": template_gettext,
-        "gettext": template_gettext,
-        "ngettext": template_ngettext,
-        "pgettext": template_pgettext,
-        "npgettext": template_npgettext,
-    }
-
-
 def init_app(app: Flask) -> None:
     from flask_babel import format_date, format_datetime
 
@@ -282,4 +202,3 @@ def init_app(app: Flask) -> None:
         format_datetime=format_datetime,
         format_date=format_date,
     )
-    app.context_processor(template_gettext)

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from portal import create_app, db, partners
+from portal import LOCALES, create_app, db, partners, translations
 from portal.config import normalise_database_url
 from portal.models import Base, PartnerKind
 
@@ -238,3 +238,19 @@ def smtp() -> Iterator[Any]:
 
     with smtp_server() as server:
         yield server
+
+
+@pytest.fixture
+def locales(tmp_path: Path) -> Path:
+    """The project's messages.pot with one German catalog, every string untranslated (the
+    shipped translations are left out, so each test controls what is translated)."""
+    copy = tmp_path / "locales"
+    copy.mkdir()
+    shutil.copy(LOCALES / "messages.pot", copy / "messages.pot")
+    translations.init_locale(copy, "de")
+    return copy
+
+
+@pytest.fixture
+def german(locales: Path) -> Path:
+    return translations.po_path(locales, "de")

@@ -61,22 +61,6 @@ def i18n_runner() -> CliRunner:
     return CliRunner()
 
 
-@pytest.fixture
-def locales(tmp_path: Path) -> Path:
-    """The project's messages.pot with one German catalog, every string untranslated (the
-    shipped translations are left out, so each test controls what is translated)."""
-    copy = tmp_path / "locales"
-    copy.mkdir()
-    shutil.copy(LOCALES / "messages.pot", copy / "messages.pot")
-    translations.init_locale(copy, "de")
-    return copy
-
-
-@pytest.fixture
-def german(locales: Path) -> Path:
-    return translations.po_path(locales, "de")
-
-
 def run(runner: CliRunner, locales: Path | None, *args: str):
     env = {"PORTAL_LOCALES_DIR": str(locales)} if locales else {}
     return runner.invoke(main, ["i18n", *args], env=env, catch_exceptions=False)
