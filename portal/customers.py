@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import credentials, events, validate
@@ -218,3 +219,53 @@ def page(
     items = items[:size]
     last = items[-1] if more else None
     return Page(items, total, (last.created_at, last.id) if last else None)
+
+
+# --- a customer as the customer pages show it -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageCustomer:
+    """A customer as the customer pages show it, and pick its language and time zone by."""
+
+    id: str
+    partner_name: str
+    company_name: str
+    culture: str
+    language: str
+    country: str
+    #: None while the customer has no credentials.
+    user_name: str | None
+    contact_first_name: str
+    contact_last_name: str
+    contact_email: str
+    contact_phone: str
+    requires_secrecy_amendment: bool
+
+
+#: ``PageCustomer``'s fields and where they come from.
+PAGE_CUSTOMER: dict[str, InstrumentedAttribute[Any]] = {
+    "id": Customer.id,
+    "partner_name": Partner.name,
+    "company_name": Customer.company_name,
+    "culture": Customer.culture,
+    "language": Customer.language,
+    "country": Customer.country,
+    "user_name": CustomerCredential.user_name,
+    "contact_first_name": Customer.contact_first_name,
+    "contact_last_name": Customer.contact_last_name,
+    "contact_email": Customer.contact_email,
+    "contact_phone": Customer.contact_phone,
+    "requires_secrecy_amendment": Customer.requires_secrecy_amendment,
+}
+
+
+def with_partner_and_credential(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    return query.join(Partner, Partner.id == Customer.partner_id).outerjoin(
+        CustomerCredential, CustomerCredential.customer_id == Customer.id
+    )
+
+
+def page_customer(row: Sequence[Any]) -> PageCustomer:
+    """A ``PageCustomer`` from the values of ``PAGE_CUSTOMER``'s columns, in order."""
+    return PageCustomer(**dict(zip(PAGE_CUSTOMER, row, strict=True)))

@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from portal import credentials, db, emails, events, outbox, tokens, validate, wording
 from portal.catalog import CUSTOMER_AGREEMENT
+from portal.customers import PAGE_CUSTOMER, PageCustomer, page_customer, with_partner_and_credential
 from portal.errors import InvalidFields, NotFound, PortalError
 from portal.i18n import best_locale
 from portal.models import (
@@ -490,23 +491,28 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
 @dataclass(frozen=True)
 class Landing:
     """Where a link leads: ``valid``, ``expired``, ``withdrawn``, ``replaced`` (a newer
-    invitation exists), ``accepted`` or ``invalid``; and, unless invalid, whose link it is."""
+    invitation exists), ``accepted`` or ``invalid``; and, unless invalid, whose link it is, as
+    the pages show the customer."""
 
     state: str
-    customer_id: str | None = None
+    customer: PageCustomer | None = None
     invitation_id: str | None = None
 
 
 #: What a followed link needs to know, in one query (a landing page is opened often: by the
 #: customer, again and again, and by mail scanners).
 _LINK = db.CompiledRead(
-    select(
-        Invitation.nonce,
-        Invitation.customer_id,
-        Invitation.revoked_at,
-        Invitation.superseded_at,
-        Invitation.opened_at,
-        direct_acceptance_of(Invitation.customer_id).label("accepted"),
+    with_partner_and_credential(
+        select(
+            Invitation.nonce,
+            Invitation.revoked_at,
+            Invitation.superseded_at,
+            Invitation.opened_at,
+            direct_acceptance_of(Invitation.customer_id).label("accepted"),
+            *PAGE_CUSTOMER.values(),
+        )
+        .select_from(Invitation)
+        .join(Customer, Customer.id == Invitation.customer_id)
     ).where(Invitation.id == bindparam("invitation_id"))
 )
 
@@ -520,22 +526,23 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
     row = _LINK.first(session, invitation_id=checked.invitation_id)
     if row is None:
         return Landing("invalid")
-    nonce, customer_id, revoked_at, superseded_at, opened_at, accepted = row
+    nonce, revoked_at, superseded_at, opened_at, accepted, *customer_row = row
     if not secrets.compare_digest(nonce, checked.nonce):
         return Landing("invalid")
     invitation_id = checked.invitation_id
+    customer = page_customer(customer_row)
     if accepted:
-        return Landing("accepted", customer_id, invitation_id)
+        return Landing("accepted", customer, invitation_id)
     if revoked_at is not None:
-        return Landing("withdrawn", customer_id, invitation_id)
+        return Landing("withdrawn", customer, invitation_id)
     if superseded_at is not None:
-        return Landing("replaced", customer_id, invitation_id)
+        return Landing("replaced", customer, invitation_id)
     # The signed timestamp decides expiry (exactly max_age old is still valid).
     if checked.outcome is tokens.Outcome.EXPIRED:
-        return Landing("expired", customer_id, invitation_id)
+        return Landing("expired", customer, invitation_id)
     if opened_at is None:
         _note_opened(session, invitation_id)
-    return Landing("valid", customer_id, invitation_id)
+    return Landing("valid", customer, invitation_id)
 
 
 def _note_opened(session: Session, invitation_id: str) -> None:

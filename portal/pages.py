@@ -25,7 +25,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import PathConverter
 
-from portal import acceptance, db, i18n, invitations, signin, wording
+from portal import acceptance, customers, db, i18n, invitations, signin, wording
 from portal.acceptance import Contact
 from portal.catalog import Catalog
 from portal.errors import InvalidFields
@@ -202,8 +202,8 @@ def _signin_limited(view: Callable[..., ResponseReturnValue]) -> Callable[..., R
 def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
     landing = invitations.follow(db.session(), LinkSettings.from_config(current_app.config), token)
     context: dict[str, Any] = {"token": token}
-    if landing.customer_id is not None:
-        customer = g.link_customer = signin.page_customer(db.session(), landing.customer_id)
+    customer = g.link_customer = landing.customer
+    if customer is not None:
         context.update(
             partner_name=customer.partner_name,
             company_name=customer.company_name,
@@ -305,13 +305,13 @@ def password() -> ResponseReturnValue:
 # --- the agreement ------------------------------------------------------------------------------
 
 
-def _document_language(customer: signin.PageCustomer) -> str:
+def _document_language(customer: customers.PageCustomer) -> str:
     """The language the customer reads in: their pick on the page, else their record's."""
     picked = session.get("lang")
     return picked.replace("_", "-") if isinstance(picked, str) else customer.culture
 
 
-def _agreement_context(customer: signin.PageCustomer, **extra: Any) -> dict[str, Any]:
+def _agreement_context(customer: customers.PageCustomer, **extra: Any) -> dict[str, Any]:
     shown = acceptance.to_accept(customer, _catalog(), _document_language(customer))
     return {"customer": customer, "partner_name": customer.partner_name, "shown": shown, **extra}
 
@@ -376,7 +376,7 @@ def agreement() -> ResponseReturnValue:
 @bp.get("/account")
 @customer_page()
 def account() -> ResponseReturnValue:
-    customer: signin.PageCustomer = g.customer
+    customer: customers.PageCustomer = g.customer
     return render_template(
         "account.html",
         customer=customer,

@@ -10,16 +10,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
-from portal import credentials, db, events, invitations
+from portal import credentials, customers, db, events, invitations
 from portal.errors import PortalError
 from portal.models import (
     Customer,
     CustomerCredential,
     CustomerSession,
-    Partner,
     utcnow,
 )
 
@@ -110,25 +109,6 @@ def start(
 
 
 @dataclass(frozen=True)
-class PageCustomer:
-    """A customer as the customer pages show it, and pick its language and time zone by."""
-
-    id: str
-    partner_name: str
-    company_name: str
-    culture: str
-    language: str
-    country: str
-    #: None while the customer has no credentials.
-    user_name: str | None
-    contact_first_name: str
-    contact_last_name: str
-    contact_email: str
-    contact_phone: str
-    requires_secrecy_amendment: bool
-
-
-@dataclass(frozen=True)
 class SignedIn:
     """A live session, with what every page of a signed-in customer needs."""
 
@@ -137,50 +117,22 @@ class SignedIn:
     #: The customer has accepted the customer agreement on the portal (as
     #: ``invitations.has_direct_acceptance`` finds it).
     accepted: bool
-    customer: PageCustomer
-
-
-#: ``PageCustomer``'s fields and where they come from.
-_PAGE_CUSTOMER: dict[str, InstrumentedAttribute[Any]] = {
-    "id": Customer.id,
-    "partner_name": Partner.name,
-    "company_name": Customer.company_name,
-    "culture": Customer.culture,
-    "language": Customer.language,
-    "country": Customer.country,
-    "user_name": CustomerCredential.user_name,
-    "contact_first_name": Customer.contact_first_name,
-    "contact_last_name": Customer.contact_last_name,
-    "contact_email": Customer.contact_email,
-    "contact_phone": Customer.contact_phone,
-    "requires_secrecy_amendment": Customer.requires_secrecy_amendment,
-}
-
-
-def _with_partner_and_credential(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
-    return query.join(Partner, Partner.id == Customer.partner_id).outerjoin(
-        CustomerCredential, CustomerCredential.customer_id == Customer.id
-    )
+    customer: customers.PageCustomer
 
 
 _SIGNED_IN = db.CompiledRead(
-    _with_partner_and_credential(
+    customers.with_partner_and_credential(
         select(
             CustomerSession.id,
             CustomerSession.must_change_password,
             CustomerSession.last_seen_at,
             CustomerSession.ended_at,
             invitations.direct_acceptance_of(CustomerSession.customer_id).label("accepted"),
-            *_PAGE_CUSTOMER.values(),
+            *customers.PAGE_CUSTOMER.values(),
         )
         .select_from(CustomerSession)
         .join(Customer, Customer.id == CustomerSession.customer_id)
     ).where(CustomerSession.token_hash == bindparam("token_hash"))
-)
-_CUSTOMER = db.CompiledRead(
-    _with_partner_and_credential(select(*_PAGE_CUSTOMER.values()).select_from(Customer)).where(
-        Customer.id == bindparam("customer_id")
-    )
 )
 
 
@@ -208,16 +160,8 @@ def current(session: Session, token: str | None, idle: timedelta) -> SignedIn | 
         session_id,
         bool(must_change_password),
         bool(accepted),
-        PageCustomer(**dict(zip(_PAGE_CUSTOMER, customer, strict=True))),
+        customers.page_customer(customer),
     )
-
-
-def page_customer(session: Session, customer_id: str) -> PageCustomer:
-    """A customer as the pages show it, in one query."""
-    row = _CUSTOMER.first(session, customer_id=customer_id)
-    if row is None:
-        raise LookupError(f"no customer {customer_id}")
-    return PageCustomer(**dict(zip(_PAGE_CUSTOMER, row, strict=True)))
 
 
 def _update_session(session: Session, session_id: str, **values: Any) -> None:
