@@ -95,15 +95,9 @@ def never_cache(response: Response) -> Response:
     return response
 
 
-@bp.app_context_processor
-def dashboard_globals() -> dict[str, Any]:
-    return {
-        "dashboard_user": g.get("partner_user"),
-        "state_name": state_name,
-        "delivery_name": delivery_name,
-        "moment_name": moment_name,
-        "format_number": format_number,
-    }
+@bp.context_processor
+def dashboard_user() -> dict[str, Any]:
+    return {"dashboard_user": g.get("partner_user")}
 
 
 def _idle() -> timedelta:
@@ -272,6 +266,11 @@ def moment_name(kind: str) -> str:
         "email.failed": _("Email delivery failed"),
     }
     return names.get(kind, kind)
+
+
+# The dashboard templates' helpers: template globals, not context a processor makes per render.
+for _helper in (state_name, delivery_name, moment_name, format_number):
+    bp.add_app_template_global(_helper)
 
 
 @bp.get("/")

@@ -54,17 +54,16 @@ _LANDING_STATUS = {
 SESSION_KEY = "sid"
 
 
-@bp.app_context_processor
-def agreement_texts() -> dict[str, Any]:
-    def agreement_name(template_id: str) -> str:
-        agreement = _catalog().by_template(template_id)
-        return wording.agreement_name(agreement.type, agreement.name) if agreement else ""
+@bp.app_template_global()
+def agreement_name(template_id: str) -> str:
+    """The catalog's agreement, named in the page's language."""
+    agreement = _catalog().by_template(template_id)
+    return wording.agreement_name(agreement.type, agreement.name) if agreement else ""
 
-    return {
-        "agreement_name": agreement_name,
-        "agreement_summary": wording.agreement_summary,
-        "person_name": wording.person_name,
-    }
+
+# Template globals rather than a context processor's: nothing to make per render.
+bp.add_app_template_global(wording.agreement_summary, "agreement_summary")
+bp.add_app_template_global(wording.person_name, "person_name")
 
 
 def _catalog() -> Catalog:

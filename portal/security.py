@@ -148,11 +148,9 @@ def _csrf_serializer() -> URLSafeTimedSerializer:
 
 def init_app(app: Flask) -> None:
     app.session_interface = SessionInterface()
-    # In place of Flask-WTF's ``generate_csrf`` (a global and, after Flask-WTF's, a context
-    # processor's); ``CSRFProtect`` still checks every form.
+    # In place of Flask-WTF's ``generate_csrf`` (see ``extensions.init_app``); ``CSRFProtect``
+    # still checks every form.
     app.jinja_env.globals["csrf_token"] = csrf_token
-    in_templates = {"csrf_token": csrf_token}
-    app.context_processor(lambda: in_templates)
 
     @app.after_request
     def security_headers(response: Response) -> Response:
