@@ -8,6 +8,7 @@ from sqlalchemy import case, exists, literal, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from portal import db
 from portal.models import Customer, Event, Invitation, Progress, utcnow
 
 PARTNER_CREATED = "partner.created"
@@ -45,11 +46,16 @@ def record(
     partner_id: str | None = None,
     customer_id: str | None = None,
     data: dict[str, Any] | None = None,
+    write_now: bool = False,
 ) -> Event:
+    """Log an event; with ``write_now``, INSERT it at once (``db.insert_now``), else at flush."""
     event = Event(
         kind=kind, actor=actor, partner_id=partner_id, customer_id=customer_id, data=data or {}
     )
-    session.add(event)
+    if write_now:
+        db.insert_now(session, event)
+    else:
+        session.add(event)
     if customer_id is not None and kind in STEPS:
         _advance(session, kind, customer_id)
     return event

@@ -261,9 +261,8 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
     if replaces:
         _close_open_invitations(session, customer.id, now)
     _reset_credentials(customer, draft.password_hash, now)
-    session.add(invitation)
-    if draft.message is not None:
-        session.add(draft.message)
+    # The new rows at once, so the transaction (on SQLite: the write lock) stays short.
+    db.insert_now(session, invitation, *([draft.message] if draft.message is not None else []))
     customer.invitation_expires_at = invitation.expires_at
     events.record(
         session,
@@ -276,6 +275,7 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
             "send": draft.message is not None,
             "language": invitation.language,
         },
+        write_now=True,
     )
     message_id = draft.message.id if draft.message is not None else None
     return Issued(invitation, draft.url, draft.user_name, draft.password, message_id)

@@ -32,3 +32,77 @@ def test_event_log_refuses_changes(app, statement):
             session.execute(text(statement))
         session.rollback()
         assert list(session.scalars(text("SELECT kind FROM events"))) == ["test.happened"]
+
+
+# --- rows written at once (db.insert_now) ------------------------------------------------------
+
+
+def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loaded(app):
+    from sqlalchemy import select
+
+    from portal import partners
+    from portal.models import Customer, Event, Invitation, PartnerKind, Progress, new_id, utcnow
+
+    with app.app_context():
+        session = db.session()
+        partner = partners.create_partner(session, "Fabrikam", PartnerKind.DIRECT)
+        session.commit()
+        customer = Customer(
+            id=new_id(),
+            partner=partner,  # the foreign key comes from the link
+            company_name="Contoso",
+            domain="contoso.example.test",
+            email="buyer@contoso.example.test",
+            culture="en-US",
+            language="en",
+            country="US",
+            contact_first_name="Tania",
+            contact_last_name="Carr",
+            contact_email="buyer@contoso.example.test",
+        )
+        now = utcnow()
+        invitation = Invitation(
+            id=new_id(),
+            customer=customer,
+            nonce="n-1",
+            expires_at=now,
+            language="en",
+            recipient="buyer@contoso.example.test",
+            subject="Hello",
+        )
+        event = Event(kind="test.happened", actor="test")
+        db.insert_now(session, customer, invitation, event)
+        # Defaults are on the objects as written; nothing is left to load or to insert again.
+        assert customer.partner_id == partner.id
+        assert invitation.customer_id == customer.id
+        assert customer.progress is Progress.NOT_INVITED
+        assert customer.address_line1 == ""
+        assert invitation.revoked_at is None
+        assert isinstance(event.id, int)
+        assert customer in session
+        assert not session.new
+        customer.company_name = "Contoso Ltd"  # a later change is an UPDATE at flush
+        session.commit()
+
+        session.expire_all()
+        stored = session.scalars(select(Customer).where(Customer.id == customer.id)).one()
+        assert stored.company_name == "Contoso Ltd"
+        assert stored.partner_id == partner.id
+        assert stored.created_at == customer.created_at
+        assert stored.progress is Progress.NOT_INVITED
+        stored_invitation = session.get_one(Invitation, invitation.id)
+        assert stored_invitation.customer_id == customer.id
+        assert stored_invitation.include_credentials is True
+        assert session.get_one(Event, event.id).kind == "test.happened"
+
+
+def test_insert_now_refuses_an_object_already_in_the_session(app):
+    from portal.models import Event
+
+    with app.app_context():
+        session = db.session()
+        event = Event(kind="test.happened", actor="test")
+        session.add(event)
+        with pytest.raises(ValueError, match="already in a session"):
+            db.insert_now(session, event)
+        session.rollback()
