@@ -6,7 +6,7 @@ Pages and emails both use these, so an agreement or a person is called the same 
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
-from functools import cache
+from functools import cache, lru_cache
 
 from babel.core import get_global
 from babel.dates import get_timezone
@@ -67,9 +67,21 @@ def customer_zone(country: str | None, at: datetime | None = None) -> tzinfo:
     the formats name the zone either way.
     """
     moment = at or datetime.now(UTC)
-    name = _zone_names().get((country or "").upper())
+    return _zone_in_quarter((country or "").upper(), int(moment.timestamp()) // _QUARTER_HOUR)
+
+
+#: Offsets are whole quarter hours and clocks change at whole quarter hours, so the answer
+#: holds for a quarter hour of UTC: worked out once per country and quarter (a country such as
+#: the USA has dozens of zones to compare, for every email).
+_QUARTER_HOUR = 15 * 60
+
+
+@lru_cache(maxsize=1024)
+def _zone_in_quarter(country: str, quarter: int) -> tzinfo:
+    name = _zone_names().get(country)
     if name is None:
         return UTC
+    moment = datetime.fromtimestamp(quarter * _QUARTER_HOUR, UTC)
     zones = [get_timezone(z) for z in name]
     offsets = {moment.astimezone(z).utcoffset() for z in zones}
     return zones[0] if len(offsets) == 1 else UTC

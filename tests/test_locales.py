@@ -10,7 +10,7 @@ a string that fell back to English: missing from the catalog, or never passed th
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
@@ -205,6 +205,16 @@ def test_person_names_follow_the_locale(app: Any) -> None:
 def test_customer_time_zone_is_the_countrys_where_it_has_one(country: str, expected: str) -> None:
     winter = datetime(2026, 1, 15, 12, tzinfo=UTC)
     assert str(wording.customer_zone(country, winter)) == expected
+
+
+def test_customer_time_zone_changes_exactly_when_the_clocks_do() -> None:
+    # Ukraine's zones (Kyiv, and Simferopol on Moscow time) share an offset only in summer.
+    change = datetime(2026, 3, 29, 1, tzinfo=UTC)  # Kyiv moves to summer time
+    second = timedelta(seconds=1)
+    assert str(wording.customer_zone("UA", change - second)) == "UTC"
+    assert str(wording.customer_zone("UA", change)) == "Europe/Kyiv"
+    assert str(wording.customer_zone("UA", change + 14 * 60 * second)) == "Europe/Kyiv"
+    assert str(wording.customer_zone("UA", change - 14 * 60 * second)) == "UTC"
 
 
 @pytest.mark.mail
