@@ -180,8 +180,9 @@ def insert_now(session: Session, *objects: Any) -> None:
         for column, value in zip(
             mapper.primary_key, result.inserted_primary_key or (), strict=False
         ):
-            if getattr(obj, mapper.get_property_by_column(column).key) is None:
-                setattr(obj, mapper.get_property_by_column(column).key, value)
+            key = mapper.get_property_by_column(column).key
+            if getattr(obj, key) is None:
+                setattr(obj, key, value)
     # All first, then all in: adding one cascades to the others it links to, which must not
     # arrive as new.
     for obj in objects:

@@ -19,11 +19,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from babel import Locale
 from flask import has_app_context
 from flask.templating import Environment as FlaskEnvironment
 from flask_babel import force_locale, get_locale, get_translations
 from jinja2 import Template, nodes
 from jinja2.visitor import NodeTransformer
+
+from portal.i18n import available_locales
 
 #: The gettext names the compiler translates: the only ones the templates call.
 GETTEXT_NAMES = frozenset({"_", "gettext"})
@@ -38,7 +41,8 @@ class Environment(FlaskEnvironment):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._by_locale: dict[str, Environment] = {}
+        #: Keyed by Flask-Babel's locale object: no identifier to spell out on every look-up.
+        self._by_locale: dict[Locale, Environment] = {}
         self._making = threading.Lock()
 
     def get_template(
@@ -47,10 +51,7 @@ class Environment(FlaskEnvironment):
         parent: str | None = None,
         globals: Any = None,  # noqa: A002 - Jinja's own parameter name
     ) -> Template:
-        target = self._of_current_locale()
-        if target is self:
-            return super().get_template(name, parent, globals)
-        return target.get_template(name, parent, globals)
+        return super(Environment, self._of_current_locale()).get_template(name, parent, globals)
 
     def select_template(
         self,
@@ -59,9 +60,7 @@ class Environment(FlaskEnvironment):
         globals: Any = None,  # noqa: A002 - Jinja's own parameter name
     ) -> Template:
         target = self._of_current_locale()
-        if target is self:
-            return super().select_template(names, parent, globals)
-        return target.select_template(names, parent, globals)
+        return super(Environment, target).select_template(names, parent, globals)
 
     def _of_current_locale(self) -> Environment:
         """This request's language's environment; this one outside a request or app context, or
@@ -69,22 +68,20 @@ class Environment(FlaskEnvironment):
         if self.locale is not None or not has_app_context():
             return self
         locale = get_locale()
-        code = str(locale) if locale is not None else None
-        if code is None:
+        if locale is None:
             return self
-        made = self._by_locale.get(code)
+        made = self._by_locale.get(locale)
         if made is not None:
             return made
-        from portal.i18n import available_locales
-
+        code = str(locale)
         if code not in available_locales():
             return self
         with self._making:
-            made = self._by_locale.get(code)
+            made = self._by_locale.get(locale)
             if made is None:
                 made = self.overlay()
                 made.locale = code
-                self._by_locale[code] = made
+                self._by_locale[locale] = made
         return made
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
