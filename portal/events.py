@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, exists, literal, select, update
+from sqlalchemy import bindparam, case, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -48,7 +48,8 @@ def record(
     data: dict[str, Any] | None = None,
     write_now: bool = False,
 ) -> Event:
-    """Log an event; with ``write_now``, INSERT it at once (``db.insert_now``), else at flush."""
+    """Log an event; with ``write_now``, INSERT it (and move its customer on) at once, else at
+    flush."""
     event = Event(
         kind=kind, actor=actor, partner_id=partner_id, customer_id=customer_id, data=data or {}
     )
@@ -57,11 +58,11 @@ def record(
     else:
         session.add(event)
     if customer_id is not None and kind in STEPS:
-        _advance(session, kind, customer_id)
+        _advance(session, kind, customer_id, write_now)
     return event
 
 
-def _advance(session: Session, kind: str, customer_id: str) -> None:
+def _advance(session: Session, kind: str, customer_id: str, write_now: bool = False) -> None:
     """Keep ``Customer.progress`` in step with the event just recorded."""
     step, moves_from = STEPS[kind]
     if kind == INVITATION_REVOKED and session.scalar(
@@ -77,6 +78,11 @@ def _advance(session: Session, kind: str, customer_id: str) -> None:
     applies = Customer.progress.in_(moves_from)
     now = utcnow()
     customer = session.identity_map.get(identity_key(Customer, customer_id))
+    if write_now:
+        _ADVANCE[kind].run(session.connection(), {"customer_id": customer_id, "now": now})
+        if isinstance(customer, Customer):
+            session.expire(customer, ["progress", "progress_at"])  # as the database now has it
+        return
     if isinstance(customer, Customer):
         # Written with the rest at flush, as one guarded UPDATE: a page that only notes an
         # opening (GET, SQLite) must not write before it commits, nor race another step.
@@ -92,3 +98,18 @@ def _advance(session: Session, kind: str, customer_id: str) -> None:
         .where(Customer.id == customer_id, Customer.progress.in_(moves_from))
         .values(progress=step, progress_at=now)
     )
+
+
+#: Each step's guarded UPDATE, for events written at once.
+_ADVANCE = {
+    kind: db.CompiledWrite(
+        update(Customer)
+        .where(
+            Customer.id == bindparam("customer_id"),
+            # Not IN: its list would be expanded at every execution.
+            or_(*(Customer.progress == value for value in sorted(moves_from))),
+        )
+        .values(progress=step, progress_at=bindparam("now"))
+    )
+    for kind, (step, moves_from) in STEPS.items()
+}

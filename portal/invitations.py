@@ -17,6 +17,7 @@ from typing import Any
 from flask_babel import gettext
 from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, exists, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import credentials, db, emails, events, outbox, tokens, validate, wording
 from portal.catalog import CUSTOMER_AGREEMENT
@@ -260,10 +261,13 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
     now = invitation.created_at
     if replaces:
         _close_open_invitations(session, customer.id, now)
-    _reset_credentials(customer, draft.password_hash, now)
-    # The new rows at once, so the transaction (on SQLite: the write lock) stays short.
+    # Everything written at once, so the transaction (on SQLite: the write lock) stays short.
+    _reset_credentials(session, customer, draft.password_hash, now)
     db.insert_now(session, invitation, *([draft.message] if draft.message is not None else []))
-    customer.invitation_expires_at = invitation.expires_at
+    _SET_EXPIRY.run(
+        session.connection(), {"customer_id": customer.id, "expires_at": invitation.expires_at}
+    )
+    set_committed_value(customer, "invitation_expires_at", invitation.expires_at)
     events.record(
         session,
         events.INVITATION_CREATED,
@@ -333,13 +337,30 @@ def _close_open_invitations(session: Session, customer_id: str, now: datetime) -
         outbox.cancel_pending(session, invitation_id)
 
 
-def _reset_credentials(customer: Customer, password_hash: str, now: datetime) -> None:
+def _reset_credentials(
+    session: Session, customer: Customer, password_hash: str, now: datetime
+) -> None:
     credential = customer.credential
     if credential is None:
         raise LookupError(f"customer {customer.id} has no credentials")
-    credential.password_hash = password_hash
-    credential.temporary = True
-    credential.updated_at = now
+    _RESET_CREDENTIALS.run(
+        session.connection(),
+        {"credential_id": credential.id, "password_hash": password_hash, "now": now},
+    )
+    for key, value in (("password_hash", password_hash), ("temporary", True), ("updated_at", now)):
+        set_committed_value(credential, key, value)
+
+
+_RESET_CREDENTIALS = db.CompiledWrite(
+    update(CustomerCredential)
+    .where(CustomerCredential.id == bindparam("credential_id"))
+    .values(password_hash=bindparam("password_hash"), temporary=True, updated_at=bindparam("now"))
+)
+_SET_EXPIRY = db.CompiledWrite(
+    update(Customer)
+    .where(Customer.id == bindparam("customer_id"))
+    .values(invitation_expires_at=bindparam("expires_at"))
+)
 
 
 def for_customer(session: Session, customer_id: str) -> list[Invitation]:

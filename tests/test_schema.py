@@ -106,3 +106,68 @@ def test_insert_now_refuses_an_object_already_in_the_session(app):
         with pytest.raises(ValueError, match="already in a session"):
             db.insert_now(session, event)
         session.rollback()
+
+
+def test_compiled_write_updates_as_guarded_and_is_seen_by_engine_events(app):
+    """Typed values (a time zone aware date, an enum, a boolean) are stored and read back, the
+    WHERE clause guards as written, and the statement passes through the engine's events (so
+    ``DATABASE_ECHO`` shows it)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import bindparam, event, select, update
+
+    from portal.models import Customer, Progress
+
+    guarded = db.CompiledWrite(
+        update(Customer)
+        .where(Customer.id == bindparam("customer_id"), Customer.progress == Progress.NOT_INVITED)
+        .values(
+            progress=Progress.INVITED,
+            progress_at=bindparam("at"),
+            requires_secrecy_amendment=bindparam("secrecy"),
+        )
+    )
+    seen: list[str] = []
+    with app.app_context():
+        session = db.session()
+        customer = _stored_customer(session)
+        at = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+        listener = lambda *args: seen.append(args[2])  # noqa: E731 - statement is the 3rd
+        event.listen(db.engine(), "before_cursor_execute", listener)
+        try:
+            params = {"customer_id": customer.id, "at": at, "secrecy": True}
+            guarded.run(session.connection(), params)
+            later = {"customer_id": customer.id, "at": datetime(2027, 1, 1, tzinfo=UTC)}
+            guarded.run(session.connection(), {**later, "secrecy": False})  # guard: no row
+        finally:
+            event.remove(db.engine(), "before_cursor_execute", listener)
+        session.commit()
+        session.expire_all()
+        stored = session.scalars(select(Customer).where(Customer.id == customer.id)).one()
+        assert stored.progress is Progress.INVITED
+        assert stored.progress_at == at
+        assert stored.requires_secrecy_amendment is True
+        assert sum(s.startswith("UPDATE customers") for s in seen) == 2
+
+
+def _stored_customer(session):
+    from portal import partners
+    from portal.models import Customer, PartnerKind, new_id
+
+    partner = partners.create_partner(session, "Fabrikam", PartnerKind.DIRECT)
+    customer = Customer(
+        id=new_id(),
+        partner=partner,
+        company_name="Contoso",
+        domain=f"{new_id()}.example.test",
+        email="buyer@contoso.example.test",
+        culture="en-US",
+        language="en",
+        country="US",
+        contact_first_name="Tania",
+        contact_last_name="Carr",
+        contact_email="buyer@contoso.example.test",
+    )
+    db.insert_now(session, customer)
+    session.commit()
+    return customer
