@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -139,10 +140,12 @@ def create_customer(
     set_committed_value(customer, "partner", partner)
     set_committed_value(customer, "credential", credential)
     set_committed_value(credential, "customer", customer)
+    # A taken domain undoes the three rows and nothing else of the caller's: by a savepoint
+    # when the caller's transaction has begun, else by rolling back the one they begin.
+    nested = session.in_transaction()
     try:
-        # Written at once (the write lock is held the shortest time); a taken domain undoes
-        # the three and nothing else of the caller's transaction.
-        with session.begin_nested():
+        # Written at once (the write lock is held the shortest time).
+        with session.begin_nested() if nested else nullcontext():
             db.insert_now(session, customer, credential)
             events.record(
                 session,
@@ -154,6 +157,8 @@ def create_customer(
                 write_now=True,
             )
     except IntegrityError as exc:
+        if not nested:
+            session.rollback()
         raise DomainTaken(
             f"A customer with the domain {data.domain} already exists.", domain=data.domain
         ) from exc

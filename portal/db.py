@@ -285,53 +285,68 @@ class CompiledRead:
 
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
-        #: Per database kind and driver (their parameter styles differ).
-        self._prepared: dict[tuple[str, str], tuple[SQLCompiler, list[Any]]] = {}
+        #: Per database kind and driver (their parameter styles and type codes differ).
+        self._compiled_by_kind: dict[tuple[str, str], SQLCompiler] = {}
+        self._processors: dict[tuple[str, str], list[Any]] = {}
 
     def first(self, session: Session, **params: Any) -> list[Any] | None:
-        """The first row for ``params``: in ``session``'s transaction when it has one, else on
+        """The first row for ``params``: in ``session``'s transaction when it has one (as the
+        driver's SQL through its connection, which the engine's events and echo see), else on
         a connection of its own from the pool (``session`` then stays without one)."""
         engine = session.get_bind().engine
-        if session.in_transaction():
-            return self._run(engine, session.connection().connection, params)
-        return self.first_on(engine, **params)
+        if not session.in_transaction():
+            return self.first_on(engine, **params)
+        compiled, arguments = self._compiled(engine.dialect, params)
+        result = session.connection().exec_driver_sql(compiled.string, arguments)
+        description = result.cursor.description
+        row = result.fetchone()
+        result.close()
+        return self._converted(engine.dialect, description, row)
 
     def first_on(self, engine: Engine, **params: Any) -> list[Any] | None:
         """The first row for ``params``, read on a connection of its own from ``engine``'s pool."""
+        compiled, arguments = self._compiled(engine.dialect, params)
         connection = engine.raw_connection()
         try:
-            return self._run(engine, connection, params)
+            cursor = connection.cursor()
+            try:
+                cursor.execute(compiled.string, arguments)
+                description = cursor.description
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
         finally:
             connection.close()  # back to the pool, which ends the read
+        return self._converted(engine.dialect, description, row)
 
-    def _run(self, engine: Engine, connection: Any, params: dict[str, Any]) -> list[Any] | None:
-        dialect = engine.dialect
+    def _compiled(self, dialect: Any, params: dict[str, Any]) -> tuple[SQLCompiler, Any]:
         kind = (dialect.name, dialect.driver)
-        compiled, processors = self._prepared.get(kind) or (None, None)
+        compiled = self._compiled_by_kind.get(kind)
         if compiled is None:
-            compiled = self.statement.compile(dialect=dialect)
-            assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a SELECT compiles to SQL
+            made = self.statement.compile(dialect=dialect)
+            assert isinstance(made, SQLCompiler)  # noqa: S101 - a SELECT compiles to SQL
+            compiled = self._compiled_by_kind[kind] = made
         values = compiled.construct_params(params)
         arguments: Any = (
             tuple(values[name] for name in compiled.positiontup or ())
             if compiled.positional
             else values
         )
-        cursor = connection.cursor()
-        try:
-            cursor.execute(compiled.string, arguments)
-            row = cursor.fetchone()
-            if processors is None:
-                # The driver's type codes (in the description) pick some types' conversions.
-                processors = [
-                    column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-                    for column, described in zip(
-                        self.statement.selected_columns, cursor.description, strict=True
-                    )
-                ]
-                self._prepared[kind] = (compiled, processors)
-        finally:
-            cursor.close()
+        return compiled, arguments
+
+    def _converted(
+        self, dialect: Any, description: Any, row: Sequence[Any] | None
+    ) -> list[Any] | None:
+        kind = (dialect.name, dialect.driver)
+        processors = self._processors.get(kind)
+        if processors is None:
+            # The driver's type codes (in the description) pick some types' conversions.
+            processors = self._processors[kind] = [
+                column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                for column, described in zip(
+                    self.statement.selected_columns, description, strict=True
+                )
+            ]
         if row is None:
             return None
         return [

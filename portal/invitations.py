@@ -149,7 +149,7 @@ _OPEN_INVITATION = exists().where(
 #: Built once (reusing a statement costs far less than making one). A new invitation asks both
 #: questions in one statement: has the customer accepted, and is there an invitation to replace?
 _ACCEPTED = select(_DIRECT_ACCEPTANCE)
-_ACCEPTED_AND_OPEN = select(_DIRECT_ACCEPTANCE, _OPEN_INVITATION)
+_ACCEPTED_AND_OPEN = db.CompiledRead(select(_DIRECT_ACCEPTANCE, _OPEN_INVITATION))
 
 
 def has_direct_acceptance(session: Session, customer_id: str) -> bool:
@@ -254,7 +254,9 @@ def prepare(
 def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> Issued:
     """Store a prepared invitation: the previous one is replaced, the credentials reset, the
     email queued. Raises AlreadyAccepted."""
-    accepted, replaces = session.execute(_ACCEPTED_AND_OPEN, {"customer_id": customer.id}).one()
+    session.connection()  # the transaction that writes (on SQLite: the write lock) from here
+    found = _ACCEPTED_AND_OPEN.first(session, customer_id=customer.id)
+    accepted, replaces = found or (False, False)
     if accepted:
         raise AlreadyAccepted()
     invitation = draft.invitation
