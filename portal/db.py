@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -217,6 +217,13 @@ def _row_of(obj: Any) -> tuple[Any, dict[str, Any]]:
     return mapper, values
 
 
+def _driver_arguments(compiled: SQLCompiler, values: MutableMapping[str, Any]) -> Any:
+    """Bound values as the driver takes them: in order for a positional parameter style."""
+    if compiled.positional:
+        return tuple(values[name] for name in compiled.positiontup or ())
+    return values
+
+
 class CompiledWrite:
     """An INSERT or UPDATE compiled once per kind of database and run at once as the driver's
     SQL, its values converted by their columns' own types.
@@ -246,11 +253,7 @@ class CompiledWrite:
         values = compiled.construct_params(params)
         for name, process in processors.items():
             values[name] = process(values[name])
-        arguments: Any = (
-            tuple(values[name] for name in compiled.positiontup or ())
-            if compiled.positional
-            else values
-        )
+        arguments = _driver_arguments(compiled, values)
         # The driver's own SQL, through the connection: its events and echo see it.
         result = connection.exec_driver_sql(compiled.string, arguments)
         if not self.returning:
@@ -326,13 +329,7 @@ class CompiledRead:
             made = self.statement.compile(dialect=dialect)
             assert isinstance(made, SQLCompiler)  # noqa: S101 - a SELECT compiles to SQL
             compiled = self._compiled_by_kind[kind] = made
-        values = compiled.construct_params(params)
-        arguments: Any = (
-            tuple(values[name] for name in compiled.positiontup or ())
-            if compiled.positional
-            else values
-        )
-        return compiled, arguments
+        return compiled, _driver_arguments(compiled, compiled.construct_params(params))
 
     def _converted(
         self, dialect: Any, description: Any, row: Sequence[Any] | None

@@ -75,7 +75,6 @@ def _advance(session: Session, kind: str, customer_id: str, write_now: bool = Fa
         )
     ):
         return  # an older invitation was withdrawn; the current one still stands
-    applies = Customer.progress.in_(moves_from)
     now = utcnow()
     customer = session.identity_map.get(identity_key(Customer, customer_id))
     if write_now:
@@ -83,6 +82,7 @@ def _advance(session: Session, kind: str, customer_id: str, write_now: bool = Fa
         if isinstance(customer, Customer):
             session.expire(customer, ["progress", "progress_at"])  # as the database now has it
         return
+    applies = Customer.progress.in_(moves_from)
     if isinstance(customer, Customer):
         # Written with the rest at flush, as one guarded UPDATE: a page that only notes an
         # opening (GET, SQLite) must not write before it commits, nor race another step.

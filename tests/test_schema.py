@@ -47,19 +47,7 @@ def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loade
         session = db.session()
         partner = partners.create_partner(session, "Fabrikam", PartnerKind.DIRECT)
         session.commit()
-        customer = Customer(
-            id=new_id(),
-            partner=partner,  # the foreign key comes from the link
-            company_name="Contoso",
-            domain="contoso.example.test",
-            email="buyer@contoso.example.test",
-            culture="en-US",
-            language="en",
-            country="US",
-            contact_first_name="Tania",
-            contact_last_name="Carr",
-            contact_email="buyer@contoso.example.test",
-        )
+        customer = _new_customer(partner)  # the foreign key comes from the link
         now = utcnow()
         invitation = Invitation(
             id=new_id(),
@@ -150,16 +138,15 @@ def test_compiled_write_updates_as_guarded_and_is_seen_by_engine_events(app):
         assert sum(s.startswith("UPDATE customers") for s in seen) == 2
 
 
-def _stored_customer(session):
-    from portal import partners
-    from portal.models import Customer, PartnerKind, new_id
+def _new_customer(partner):
+    """A new customer, linked to ``partner`` by the relationship only."""
+    from portal.models import Customer, new_id
 
-    partner = partners.create_partner(session, "Fabrikam", PartnerKind.DIRECT)
-    customer = Customer(
+    return Customer(
         id=new_id(),
         partner=partner,
         company_name="Contoso",
-        domain=f"{new_id()}.example.test",
+        domain="contoso.example.test",
         email="buyer@contoso.example.test",
         culture="en-US",
         language="en",
@@ -168,6 +155,13 @@ def _stored_customer(session):
         contact_last_name="Carr",
         contact_email="buyer@contoso.example.test",
     )
+
+
+def _stored_customer(session):
+    from portal import partners
+    from portal.models import PartnerKind
+
+    customer = _new_customer(partners.create_partner(session, "Fabrikam", PartnerKind.DIRECT))
     db.insert_now(session, customer)
     session.commit()
     return customer
