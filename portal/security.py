@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request, session
+from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSessionInterface
-from itsdangerous import BadSignature, Serializer, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
+from itsdangerous import BadSignature
+
+from portal.signing import TimedSerializer
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -31,21 +34,28 @@ _REMEMBERED = 10_000
 _PLAIN = (str, int, float, bool, type(None))
 
 
-class Uncompressed(URLSafeTimedSerializer):
-    """Signs without trying to compress first: a session cookie of a few ids or a CSRF token
-    never gets shorter, and the try costs a zlib stream, most of the cost of signing.
-    ``loads`` reads both forms, so cookies and tokens signed before still work."""
+class _SessionJSON(TaggedJSONSerializer):
+    """Flask's tagged JSON for the session. A session of plain values only (as ours are) tags
+    to itself, so it is written as plain JSON without asking each value about each tag."""
 
-    def dump_payload(self, obj: Any) -> bytes:
-        return base64_encode(Serializer.dump_payload(self, obj))
+    def dumps(self, value: Any) -> str:
+        if (
+            type(value) is dict
+            and all(type(k) is str and type(v) in _PLAIN for k, v in value.items())
+            and not (len(value) == 1 and next(iter(value)) in self.tags)
+        ):
+            return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return super().dumps(value)
 
 
 class SessionInterface(SecureCookieSessionInterface):
     """The signed cookie session, but none at all for the partner API: it uses bearer keys, sets
     no cookie, and its requests need not pay for reading one."""
 
+    serializer = _SessionJSON()
+
     def __init__(self) -> None:
-        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+        self._serializers: dict[tuple[Any, ...], TimedSerializer] = {}
         #: Cookies verified lately: their signing time and contents. A browser sends the same
         #: cookie with every page until the session changes; checking its signature and
         #: decoding it again each time cost a page view more than its database query.
@@ -75,7 +85,7 @@ class SessionInterface(SecureCookieSessionInterface):
             self._opened[value] = (signed_at.timestamp(), data)
         return self.session_class(data)
 
-    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+    def get_signing_serializer(self, app: Flask) -> TimedSerializer | None:
         """Flask's serializer (same keys, salt and format), made once per set of keys and
         without compressing."""
         if not app.secret_key:
@@ -84,7 +94,7 @@ class SessionInterface(SecureCookieSessionInterface):
         keys = (*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key)
         serializer = self._serializers.get(keys)
         if serializer is None:
-            serializer = self._serializers[keys] = Uncompressed(
+            serializer = self._serializers[keys] = TimedSerializer(
                 list(keys),
                 salt=self.salt,
                 serializer=self.serializer,
@@ -131,18 +141,18 @@ def _signed_csrf(raw: str) -> str:
     return token
 
 
-def _csrf_serializer() -> URLSafeTimedSerializer:
+def _csrf_serializer() -> TimedSerializer:
     secret: str | bytes | None = (
         current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
     )
     if not secret:
         raise RuntimeError("A secret key is required to use CSRF.")
-    made: dict[Any, URLSafeTimedSerializer] = current_app.extensions.setdefault(
+    made: dict[Any, TimedSerializer] = current_app.extensions.setdefault(
         "portal.csrf_serializers", {}
     )
     serializer = made.get(secret)
     if serializer is None:
-        serializer = made[secret] = Uncompressed(secret, salt=CSRF_SALT)
+        serializer = made[secret] = TimedSerializer(secret, salt=CSRF_SALT)
     return serializer
 
 

@@ -7,15 +7,12 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-from itsdangerous import (
-    BadData,
-    BadSignature,
-    SignatureExpired,
-    TimestampSigner,
-    URLSafeTimedSerializer,
-)
+from itsdangerous import BadData, BadSignature, SignatureExpired
 from itsdangerous.encoding import base64_decode, base64_encode
+
+from portal.signing import TimedSerializer, TimedSigner
 
 INVITATION_SALT = "portal.invitation"
 #: Longer input is refused before any work: real tokens are about 110 characters.
@@ -35,11 +32,13 @@ class Checked:
     nonce: str = ""
 
 
-class _IssuedAt(TimestampSigner):
+class _IssuedAt(TimedSigner):
     """Signs with a given time instead of now: a link shown again later is the same link and
     expires when the first one does."""
 
-    issued_at = 0
+    def __init__(self, *args: Any, issued_at: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.issued_at = issued_at
 
     def get_timestamp(self) -> int:
         return self.issued_at
@@ -47,18 +46,22 @@ class _IssuedAt(TimestampSigner):
 
 def _serializer(
     secret_key: str, fallbacks: Sequence[str], salt: str, issued_at: int | None = None
-) -> URLSafeTimedSerializer:
+) -> TimedSerializer:
     # itsdangerous signs with the last key and verifies with all of them (Flask 3.1.3 order).
     if issued_at is None:
         return _checking_serializer((*fallbacks, secret_key), salt)
-    signer = type("_IssuedAtTime", (_IssuedAt,), {"issued_at": issued_at})
-    return URLSafeTimedSerializer([*fallbacks, secret_key], salt=salt, signer=signer)
+    return TimedSerializer(
+        [*fallbacks, secret_key],
+        salt=salt,
+        signer=_IssuedAt,
+        signer_kwargs={"issued_at": issued_at},
+    )
 
 
 @lru_cache(maxsize=8)
-def _checking_serializer(keys: tuple[str, ...], salt: str) -> URLSafeTimedSerializer:
+def _checking_serializer(keys: tuple[str, ...], salt: str) -> TimedSerializer:
     """Made once per set of keys: every opened link is checked with it."""
-    return URLSafeTimedSerializer(list(keys), salt=salt)
+    return TimedSerializer(list(keys), salt=salt)
 
 
 def invitation_token(

@@ -375,7 +375,7 @@ def test_init_adds_a_language_to_the_switcher_without_code_changes(i18n_runner, 
     # The language's rule as the CLDR data of the installed Babel has it (French: three forms
     # since Babel 2.19, "many" being the millions).
     unwrapped = po.read_text().replace('"\n"', "")
-    assert f'\\nPlural-Forms: {get_plural("fr").plural_forms}\\n' in unwrapped
+    assert f"\\nPlural-Forms: {get_plural('fr').plural_forms}\\n" in unwrapped
     app = make_app(BABEL_TRANSLATION_DIRECTORIES=str(locales))
     with app.app_context():
         assert i18n.available_locales() == ["de", "en", "fr"]
