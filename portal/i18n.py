@@ -108,11 +108,17 @@ def _select_locale_code() -> str:
     if isinstance(picked, str) and picked in available:
         return picked
     customer = _page_customer()
-    candidates: list[str | None] = []
-    if customer is not None:
-        candidates += [customer.culture, customer.language]
+    record = (customer.culture, customer.language) if customer is not None else ()
     header = request.headers.get("Accept-Language", "")[:1000]
-    candidates += [value for value, _quality in _accept_language(header)]
+    return _best_for(record, header, tuple(available))
+
+
+@lru_cache(maxsize=1024)
+def _best_for(record: tuple[str | None, ...], header: str, available: tuple[str, ...]) -> str:
+    """The choice for a customer record's culture and language and a browser's Accept-Language
+    header: worked out once for each such pair (a few kinds of browser and customer make up
+    nearly every page view)."""
+    candidates = [*record, *(value for value, _quality in _accept_language(header))]
     return best_locale(candidates, available)
 
 

@@ -113,3 +113,20 @@ def test_outside_a_request_templates_come_from_the_apps_environment(app):
     assert isinstance(app.jinja_env, templating.Environment)
     template = app.jinja_env.get_template("signin.html")
     assert template.environment is app.jinja_env
+
+
+def test_a_render_sees_the_globals_as_jinja_gives_them(app):
+    environment = app.jinja_env
+    plain = environment.from_string("{{ greeting }} {{ name }}")
+    assert isinstance(plain, templating.FlatGlobalsTemplate)
+    environment.globals["greeting"] = "Hello"  # added after the template was made: seen
+    try:
+        assert plain.render(name="Ada") == "Hello Ada"
+        assert plain.render(name="Ada", greeting="Hi") == "Hi Ada"  # values win over globals
+        own = environment.from_string("{{ greeting }} {{ name }}", globals={"name": "Grace"})
+        assert own.render() == "Hello Grace"  # a template's own globals over the app's
+        assert "name" not in environment.globals  # and only its own
+        assert plain.render() == "Hello "
+    finally:
+        del environment.globals["greeting"]
+    assert plain.render(name="Ada") == " Ada"
