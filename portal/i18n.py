@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from flask import Flask, current_app, g, has_request_context, request, session
+from flask import Flask, current_app, g, has_request_context, request, session, url_for
 from flask_babel import get_locale
 from markupsafe import Markup
 
@@ -191,6 +192,43 @@ def language_options(selected: str) -> Markup:
 _SELECTED = Markup(" selected")
 
 
+@dataclass(frozen=True)
+class PageFrame:
+    """What every page's header and ``<html>`` element show for a language: worked out once
+    per language and mount point (each value cost a page a function call or a URL build)."""
+
+    lang: str
+    dir: str
+    stylesheet: str
+    signout: str
+    language_action: str
+    home: str
+    #: The switcher's ``<option>`` list; empty when there is only one language to pick.
+    language_options: Markup
+
+
+def page_frame() -> PageFrame:
+    locale = current_locale()
+    key = (locale, request.script_root)
+    made: dict[tuple[str, str], PageFrame] = current_app.extensions.setdefault(
+        "portal.page_frames", {}
+    )
+    frame = made.get(key)
+    if frame is None:
+        frame = PageFrame(
+            lang=locale.replace("_", "-"),
+            dir=text_direction(locale),
+            stylesheet=url_for("static", filename="portal.css"),
+            signout=url_for("pages.signout"),
+            language_action=url_for("pages.language"),
+            home=url_for("pages.home"),
+            language_options=language_options(locale) if len(locale_choices()) > 1 else Markup(),
+        )
+        if len(made) < 4 * len(locale_choices()):  # a few mount points at most
+            made[key] = frame
+    return frame
+
+
 def _own_name(code: str) -> str:
     parsed = parse(code)
     name = (parsed.get_display_name(parsed) if parsed is not None else code) or code
@@ -202,6 +240,7 @@ def init_app(app: Flask) -> None:
 
     app.jinja_env.globals.update(
         current_locale=current_locale,
+        page_frame=page_frame,
         text_direction=text_direction,
         locale_choices=locale_choices,
         language_options=language_options,

@@ -595,3 +595,20 @@ def test_template_strings_are_format_strings_with_escaped_values(app):
 )
 def test_best_locale(candidates, available, expected):
     assert i18n.best_locale(candidates, available) == expected
+
+
+def test_the_page_frame_follows_the_language_and_where_the_portal_is_mounted(app):
+    for base_url, prefix in [("http://localhost/", ""), ("http://localhost/portal/", "/portal")]:
+        for language, direction in [("ar", "rtl"), ("de-DE", "ltr")]:
+            with app.test_request_context(
+                "/signin", base_url=base_url, headers={"Accept-Language": language}
+            ):
+                frame = i18n.page_frame()
+                assert (frame.lang, frame.dir) == (language[:2], direction)
+                assert frame.stylesheet == f"{prefix}/static/portal.css"
+                assert frame.signout == f"{prefix}/signout"
+                code = language[:2]
+                assert f'value="{code}" lang="{code}" selected' in frame.language_options
+                assert i18n.page_frame() is frame  # made once
+    page = app.test_client().get("/signin", headers={"Accept-Language": "ar"}).get_data(True)
+    assert '<html lang="ar" dir="rtl">' in page
