@@ -5,12 +5,15 @@ Pages and emails both use these, so an agreement or a person is called the same 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from functools import cache, lru_cache
+from typing import Any
 
 from babel.core import get_global
 from babel.dates import get_timezone
-from flask_babel import gettext, lazy_gettext
+from flask import current_app, has_app_context
+from flask_babel import LazyString, get_locale, gettext, lazy_gettext
 
 from portal.catalog import CLOUD_AGREEMENT, CUSTOMER_AGREEMENT, SECRECY_AMENDMENT
 
@@ -36,13 +39,26 @@ AGREEMENT_SUMMARIES = {
 
 def agreement_name(agreement_type: str, fallback: str = "") -> str:
     """The agreement's name in the current locale; ``fallback`` (the catalog's) if unknown."""
-    name = AGREEMENT_NAMES.get(agreement_type)
-    return str(name) if name is not None else fallback
+    name = _translated(AGREEMENT_NAMES, agreement_type)
+    return name if name is not None else fallback
 
 
 def agreement_summary(agreement_type: str) -> str:
-    summary = AGREEMENT_SUMMARIES.get(agreement_type)
-    return str(summary) if summary is not None else ""
+    return _translated(AGREEMENT_SUMMARIES, agreement_type) or ""
+
+
+def _translated(texts: Mapping[str, LazyString], key: str) -> str | None:
+    """``texts[key]`` in the current locale, looked up once per app and locale (the agreement
+    page shows each name and summary on every view)."""
+    text = texts.get(key)
+    if text is None or not has_app_context():
+        return None if text is None else str(text)
+    made: dict[tuple[Any, int, str], str] = current_app.extensions.setdefault("portal.wording", {})
+    lookup = (get_locale(), id(texts), key)
+    found = made.get(lookup)
+    if found is None:
+        found = made[lookup] = str(text)
+    return found
 
 
 def person_name(first: str, last: str) -> str:

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from babel.messages.plurals import get_plural
 from click.testing import CliRunner
+from flask_babel import force_locale
 
-from portal import LOCALES, ROOT, i18n, translations
+from portal import LOCALES, ROOT, i18n, translations, wording
+from portal.catalog import CUSTOMER_AGREEMENT
 from portal.cli import main
 
 
@@ -612,3 +614,20 @@ def test_the_page_frame_follows_the_language_and_where_the_portal_is_mounted(app
                 assert i18n.page_frame() is frame  # made once
     page = app.test_client().get("/signin", headers={"Accept-Language": "ar"}).get_data(True)
     assert '<html lang="ar" dir="rtl">' in page
+
+
+def test_agreement_names_follow_the_page_language_and_each_apps_catalogs(
+    app, make_app, locales, german
+):
+    with app.test_request_context():
+        for _ in range(2):  # the second time from what the first looked up
+            with force_locale("de"):
+                assert wording.agreement_name(CUSTOMER_AGREEMENT) == "Microsoft-Kundenvereinbarung"
+            with force_locale("ar"):
+                assert wording.agreement_name(CUSTOMER_AGREEMENT) == "اتفاقية عملاء Microsoft"
+            assert wording.agreement_name(CUSTOMER_AGREEMENT) == "Microsoft Customer Agreement"
+            assert wording.agreement_name("unknown", "As the catalog says") == "As the catalog says"
+    translate(german, {"Microsoft Customer Agreement": "Eigene Übersetzung"})
+    other = make_app(BABEL_TRANSLATION_DIRECTORIES=str(locales))
+    with other.test_request_context(), force_locale("de"):
+        assert wording.agreement_name(CUSTOMER_AGREEMENT) == "Eigene Übersetzung"
