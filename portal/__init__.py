@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,32 @@ TEMPLATES = ROOT / "templates"
 LOCALES = ROOT / "locales"
 
 
+class Portal(Flask):
+    """Flask with one compiled template set per language, which remembers that its views and
+    hooks are plain functions (Flask asks again for each of them on every request, ten times a
+    page)."""
+
+    jinja_environment = templating.Environment
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synchronous: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        made = self._synchronous.get(func)
+        if made is None:
+            made = self._synchronous[func] = super().ensure_sync(func)
+        return made
+
+
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the portal. Raises ConfigError or CatalogError when it cannot work as configured."""
-    app = Flask(
+    app = Portal(
         __name__,
         instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or None,
         template_folder=str(TEMPLATES),
         static_folder="static",
     )
-    # Before anything touches ``app.jinja_env``: one compiled template set per language.
-    app.jinja_environment = templating.Environment
     config.load(app, overrides)
     app.extensions["portal.catalog"] = catalog_module.load(app.config["AGREEMENT_CATALOG"])
     app.extensions["portal.peppers"] = [

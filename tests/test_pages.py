@@ -609,3 +609,18 @@ def test_form_tokens_are_handed_out_again_for_a_minute_then_renewed(app, client)
                 validate_csrf(token)
     other = app.test_client()
     assert csrf(other.get("/signin")) != renewed  # another browser, another token
+
+
+def test_views_are_checked_for_async_once_and_async_ones_still_refused(app):
+    def view() -> str:
+        return "plain"
+
+    async def coroutine_view() -> str:
+        return "async"
+
+    assert app.ensure_sync(view) is view
+    assert app.ensure_sync(view) is view
+    # As Flask without its async extra: an async view is an error, every time it is asked for.
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="async"):
+            app.ensure_sync(coroutine_view)
