@@ -208,6 +208,7 @@ class PageFrame:
 
 
 def page_frame() -> PageFrame:
+    """This page's frame, made on first use for its language and mount point."""
     locale = current_locale()
     key = (locale, request.script_root)
     made: dict[tuple[str, str], PageFrame] = current_app.extensions.setdefault(
