@@ -528,9 +528,10 @@ _LINK = db.CompiledRead(
     with_partner_and_credential(
         select(
             Invitation.nonce,
-            Invitation.revoked_at,
-            Invitation.superseded_at,
-            Invitation.opened_at,
+            # Only whether these happened: no time to convert.
+            Invitation.revoked_at.is_not(None).label("revoked"),
+            Invitation.superseded_at.is_not(None).label("superseded"),
+            Invitation.opened_at.is_not(None).label("opened"),
             direct_acceptance_of(Invitation.customer_id).label("accepted"),
             *PAGE_CUSTOMER.values(),
         )
@@ -549,21 +550,21 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
     row = _LINK.first(session, invitation_id=checked.invitation_id)
     if row is None:
         return Landing("invalid")
-    nonce, revoked_at, superseded_at, opened_at, accepted, *customer_row = row
+    nonce, revoked, superseded, opened, accepted, *customer_row = row
     if not secrets.compare_digest(nonce, checked.nonce):
         return Landing("invalid")
     invitation_id = checked.invitation_id
     customer = page_customer(customer_row)
     if accepted:
         return Landing("accepted", customer, invitation_id)
-    if revoked_at is not None:
+    if revoked:
         return Landing("withdrawn", customer, invitation_id)
-    if superseded_at is not None:
+    if superseded:
         return Landing("replaced", customer, invitation_id)
     # The signed timestamp decides expiry (exactly max_age old is still valid).
     if checked.outcome is tokens.Outcome.EXPIRED:
         return Landing("expired", customer, invitation_id)
-    if opened_at is None:
+    if not opened:
         _note_opened(session, invitation_id)
     return Landing("valid", customer, invitation_id)
 
