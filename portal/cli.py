@@ -66,19 +66,33 @@ def main() -> None:
 # --- serving ----------------------------------------------------------------------------------
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a taken address before anything is done (migrations, demo data)."""
+    from portal import server
+
+    try:
+        server.ensure_free(host, port)
+    except server.CannotListen as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _serve(app: Flask, host: str, port: int, workers: int | None, threads: int | None) -> None:
     from portal import server
 
+    _check_port(host, port)
     with app.app_context():
         db.upgrade(db.engine())
         db.engine().dispose()
-    server.run(
-        app,
-        host=host,
-        port=port,
-        workers=workers or app.config["SERVE_WORKERS"],
-        threads=threads or app.config["SERVE_THREADS"],
-    )
+    try:
+        server.run(
+            app,
+            host=host,
+            port=port,
+            workers=workers or app.config["SERVE_WORKERS"],
+            threads=threads or app.config["SERVE_THREADS"],
+        )
+    except server.CannotListen as exc:  # taken since the check
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
@@ -88,6 +102,7 @@ def _serve(app: Flask, host: str, port: int, workers: int | None, threads: int |
 @click.option("--threads", type=click.IntRange(1, 256), help="Threads per worker.")
 def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Apply pending migrations, then serve with gunicorn."""
+    _check_port(host, port)
     _serve(_app(), host, port, workers, threads)
 
 
@@ -96,6 +111,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def demo(host: str, port: int) -> None:
     """Start the portal with a demo partner and customer ready, and say what to open."""
+    _check_port(host, port)
     base = f"http://{host}:{port}"
     overrides = {} if os.environ.get("PORTAL_BASE_URL") else {"BASE_URL": base}
     with _portal(overrides) as app:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Any
 
@@ -37,15 +38,43 @@ def _post_fork(_server: Any, _worker: Any) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
+class CannotListen(Exception):
+    """The address ``portal serve`` was asked to use is taken, or is not one of this machine."""
+
+
+#: Each worker listens on a socket of its own, and the kernel spreads new connections over them.
+#: With one shared socket, whichever worker woke first took connections arriving together (a
+#: proxy's pool, a batch of pollers): seen here, all 16 of a benchmark's keep-alive connections
+#: on one of two workers, which then served half as many requests at twice the CPU each.
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+
+
+def ensure_free(host: str, port: int) -> None:
+    """Raise ``CannotListen`` unless the address is free here. Sockets with SO_REUSEPORT would
+    otherwise share a taken port, without an error, with another server started the same way."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as gunicorn picks it
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
 def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: bool = True) -> None:
     """Serve ``app``; with ``deliver`` and an SMTP server configured, a delivery process beside
-    the workers sends the outbox."""
+    the workers sends the outbox. Raises ``CannotListen`` before starting if the address is
+    taken or not this machine's."""
     from portal.delivery import DeliveryProcess
+
+    ensure_free(host, port)
 
     _post_fork.app = app  # type: ignore[attr-defined]
     delivery = DeliveryProcess()
 
-    def when_ready(_server: Any) -> None:
+    def when_ready(arbiter: Any) -> None:
+        if REUSE_PORT:  # gunicorn's own line names no address: the workers open the sockets
+            arbiter.log.info("Listening at: http://%s:%s (a socket per worker)", host, port)
         if deliver and app.config.get("MAIL_SERVER"):
             delivery.start()
 
@@ -66,5 +95,6 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: b
         "on_exit": on_exit,
         # No gunicornc socket: it lives at one path per user, so two servers would collide.
         "control_socket_disable": True,
+        "reuse_port": REUSE_PORT,
     }
     _Gunicorn(app, options).run()

@@ -55,7 +55,7 @@ def fresh_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_serve_migrates_and_answers_through_gunicorn(fresh_env):
+def test_serve_migrates_and_answers_through_gunicorn(fresh_env, tmp_path):
     port = free_port()
     process = subprocess.Popen(
         [*PORTAL, "serve", "--port", str(port)],
@@ -74,6 +74,23 @@ def test_serve_migrates_and_answers_through_gunicorn(fresh_env):
             urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback
         refused.value.close()
         assert refused.value.code == 401  # the schema exists: the key was looked up
+        # Its workers share the port (each has a socket of its own), but no other server may:
+        # a second one on the same port, or a demo, stops at once, saying why, having done
+        # nothing (its instance folder is not even made).
+        other_env = {**fresh_env, "PORTAL_INSTANCE_PATH": str(tmp_path / "other")}
+        for command in (["serve", "--port", str(port)], ["demo", "--port", str(port)]):
+            second = subprocess.run(
+                [*PORTAL, *command],
+                env=other_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert second.returncode == 1, second.stdout + second.stderr
+            assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in second.stderr
+        assert not (tmp_path / "other").exists()
+        assert wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process)  # still serving
     finally:
         output = stop(process)
     assert "gunicorn" in output.lower()
