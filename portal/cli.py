@@ -77,9 +77,9 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _serve(app: Flask, host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Migrate, then serve. Callers run ``_check_port`` first, before they change anything."""
     from portal import server
 
-    _check_port(host, port)
     with app.app_context():
         db.upgrade(db.engine())
         db.engine().dispose()
