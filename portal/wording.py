@@ -51,8 +51,10 @@ def _translated(texts: Mapping[str, LazyString], key: str) -> str | None:
     """``texts[key]`` in the current locale, looked up once per app and locale (the agreement
     page shows each name and summary on every view)."""
     text = texts.get(key)
-    if text is None or not has_app_context():
-        return None if text is None else str(text)
+    if text is None:
+        return None
+    if not has_app_context():
+        return str(text)
     made: dict[tuple[Any, int, str], str] = current_app.extensions.setdefault("portal.wording", {})
     lookup = (get_locale(), id(texts), key)
     found = made.get(lookup)
