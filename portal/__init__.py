@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Flask
 
+from portal import auth, config, credentials, db, errors, extensions, i18n, security, templating
 from portal import catalog as catalog_module
-from portal import config, credentials, db, errors, extensions, i18n, security, templating
 from portal.catalog import Catalog
 
 #: The project's top level: ``templates/`` and ``locales/`` sit here, beside ``portal/``.
@@ -52,6 +52,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         for key in [app.config["SECRET_KEY"], *reversed(app.config["SECRET_KEY_FALLBACKS"])]
     ]
     db.init_app(app)
+    auth.init_app(app)
     extensions.init_app(app, LOCALES)
     errors.init_app(app)
     i18n.init_app(app)

@@ -30,6 +30,7 @@ from portal.errors import (
     NoDocuments,
     TemplateNotFound,
     Unauthorized,
+    UnsupportedMediaType,
     json_error,
 )
 from portal.models import (
@@ -86,14 +87,60 @@ def _catalog() -> Catalog:
 # --- reading JSON bodies ----------------------------------------------------------------------
 
 
-def _json_body() -> dict[str, Any]:
-    data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+#: Longest number accepted in a body (no field takes a number; Python would spend time on
+#: a thousand digits, and refuse more with a message about its own settings).
+MAX_DIGITS = 100
+
+
+class _Refused(ValueError):
+    """A JSON value the API does not take, in the client's terms."""
+
+
+def _whole_number(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _Refused(f"a number has more than {MAX_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON value")
+
+
+def _json_body(optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object. ``optional``: an empty body, or ``null``, is an empty object.
+
+    Only ``application/json`` is read as JSON (415 otherwise); every problem is said in the
+    client's terms, with where it is.
+    """
+    data = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH, however it is framed
+    if optional and not data.strip():
+        return {}
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(contentType=request.content_type or "")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(
+            "The request body must be UTF-8 JSON (charset=utf-8, or none).", charset=charset
+        )
     try:
-        body = json.loads(data)
+        text = data.decode("utf-8-sig")  # a byte order mark is no error
+    except UnicodeDecodeError as exc:
+        raise InvalidBody(
+            f"The request body is not UTF-8 text (byte {exc.start + 1} cannot be read)."
+        ) from exc
+    try:
+        body = json.loads(text, parse_int=_whole_number, parse_constant=_no_constant)
     except RecursionError as exc:
         raise InvalidBody("The request body is nested too deeply.") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidBody(f"The request body is not valid JSON ({exc}).") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidBody(
+            f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column "
+            f"{exc.colno})."
+        ) from exc
+    except _Refused as exc:
+        raise InvalidBody(f"The request body cannot be read: {exc}.") from exc
+    if optional and body is None:
+        return {}
     if not isinstance(body, dict):
         raise InvalidBody("The request body must be a JSON object.")
     return body
@@ -624,9 +671,8 @@ def invitation_json(invitation: Invitation, url: str | None = None) -> dict[str,
 def create_invitation(customer_id: str) -> ResponseReturnValue:
     partner = _partner()
     customer = _visible_customer(customer_id, with_credential=True)
-    raw = request.get_data(cache=True).strip()
     # The options are optional: no body, or JSON null, means the defaults.
-    fields = Fields(_json_body() if raw and raw != b"null" else {})
+    fields = Fields(_json_body(optional=True))
     to = fields.string("to", required=False) or None
     language = fields.string("language", required=False) or None
     options = invitations.Options(

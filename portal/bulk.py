@@ -76,28 +76,43 @@ class Row:
     values: dict[str, str]
 
 
-def read(path: str | Path) -> list[Row]:
+class TooManyRows(BadFile):
+    """More rows than one import takes; found while reading, not after."""
+
+
+def read(path: str | Path, max_rows: int | None = None) -> list[Row]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return parse(handle, str(path))
+            return parse(handle, str(path), max_rows)
     except (OSError, UnicodeDecodeError) as exc:
         raise BadFile(f"{path}: cannot be read as UTF-8 CSV ({exc})") from exc
 
 
-def parse(handle: Iterable[str], name: str = "the file") -> list[Row]:
-    """The rows of a CSV file whose header names the API's fields (any case, any spacing)."""
+def parse(handle: Iterable[str], name: str = "the file", max_rows: int | None = None) -> list[Row]:
+    """The rows of a CSV file whose header names the API's fields (any case, any spacing).
+
+    With ``max_rows``, TooManyRows as soon as the file has more rows than that, or as many
+    empty lines again: a file of nothing but line ends is refused after reading no further.
+    """
     try:
-        reader = csv.DictReader(handle)
-        headers = {_key(h): h for h in reader.fieldnames or []}
+        reader = csv.reader(handle)
+        header = next(reader, None) or []
+        headers = {_key(h): index for index, h in enumerate(header)}
         missing = [c for c in REQUIRED if _key(c) not in headers]
         if missing:
             raise BadFile(f"{name}: the header row lacks the columns {', '.join(missing)}")
-        rows = []
+        wanted = [(COLUMNS[key], index) for key, index in headers.items() if key in COLUMNS]
+        rows: list[Row] = []
+        records = 0
         for record in reader:
+            records += 1
+            if max_rows is not None and (len(rows) >= max_rows or records > 2 * max_rows):
+                raise TooManyRows(f"{name}: more than {max_rows} rows; split it into smaller files")
+            if not record:
+                continue  # an empty line
             values = {
-                COLUMNS[_key(h)]: (v or "").strip()
-                for h, v in record.items()
-                if h is not None and _key(h) in COLUMNS and isinstance(v, str)
+                attribute: record[index].strip() if index < len(record) else ""
+                for attribute, index in wanted
             }
             rows.append(Row(reader.line_num, values))
         return rows

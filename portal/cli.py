@@ -254,7 +254,10 @@ def keys_create(partner_id: str, label: str, as_json: bool) -> None:
         partner = session.get(Partner, partner_id)
         if partner is None:
             raise click.ClickException(f"No partner {partner_id}.")
-        key = partners.create_key(session, partner, label=label)
+        try:
+            key = partners.create_key(session, partner, label=label)
+        except PortalError as exc:
+            raise _fail(exc) from exc
         session.commit()
         _emit(
             as_json,
@@ -348,6 +351,57 @@ def users_create(
         )
 
 
+def _user(session: Any, email_or_id: str) -> Any:
+    try:
+        return users.find(session, email_or_id)
+    except PortalError as exc:
+        raise _fail(exc) from exc
+
+
+@users_group.command("role")
+@click.argument("user")
+@click.argument("role", type=click.Choice([r.value for r in UserRole]))
+def users_role(user: str, role: str) -> None:
+    """Give a dashboard user (email or id) another role; their sessions end."""
+    with _portal():
+        session = db.session()
+        found = _user(session, user)
+        users.set_role(session, found, UserRole(role), actor="cli")
+        session.commit()
+        click.echo(f"{found.email} is now {found.role.value}; signed in nowhere")
+
+
+@users_group.command("password")
+@click.argument("user")
+@click.password_option(
+    envvar="PORTAL_NEW_USER_PASSWORD",
+    help="Asked for (twice) unless given here or in PORTAL_NEW_USER_PASSWORD.",
+)
+def users_password(user: str, password: str) -> None:
+    """Set a dashboard user's password (email or id); their sessions end."""
+    with _portal():
+        session = db.session()
+        found = _user(session, user)
+        try:
+            users.set_password(session, found, password, actor="cli")
+        except PortalError as exc:
+            raise _fail(exc) from exc
+        session.commit()
+        click.echo(f"new password set for {found.email}; signed in nowhere")
+
+
+@users_group.command("remove")
+@click.argument("user")
+def users_remove(user: str) -> None:
+    """Take a dashboard user (email or id) off the dashboard; their sessions end at once."""
+    with _portal():
+        session = db.session()
+        found = _user(session, user)
+        users.remove(session, found, actor="cli")
+        session.commit()
+        click.echo(f"{found.email} removed; signed in nowhere")
+
+
 @users_group.command("list")
 @click.option("--partner", "partner_id", default=None)
 @click.option("--json", "as_json", is_flag=True)
@@ -356,10 +410,19 @@ def users_list(partner_id: str | None, as_json: bool) -> None:
     with _portal():
         found = users.list_users(db.session(), partner_id)
         rows = [
-            {"id": u.id, "partnerId": u.partner_id, "email": u.email, "role": u.role.value}
+            {
+                "id": u.id,
+                "partnerId": u.partner_id,
+                "email": u.email,
+                "role": u.role.value,
+                "removed": u.disabled_at is not None,
+            }
             for u in found
         ]
-        text = "\n".join(f"{u.partner_id}  {u.email}  {u.role.value}" for u in found)
+        text = "\n".join(
+            f"{u.partner_id}  {u.email}  {u.role.value}{'  removed' if u.disabled_at else ''}"
+            for u in found
+        )
         _emit(as_json, {"items": rows}, text or "no users")
 
 

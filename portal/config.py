@@ -47,8 +47,13 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_SEND_INTERVAL": 5,  # seconds between passes of the delivery loop in ``portal serve``
     # Invitation links expire after this many seconds (30 days).
     "INVITATION_MAX_AGE": 30 * 24 * 3600,
-    # Rate limits share state across workers only through Redis (redis://127.0.0.1:6379/0).
-    "RATELIMIT_STORAGE_URI": "memory://",
+    # Where failed sign-ins are counted: the portal's database (every worker and process sees
+    # it), or a ``limits`` storage such as redis://127.0.0.1:6379/0 (memory:// counts per process).
+    "RATELIMIT_STORAGE_URI": "database://",
+    "RATELIMIT_KEY_PREFIX": "portal",
+    # Reverse proxies in front of the portal whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed (Werkzeug's ProxyFix); 0: the client is whoever connects.
+    "TRUSTED_PROXIES": 0,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": None,  # None: Secure unless BASE_URL is plain http.
@@ -58,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "PERMANENT_SESSION_LIFETIME": 24 * 3600,
     # The cookie is not re-signed on every page: idle expiry is kept on the server.
     "SESSION_REFRESH_EACH_REQUEST": False,
-    # Failed sign-ins allowed per account and per client address (Flask-Limiter notation).
+    # Failed sign-ins allowed per account and per client address (``limits`` notation).
     "SIGNIN_LIMIT_ACCOUNT": "5 per 15 minutes",
     "SIGNIN_LIMIT_ADDRESS": "30 per 15 minutes",
     "BABEL_DEFAULT_LOCALE": "en",
@@ -83,6 +88,12 @@ def load(app: Flask, overrides: dict[str, Any] | None = None) -> None:
     if app.config["SESSION_COOKIE_SECURE"] is None:
         app.config["SESSION_COOKIE_SECURE"] = not str(app.config["BASE_URL"]).startswith("http:")
     app.config["BASE_URL"] = str(app.config["BASE_URL"]).rstrip("/")
+    proxies = app.config["TRUSTED_PROXIES"]
+    if isinstance(proxies, bool) or not isinstance(proxies, int) or not 0 <= proxies <= 10:
+        raise ConfigError(
+            f"PORTAL_TRUSTED_PROXIES must be the number of reverse proxies in front of the "
+            f"portal (0 to 10), not {proxies!r}"
+        )
     fallbacks = app.config["SECRET_KEY_FALLBACKS"]
     if isinstance(fallbacks, str):
         app.config["SECRET_KEY_FALLBACKS"] = [fallbacks] if fallbacks else []

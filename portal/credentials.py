@@ -8,6 +8,7 @@ database alone cannot confirm one. Passwords that people choose get a slow, salt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -20,6 +21,10 @@ API_KEY_PREFIX = "ptl_"
 MAX_PASSWORD_LENGTH = 256
 
 _TEMPORARY = "hmac-sha256$"
+#: What ``hash_password`` writes (Werkzeug's schemes); anything else matches no password.
+_SLOW = ("scrypt:", "pbkdf2:")
+#: A password hash nothing verifies against: the credentials of a withdrawn invitation.
+DEAD = "!revoked"  # noqa: S105 - matches no hash scheme, so no password
 
 
 def new_api_key() -> str:
@@ -50,12 +55,28 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password)
 
 
-def verify_password(stored: str, password: str, keys: Iterable[bytes]) -> bool:
-    """Check ``password`` against either kind of hash; ``keys``: current and old peppers."""
+def verify_password(stored: str | None, password: str, keys: Iterable[bytes]) -> bool:
+    """Whether ``password`` matches ``stored``, either kind of hash (``keys``: the current and old
+    peppers); ``stored`` None stands for an account that does not exist.
+
+    Every check costs one slow hash, whatever the account's state: an unknown account, a
+    temporary password (a fast HMAC) and a withdrawn one spend it on a dummy. Otherwise the time
+    a failed sign-in takes would tell which accounts exist and which still wait for their
+    first sign-in (their user names, ``admin@<domain>``, are easy to guess).
+    """
     if len(password) > MAX_PASSWORD_LENGTH:
-        return False
-    if stored.startswith(_TEMPORARY):
+        return False  # before any hashing, whoever the account is
+    if stored is not None and stored.startswith(_SLOW):
+        return check_password_hash(stored, password)
+    check_password_hash(_dummy_hash(), password)
+    if stored is not None and stored.startswith(_TEMPORARY):
         return any(
             hmac.compare_digest(stored, hash_temporary_password(password, key)) for key in keys
         )
-    return check_password_hash(stored, password)
+    return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A slow hash made as ``hash_password`` makes them (same scheme, same cost)."""
+    return hash_password(secrets.token_urlsafe(16))

@@ -35,6 +35,7 @@ from flask_babel import format_date, format_number, gettext
 
 from portal import (
     acceptance,
+    auth,
     bulk,
     charts,
     customers,
@@ -42,6 +43,7 @@ from portal import (
     i18n,
     invitations,
     receipts,
+    redirects,
     reports,
     users,
 )
@@ -55,7 +57,6 @@ from portal.errors import (
     NotFound,
     PortalError,
 )
-from portal.extensions import limiter
 from portal.invitations import LinkSettings
 from portal.models import Customer, Invitation, Partner, PartnerUser, UserRole
 
@@ -89,12 +90,6 @@ def load_user() -> None:
     g.partner_user = record.user
 
 
-@bp.after_request
-def never_cache(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 @bp.context_processor
 def dashboard_user() -> dict[str, Any]:
     return {"dashboard_user": g.get("partner_user")}
@@ -109,7 +104,8 @@ def signed_in(view: Callable[..., ResponseReturnValue]) -> Callable[..., Respons
     def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
         if g.partner_user is None:
             if request.method == "GET":
-                return redirect(url_for("dashboard.signin_form", next=request.full_path))
+                here = redirects.local_target(request.full_path, "", within="/dashboard")
+                return redirect(url_for("dashboard.signin_form", next=here or None))
             return redirect(url_for("dashboard.signin_form"))
         return view(*args, **kwargs)
 
@@ -142,66 +138,37 @@ def _customer(customer_id: str) -> Customer:
 # --- sign-in and sign-out ------------------------------------------------------------------------
 
 
-def _account_key() -> str:
-    return "dashboard:" + (request.form.get("email", "").strip().lower()[:254] or "-")
-
-
-def _failed(response: Response) -> bool:
-    return response.status_code == 401
-
-
-_signin_limits = [
-    limiter.limit(
-        lambda: current_app.config["SIGNIN_LIMIT_ACCOUNT"],
-        key_func=_account_key,
-        deduct_when=_failed,
-        methods=["POST"],
-    ),
-    limiter.limit(
-        lambda: current_app.config["SIGNIN_LIMIT_ADDRESS"], deduct_when=_failed, methods=["POST"]
-    ),
-]
-
-
-def _limited(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
-    for limit in _signin_limits:
-        view = limit(view)
-    return view
-
-
-def _safe_next() -> str:
-    target = request.values.get("next", "")
-    if target.startswith("/dashboard") and "\\" not in target and "//" not in target:
-        return target[:300]
-    return url_for("dashboard.overview")
+def _next() -> str:
+    """The dashboard page a sign-in form was asked to return to (the overview otherwise)."""
+    return redirects.local_target(
+        request.values.get("next"), url_for("dashboard.overview"), within="/dashboard"
+    )
 
 
 @bp.get("/signin")
 def signin_form() -> ResponseReturnValue:
     if g.partner_user is not None:
         return redirect(url_for("dashboard.overview"))
-    return render_template("dashboard/signin.html", next=_safe_next())
+    return render_template("dashboard/signin.html", next=_next())
 
 
 @bp.post("/signin")
-@_limited
+@db.reads_first
 def signin() -> ResponseReturnValue:
-    email = request.form.get("email", "")[:254]
+    email = request.form.get("email", "")
+    attempt = auth.attempt("dashboard", email)
     try:
         user = users.authenticate(db.session(), email, request.form.get("password", ""))
     except users.SignInFailed:
         return render_template(
-            "dashboard/signin.html", failed=True, email=email, next=_safe_next()
+            "dashboard/signin.html", failed=True, email=email[:254], next=_next()
         ), 401
-    started = users.start(db.session(), user, request.remote_addr or "")
+    db.session().commit()  # the checks wrote nothing; the sign-in is a transaction of its own
+    attempt.succeeded()
+    started = users.start(db.session(), user, auth.client_address())
     db.session().commit()
-    language = session.get("lang")
-    session.clear()  # a new session id at every sign-in
-    if language:
-        session["lang"] = language
-    session[SESSION_KEY] = started.token
-    session.permanent = True
-    return redirect(_safe_next())
+    auth.begin(SESSION_KEY, started.token)
+    return redirect(_next())
 
 
 @bp.post("/signout")
@@ -210,7 +177,7 @@ def signout() -> ResponseReturnValue:
     if record is not None:
         users.end(record)
         db.session().commit()
-    session.pop(SESSION_KEY, None)
+    auth.end()
     return redirect(url_for("dashboard.signin_form", signed_out=1))
 
 
@@ -297,13 +264,19 @@ def overview() -> ResponseReturnValue:
 @bp.get("/customers")
 @signed_in
 def customer_list() -> ResponseReturnValue:
-    page = reports.customer_page(
-        db.session(),
-        _partner().id,
-        query=request.args.get("q", ""),
-        state=request.args.get("state", ""),
-        cursor=request.args.get("after", "")[:200],
-    )
+    try:
+        page = reports.customer_page(
+            db.session(),
+            _partner().id,
+            query=request.args.get("q", ""),
+            state=request.args.get("state", ""),
+            cursor=request.args.get("after", "")[:200],
+        )
+    except InvalidParameter as exc:
+        if "q" not in exc.parameters:
+            raise
+        message = _("A search cannot contain control characters such as line breaks.")
+        return render_template("dashboard/problem.html", message=message), 400
     return render_template("dashboard/customers.html", page=page, states=reports.STATES)
 
 
@@ -484,7 +457,7 @@ def _links() -> LinkSettings:
 @signed_in
 def invite(customer_id: str) -> ResponseReturnValue:
     found = _customer(customer_id)
-    language = request.form.get("language", "")[:35] or None
+    language = request.form.get("language", "") or None
     options = invitations.Options(
         send=request.form.get("send") == "yes",
         language=language,
@@ -501,10 +474,9 @@ def invite(customer_id: str) -> ResponseReturnValue:
             actor=_actor(),
         )
     except invitations.AlreadyAccepted:
-        return render_template(
-            "dashboard/customer.html",
-            **_customer_context(found, notice=_("This customer has already accepted.")),
-        ), 409
+        return _back_to(found, _("This customer has already accepted."), 409)
+    except InvalidFields:  # only a language the form does not offer
+        return _back_to(found, _("Choose a language from the list."), 400)
     db.session().commit()
     return _invitation_screen(found, issued.invitation, password=issued.password, sent=options.send)
 
@@ -775,16 +747,17 @@ def import_customers() -> ResponseReturnValue:
         if upload is None or not upload.filename:
             raise bulk.BadFile(_("Choose a CSV file."))
         text = io.TextIOWrapper(upload.stream, encoding="utf-8-sig", newline="")
-        rows = bulk.parse(text, upload.filename[:100])
+        most = int(current_app.config["IMPORT_MAX_ROWS"])
+        rows = bulk.parse(text, upload.filename[:100], max_rows=most)
         offset = _whole_number(request.form.get("offset", "0"))
         limit = _whole_number(request.form.get("limit", str(len(rows))))
     except (bulk.BadFile, UnicodeDecodeError, ValueError) as exc:
-        message = str(exc) if isinstance(exc, bulk.BadFile) else _("The file is not UTF-8 CSV.")
-        if wants_json:
-            return jsonify({"error": message}), 400
-        return render_template("dashboard/import.html", problem=message), 400
-    if len(rows) > int(current_app.config["IMPORT_MAX_ROWS"]):
-        message = _("The file has too many rows; split it into smaller files.")
+        if isinstance(exc, bulk.TooManyRows):
+            message = _("The file has too many rows; split it into smaller files.")
+        elif isinstance(exc, bulk.BadFile):
+            message = str(exc)
+        else:
+            message = _("The file is not UTF-8 CSV.")
         if wants_json:
             return jsonify({"error": message}), 400
         return render_template("dashboard/import.html", problem=message), 400

@@ -28,6 +28,10 @@ class PortalError(Exception):
         self.parameters = {key: str(value) for key, value in parameters.items()}
         super().__init__(self.message)
 
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body (``Retry-After`` for a 429)."""
+        return {}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "code": self.code,
@@ -136,6 +140,13 @@ class TooLarge(PortalError):
     description = "The request body is larger than the portal accepts."
 
 
+class UnsupportedMediaType(PortalError):
+    status = 415
+    code = 10415
+    error_name = "UnsupportedMediaType"
+    description = "The request body must be JSON, sent with 'Content-Type: application/json'."
+
+
 class ServiceUnavailable(PortalError):
     status = 503
     code = 10503
@@ -169,6 +180,7 @@ _HTTP_ERRORS: dict[int, type[PortalError]] = {
     404: NotFound,
     405: MethodNotAllowed,
     413: TooLarge,
+    415: UnsupportedMediaType,
 }
 
 
@@ -183,6 +195,7 @@ def _wants_json() -> bool:
 def json_error(error: PortalError) -> Response:
     response = jsonify(error.to_json())
     response.status_code = error.status
+    response.headers.update(error.headers())
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="portal"'
     return response
@@ -193,7 +206,10 @@ def init_app(app: Flask) -> None:
     def portal_error(error: PortalError) -> ResponseReturnValue:
         if _wants_json():
             return json_error(error)
-        return render_template("error.html", code=error.status, message=error.message), error.status
+        page = render_template(
+            "error.html", code=error.status, name=error.error_name, message=error.message
+        )
+        return page, error.status, error.headers()
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> ResponseReturnValue:

@@ -19,7 +19,7 @@ from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, exists, 
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal import credentials, db, emails, events, outbox, tokens, validate, wording
+from portal import credentials, db, emails, events, outbox, sessions, tokens, validate, wording
 from portal.catalog import CUSTOMER_AGREEMENT
 from portal.customers import PAGE_CUSTOMER, PageCustomer, page_customer, with_partner_and_credential
 from portal.errors import InvalidFields, NotFound, PortalError
@@ -29,6 +29,7 @@ from portal.models import (
     AgreementAcceptance,
     Customer,
     CustomerCredential,
+    CustomerSession,
     Invitation,
     OutboxMessage,
     new_id,
@@ -37,8 +38,6 @@ from portal.models import (
 
 INVITATION_MAIL = "invitation"
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-#: A password hash nothing verifies against: credentials of a withdrawn invitation.
-DEAD_PASSWORD = "!revoked"  # noqa: S105 - not a password: matches no hash scheme
 
 
 class AlreadyAccepted(PortalError):
@@ -198,9 +197,13 @@ def prepare(
     prepare outside the transaction that stores it, which then stays short (on SQLite it holds
     the write lock)."""
     recipient = options.to if options.to is not None else customer.contact_email
-    problem = validate.email(recipient)
-    if problem:
-        raise InvalidFields({"to": problem})
+    problems = {
+        "to": validate.email(recipient),
+        # Checked as at the customer's creation; a language with no translation then falls back.
+        "language": validate.language(options.language) if options.language else None,
+    }
+    if any(problems.values()):
+        raise InvalidFields({field: problem for field, problem in problems.items() if problem})
     credential = customer.credential  # loaded with the customer (customers.get_visible)
     if credential is None:
         raise LookupError(f"customer {customer.id} has no credentials")
@@ -351,12 +354,21 @@ def _reset_credentials(
     )
     for key, value in (("password_hash", password_hash), ("temporary", True), ("updated_at", now)):
         set_committed_value(credential, key, value)
+    session.expire(credential, ["generation"])  # one more, as the database counted
+    # The new generation alone ends them; this marks them ended for whoever reads the records.
+    sessions.end_all(session, CustomerSession, CustomerSession.customer_id, customer.id, now)
 
 
+#: New temporary credentials: a new generation, so every session opened before ends.
 _RESET_CREDENTIALS = db.CompiledWrite(
     update(CustomerCredential)
     .where(CustomerCredential.id == bindparam("credential_id"))
-    .values(password_hash=bindparam("password_hash"), temporary=True, updated_at=bindparam("now"))
+    .values(
+        password_hash=bindparam("password_hash"),
+        temporary=True,
+        updated_at=bindparam("now"),
+        generation=CustomerCredential.generation + 1,
+    )
 )
 _SET_EXPIRY = db.CompiledWrite(
     update(Customer)
@@ -496,8 +508,12 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
             )
         ).one()
         if credential.temporary:
-            credential.password_hash = DEAD_PASSWORD
+            credential.password_hash = credentials.DEAD
             credential.updated_at = now
+            credential.generation = credential.generation + 1  # ends its sessions
+            sessions.end_all(
+                session, CustomerSession, CustomerSession.customer_id, credential.customer_id, now
+            )
     events.record(
         session,
         events.INVITATION_REVOKED,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -249,6 +250,9 @@ class CustomerCredential(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     #: A temporary password must be changed at first sign-in.
     temporary: Mapped[bool] = mapped_column(default=True)
+    #: Counts changes of the password (a new choice, a new invitation, a withdrawal). A session
+    #: lives only while it matches: every change ends the sessions opened before it.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -396,6 +400,8 @@ class CustomerSession(Base):
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     #: Signed in with a temporary password: must choose a password before anything else.
     must_change_password: Mapped[bool] = mapped_column(default=False)
+    #: The credential's ``generation`` when this session began; it ends when they differ.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -418,7 +424,11 @@ class PartnerUser(Base):
     role: Mapped[UserRole] = mapped_column(_enum(UserRole))
     #: Slow salted hash: people choose these passwords.
     password_hash: Mapped[str] = mapped_column(String(255))
+    #: Counts changes of the password and the role, and the removal: a session lives only while
+    #: it matches, so each of them ends the sessions opened before it.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Removed from the dashboard: cannot sign in; the row stays for the event log's sake.
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     partner: Mapped[Partner] = relationship()
@@ -433,8 +443,23 @@ class PartnerUserSession(Base):
     #: SHA-256 of the session id in the cookie; the id itself is never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("partner_users.id"), index=True)
+    #: The user's ``generation`` when this session began; it ends when they differ.
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[PartnerUser] = relationship()
+
+
+class RateLimitCounter(Base):
+    """A failed sign-in counter of the ``database://`` rate-limit storage (see ``throttle.py``):
+    kept where every worker and process sees it, with no service beside the database."""
+
+    __tablename__ = "rate_limit_counters"
+
+    #: SHA-256 of the limit's key (it holds user names and addresses).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    #: Seconds since the epoch, as the ``limits`` library counts them.
+    expires_at: Mapped[float] = mapped_column(Double, index=True)

@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     g,
     redirect,
@@ -25,11 +24,10 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import PathConverter
 
-from portal import acceptance, customers, db, i18n, invitations, signin, wording
+from portal import acceptance, auth, customers, db, i18n, invitations, redirects, signin, wording
 from portal.acceptance import Contact
 from portal.catalog import Catalog
 from portal.errors import InvalidFields
-from portal.extensions import limiter
 from portal.invitations import LinkSettings
 from portal.models import AcceptanceMethod, AgreementAcceptance, Customer
 
@@ -80,10 +78,6 @@ def _temporary_max_age() -> timedelta:
     return timedelta(seconds=int(current_app.config["INVITATION_MAX_AGE"]))
 
 
-def _client_address() -> str:
-    return request.remote_addr or ""
-
-
 # --- who is signed in ---------------------------------------------------------------------------
 
 
@@ -97,7 +91,10 @@ def load_customer() -> None:
     if not token:
         return
     signed_in = signin.current(
-        db.session(), token, timedelta(seconds=int(current_app.config["SESSION_IDLE_TIMEOUT"]))
+        db.session(),
+        token,
+        timedelta(seconds=int(current_app.config["SESSION_IDLE_TIMEOUT"])),
+        _temporary_max_age(),
     )
     if db.session().in_transaction():  # it noted something
         _commit_noted("session activity")
@@ -153,46 +150,18 @@ def customer_page(
 def _begin_session(credential: Any) -> ResponseReturnValue:
     """Sign in: a new session id every time (no fixation), then where the customer must go."""
     started = signin.start(
-        db.session(), credential, _client_address(), request.headers.get("User-Agent", "")
+        db.session(), credential, auth.client_address(), request.headers.get("User-Agent", "")
     )
     db.session().commit()
-    language = session.get("lang")
-    session.clear()
-    if language:
-        session["lang"] = language
-    session[SESSION_KEY] = started.token
-    session.permanent = True
+    auth.begin(SESSION_KEY, started.token)
     if started.record.must_change_password:
         return redirect(url_for("pages.password_form"))
-    return redirect(url_for("pages.account"))
+    return redirect(_next(url_for("pages.account")))
 
 
-def _account_key() -> str:
-    """Rate-limit key for one account, whichever address the attempts come from."""
-    return "account:" + (request.form.get("user_name", "").strip().lower()[:254] or "-")
-
-
-def _failed(response: Response) -> bool:
-    return response.status_code == 401
-
-
-_signin_limits = [
-    limiter.limit(
-        lambda: current_app.config["SIGNIN_LIMIT_ACCOUNT"],
-        key_func=_account_key,
-        deduct_when=_failed,
-        methods=["POST"],
-    ),
-    limiter.limit(
-        lambda: current_app.config["SIGNIN_LIMIT_ADDRESS"], deduct_when=_failed, methods=["POST"]
-    ),
-]
-
-
-def _signin_limited(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
-    for limit in _signin_limits:
-        view = limit(view)
-    return view
+def _next(default: str) -> str:
+    """The page a sign-in form was asked to return to, if it is one of this site's."""
+    return redirects.local_target(request.values.get("next"), default)
 
 
 # --- the invitation link ------------------------------------------------------------------------
@@ -207,10 +176,19 @@ def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
             partner_name=customer.partner_name,
             company_name=customer.company_name,
             user_name=customer.user_name or "",
-            accepted=_direct_acceptances(customer.id) if landing.state == "accepted" else [],
+            # Who accepted, and when, only for the customer signed in: anyone may hold an old
+            # link (a forwarded email).
+            accepted=_direct_acceptances(customer.id)
+            if landing.state == "accepted" and _signed_in_as(customer.id)
+            else [],
         )
     _commit_noted("invitation opening")
     return landing, context
+
+
+def _signed_in_as(customer_id: str) -> bool:
+    signed_in: signin.SignedIn | None = g.signed_in
+    return signed_in is not None and signed_in.customer.id == customer_id
 
 
 @bp.get("/invite", defaults={"token": ""})
@@ -231,36 +209,29 @@ def invite(token: str) -> ResponseReturnValue:
 
 @bp.get("/signin")
 def signin_form() -> ResponseReturnValue:
-    return render_template("signin.html", next=_safe_next())
+    return render_template("signin.html", next=_next(""))
 
 
 @bp.post("/signin")
-@_signin_limited
+@db.reads_first
 def signin_post() -> ResponseReturnValue:
+    user_name = request.form.get("user_name", "")
+    attempt = auth.attempt("customer", user_name)
     try:
         credential = signin.authenticate(
             db.session(),
-            request.form.get("user_name", ""),
+            user_name,
             request.form.get("password", ""),
             _peppers(),
             _temporary_max_age(),
         )
     except signin.SignInFailed:
         return render_template(
-            "signin.html",
-            failed=True,
-            next=_safe_next(),
-            user_name=request.form.get("user_name", "")[:254],
+            "signin.html", failed=True, next=_next(""), user_name=user_name[:254]
         ), 401
+    db.session().commit()  # the checks wrote nothing; the sign-in is a transaction of its own
+    attempt.succeeded()
     return _begin_session(credential)
-
-
-def _safe_next() -> str:
-    target = request.values.get("next", "")
-    # Only paths on this site: never a redirect elsewhere.
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target[:200]
-    return ""
 
 
 @bp.post("/signout")
@@ -269,20 +240,25 @@ def signout() -> ResponseReturnValue:
     if signed_in is not None:
         signin.end(db.session(), signed_in)
         db.session().commit()
-    language = session.get("lang")
-    session.clear()
-    if language:
-        session["lang"] = language
+    auth.end()
     return redirect(url_for("pages.signin_form", signed_out=1))
 
 
 @bp.get("/password")
 @customer_page(gate=False)
 def password_form() -> ResponseReturnValue:
-    return render_template("password.html")
+    return _password_page()
+
+
+def _password_page(problem: str | None = None, status: int = 200) -> ResponseReturnValue:
+    signed_in: signin.SignedIn = g.signed_in
+    return render_template(
+        "password.html", first=signed_in.must_change_password, problem=problem
+    ), status
 
 
 @bp.post("/password")
+@db.reads_first
 @customer_page(gate=False)
 def password() -> ResponseReturnValue:
     signed_in: signin.SignedIn = g.signed_in
@@ -290,15 +266,46 @@ def password() -> ResponseReturnValue:
     problem = signin.password_problem(
         new, request.form.get("repeat", ""), signed_in.customer.user_name or ""
     )
-    if problem is None:
-        try:
-            signin.change_password(db.session(), signed_in, new, _peppers())
-        except signin.WeakPassword:
-            problem = "same-as-temporary"
     if problem is not None:
-        return render_template("password.html", problem=problem), 400
+        return _password_page(problem, 400)
+    # The current password is a password like any other: its guesses count as sign-ins do.
+    attempt = None
+    if not signed_in.must_change_password:
+        attempt = auth.attempt("customer", signed_in.customer.user_name or "")
+    try:
+        new_hash = signin.new_password_hash(
+            db.session(), signed_in, new, request.form.get("current"), _peppers()
+        )
+    except signin.WrongCurrentPassword:
+        return _password_page("current", 401)
+    except signin.WeakPassword:  # the password in use (so a right current password)
+        if attempt is not None:
+            attempt.succeeded()
+        return _password_page("same-as-current", 400)
+    except signin.SessionOver:
+        return _session_over()
+    db.session().commit()  # the checks wrote nothing; the change is a transaction of its own
+    if attempt is not None:
+        attempt.succeeded()
+    try:
+        started = signin.change_password(
+            db.session(),
+            signed_in,
+            new_hash,
+            ip_address=auth.client_address(),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except signin.SessionOver:  # another browser changed it in between
+        db.session().rollback()
+        return _session_over()
     db.session().commit()
+    auth.begin(SESSION_KEY, started.token)  # the session goes on under a new id
     return redirect(url_for("pages.agreement_form"))
+
+
+def _session_over() -> ResponseReturnValue:
+    auth.end()
+    return redirect(url_for("pages.signin_form"))
 
 
 # --- the agreement ------------------------------------------------------------------------------
@@ -353,7 +360,7 @@ def agreement() -> ResponseReturnValue:
             context["shown"],
             contact=contact,
             user_name=signed_in.customer.user_name or "",
-            ip_address=_client_address(),
+            ip_address=auth.client_address(),
             user_agent=request.headers.get("User-Agent", ""),
         )
     except InvalidFields as exc:
@@ -394,11 +401,8 @@ def home() -> ResponseReturnValue:
 
 @bp.post("/language")
 def language() -> ResponseReturnValue:
-    """Remember the language the customer picked."""
+    """Remember the language the customer picked, and go back to the page it was picked on."""
     chosen = request.form.get("lang", "")
     if chosen in i18n.available_locales():
         session["lang"] = chosen
-    back = request.form.get("next", "")
-    if not back.startswith("/") or back.startswith("//"):
-        back = url_for("pages.home")
-    return redirect(back)
+    return redirect(redirects.local_target(request.form.get("next"), url_for("pages.home")))

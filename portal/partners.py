@@ -60,12 +60,15 @@ class NewKey:
 
 
 def create_key(session: Session, partner: Partner, label: str = "", actor: str = "cli") -> NewKey:
+    problem = validate.text(label, 200, required=False)
+    if problem:
+        raise InvalidPartner(f"The key's label {problem}.")
     secret = credentials.new_api_key()
     key = ApiKey(
         partner=partner,
         key_hash=credentials.api_key_hash(secret),
         prefix=secret[:12],
-        label=label.strip()[:200],
+        label=label.strip(),
     )
     session.add(key)
     session.flush()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
+from portal import validate
 from portal.errors import InvalidParameter
 from portal.models import (
     AcceptanceMethod,
@@ -127,6 +128,8 @@ def customer_page(
     if state and state not in STATES:
         raise InvalidParameter(f"Unknown state {state[:40]!r}.", state=state[:40])
     query = query.strip()[:200]
+    if validate.has_control(query):  # NUL would end the pattern early on SQLite: match all
+        raise InvalidParameter("A search cannot contain control characters.", q=query[:40])
     partner_ids = visible_partner_ids(session, partner_id)
     filters: list[ColumnElement[bool]] = []
     if query:

@@ -1,4 +1,5 @@
-"""Headers every response carries, the session cookie and the CSRF token in forms."""
+"""Headers every response carries, the session cookie, the CSRF token in forms, the request
+body limit, and the reverse proxies believed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import time
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request, session
+from flask import Request as FlaskRequest
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream, get_input_stream
 
 from portal.signing import TimedSerializer
 
@@ -25,8 +31,12 @@ HEADERS = [
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
 ]
-#: Invitation pages and API answers must not be kept by browsers or proxies.
-NO_STORE = ("/invite", "/v1/")
+#: Everything but the static files is personal (a page with a form carries its CSRF token, a
+#: signed-in page the customer's data, an invitation page its link): nothing may be kept by
+#: browsers or proxies.
+CACHEABLE = "/static/"
+#: With an https base URL, browsers are told to use nothing else for a year.
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 #: Flask-WTF's: its ``validate_csrf`` checks the tokens ``csrf_token`` makes.
 CSRF_SALT = "wtf-csrf-token"
 #: How many recent sessions the per-process memos below keep (emptied when full).
@@ -156,7 +166,44 @@ def _csrf_serializer() -> TimedSerializer:
     return serializer
 
 
+class _AtMost(LimitedStream):
+    """A body without a length (``Transfer-Encoding: chunked``) read up to ``limit`` bytes, and
+    refused (413) if it has more. Werkzeug's own wrapper stops quietly at the limit, so a
+    longer body arrived cut, and was parsed as if whole."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        super().__init__(stream, limit + 1, is_max=True)
+        self.most = limit
+
+    def readinto(self, b: Any) -> int | None:
+        read = super().readinto(b)
+        if self._pos > self.most:
+            raise RequestEntityTooLarge()
+        return read
+
+
+class Request(FlaskRequest):
+    """Flask's request, whose body limit (``max_content_length``) holds however the body is
+    framed: a declared length over it is refused up front (by Werkzeug), a chunked body as soon
+    as one byte more than it has arrived."""
+
+    @cached_property
+    def stream(self) -> Any:
+        limit = self.max_content_length
+        if limit is None or self.content_length is not None:
+            return get_input_stream(self.environ, max_content_length=limit)
+        if "wsgi.input_terminated" not in self.environ:
+            return get_input_stream(self.environ, max_content_length=limit)
+        return _AtMost(self.environ["wsgi.input"], limit)
+
+
 def init_app(app: Flask) -> None:
+    app.request_class = Request
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies:
+        # The client's address (evidence, sign-in limits) and scheme from the proxies' headers.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+    strict_transport = str(app.config["BASE_URL"]).startswith("https:")
     app.session_interface = SessionInterface()
     # In place of Flask-WTF's ``generate_csrf`` (see ``extensions.init_app``); ``CSRFProtect``
     # still checks every form.
@@ -166,6 +213,8 @@ def init_app(app: Flask) -> None:
     def security_headers(response: Response) -> Response:
         # No view sets these itself, so they are appended without looking first.
         response.headers.extend(HEADERS)
-        if request.path.startswith(NO_STORE):
+        if strict_transport:
+            response.headers.add(*HSTS)
+        if not request.path.startswith(CACHEABLE):
             response.headers["Cache-Control"] = "no-store"
         return response

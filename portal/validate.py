@@ -1,16 +1,32 @@
 """Checks on single values that reach people: names, addresses, domains, locales.
 
-Each returns a short problem description, or None when the value is fine. Anything that can reach
-a mail header must be free of control characters (CR/LF would inject headers).
+Each returns a short problem description, or None when the value is fine. A single-line value
+holds no control character of any kind: CR and LF would inject mail headers, and Python's
+``splitlines``, mail clients and browsers also break lines at NEL (U+0085), VT, FF, the file,
+group and record separators and the Unicode line and paragraph separators; the bidirectional
+overrides and isolates make text read differently from what it is.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from babel import Locale, UnknownLocaleError
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\ud800-\udfff]")
+#: Unicode categories never allowed in a single line: controls (C0 and C1: NUL, CR, LF, NEL...),
+#: line and paragraph separators, surrogates (not text).
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+#: Format characters that reorder what is shown (Trojan Source): embeddings, overrides, isolates.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+CONTROL_PROBLEM = "contains control characters such as line breaks"
+
+
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a character a single line of text may not."""
+    return any(c in _BIDI_CONTROLS or unicodedata.category(c) in _CONTROL_CATEGORIES for c in value)
+
+
 # A pragmatic address check: one @, a dotted domain, no spaces or control characters.
 _EMAIL = re.compile(r"^[^\s@<>()\[\],;:\"\\]{1,64}@(?=.{1,253}\Z)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
@@ -24,16 +40,16 @@ def text(value: str, max_length: int, required: bool = True) -> str | None:
         return "is required" if required else None
     if len(value) > max_length:
         return f"is longer than {max_length} characters"
-    if _CONTROL.search(value):
-        return "contains control characters such as line breaks"
+    if has_control(value):
+        return CONTROL_PROBLEM
     return None
 
 
 def email(value: str) -> str | None:
     if not value:
         return "is required"
-    if _CONTROL.search(value):
-        return "contains control characters such as line breaks"
+    if has_control(value):
+        return CONTROL_PROBLEM
     if len(value) > 254 or not _EMAIL.match(value):
         return "is not an email address"
     return None

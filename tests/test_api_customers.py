@@ -114,7 +114,7 @@ def test_fields_the_client_must_not_set_are_ignored(api, make_api):
         (b"[1, 2]", "application/json"),
         (b"", "application/json"),
         (b"\xff\xfe", "application/json"),
-        (b"null", "text/plain"),
+        (b"null", "application/json"),
         (b"[" * 30000 + b"]" * 30000, "application/json"),
     ],
 )

@@ -204,11 +204,26 @@ def test_bad_invitation_options_are_400_naming_the_field(app, api, field, value,
         assert db.session().scalar(select(func.count()).select_from(Invitation)) == 0
 
 
-def test_unknown_language_falls_back_to_the_customers_then_english(api):
+def test_a_language_without_translation_falls_back_to_the_customers(api):
     customer = api.create_customer(culture="en-GB", language="en")
-    for language in ("xx-YY", "../../etc/passwd", "a" * 300):
+    for language in ("ko", "sw-KE"):  # languages, but none the portal is translated into
         made = invite(api, customer["id"], language=language)
         assert made["language"] == "en"
+
+
+@pytest.mark.parametrize(
+    "language",
+    ["en\r\nBcc: victim@example.test", "../../etc/passwd", "xx", "xx-YY", "a" * 300, "de\u0085"],
+)
+def test_a_language_that_is_none_is_refused_as_at_creation(app, api, language):
+    customer = api.create_customer()
+    response = api.post(f"/v1/customers/{customer['id']}/invitations", json={"language": language})
+    assert response.status_code == 400
+    error = response.get_json()
+    assert error["errorName"] == "InvalidFields"
+    assert set(error["parameters"]) == {"language"}
+    listed = api.get(f"/v1/customers/{customer['id']}/invitations").get_json()
+    assert listed["totalCount"] == 0
 
 
 def test_invitation_for_foreign_customer_is_404(api, make_api):
