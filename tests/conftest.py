@@ -254,3 +254,43 @@ def locales(tmp_path: Path) -> Path:
 @pytest.fixture
 def german(locales: Path) -> Path:
     return translations.po_path(locales, "de")
+
+
+@pytest.fixture
+def serving(cli_env: dict[str, str]) -> Iterator[Any]:
+    """Start real ``portal serve`` processes (gunicorn) on this test's database, with some
+    settings; ``serve()`` answers the base URL. Each is stopped at the end, and must not have
+    crashed."""
+    import subprocess
+    import sys
+
+    from tests.test_serve import free_port, stop, wait_for
+
+    started: list[subprocess.Popen[str]] = []
+
+    def serve(workers: int = 2, **settings: str) -> str:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            **cli_env,
+            "PORTAL_BASE_URL": base,
+            # Room for every attempt of a test from one address, unless it says otherwise.
+            "PORTAL_SIGNIN_LIMIT_ADDRESS": "100 per hour",
+            **settings,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)]
+            + ["--workers", str(workers)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(process)
+        wait_for(f"{base}/signin", process)
+        return base
+
+    yield serve
+    outputs = [stop(process) for process in started]
+    assert not any("Traceback" in output for output in outputs), outputs

@@ -5,10 +5,7 @@ sign-in is refused with a 503, never let through uncounted."""
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import re
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,7 +17,7 @@ import pytest
 import redis
 
 from tests.test_dashboard import PASSWORD, add_user
-from tests.test_serve import free_port, stop, wait_for
+from tests.test_serve import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -52,46 +49,6 @@ def attempt(base: str, form: str, account: str, password: str) -> tuple[int, dic
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # a successful sign-in answers 302: keep it as the answer
-
-
-def start_server(env: dict[str, str], workers: int = 2) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "portal.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env={**env, "PORTAL_BASE_URL": f"http://127.0.0.1:{port}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for(f"{base}/signin", process)
-    return process, base
-
-
-@pytest.fixture
-def serving(cli_env: dict[str, str]) -> Iterator[Any]:
-    """Start servers with some settings; each is stopped, and must not have crashed."""
-    started: list[subprocess.Popen] = []
-
-    def serve(workers: int = 2, **settings: str) -> str:
-        # Room for every attempt of a test from one address, unless the test says otherwise.
-        env = {**os.environ, **cli_env, "PORTAL_SIGNIN_LIMIT_ADDRESS": "100 per hour", **settings}
-        process, base = start_server(env, workers)
-        started.append(process)
-        return base
-
-    yield serve
-    outputs = [stop(process) for process in started]
-    assert not any("Traceback" in output for output in outputs), outputs
 
 
 @pytest.fixture
