@@ -42,7 +42,7 @@ def _resolved(path: str) -> str:
 
 def local_target(value: str | None, default: str, *, within: str = "/") -> str:
     """``value`` made plain if it is a path on this site under ``within``, else ``default``."""
-    if not value or len(value) > MAX_TARGET or _unsafe(value):
+    if not value or len(value) > MAX_TARGET or _unsafe(value) or value.startswith("//"):
         return default
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
