@@ -40,6 +40,7 @@ from portal.models import (
     Invitation,
     OutboxMessage,
     Partner,
+    is_id,
 )
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -146,10 +147,9 @@ def _json_body(optional: bool = False) -> dict[str, Any]:
     return body
 
 
-#: JSON can spell lone UTF-16 surrogates (\\ud800); they are not text and cannot be stored.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-#: Customer ids are GUIDs; anything else cannot be one (and must not reach the database).
-_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+#: JSON can spell lone UTF-16 surrogates (\\ud800) and NUL (\\u0000): neither is text, and
+#: neither can be stored.
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 _ABSENT = object()
@@ -187,7 +187,7 @@ class Fields:
         if not isinstance(value, str):
             self.problems.setdefault(path, "must be a string")
             return ""
-        if _SURROGATE.search(value):
+        if _NOT_TEXT.search(value):
             self.problems.setdefault(path, "contains characters that are not valid text")
             return ""
         if required and not value.strip():
@@ -429,7 +429,7 @@ def list_customers() -> ResponseReturnValue:
 
 def _visible_customer(customer_id: str, with_credential: bool = False) -> Customer:
     customer_id = customer_id.lower()
-    if not _ID.match(customer_id):
+    if not is_id(customer_id):
         raise CustomerNotFound(customerId=customer_id[:64])
     return customers.get_visible(
         db.session(), _partner().id, customer_id, with_credential=with_credential
@@ -548,7 +548,7 @@ def customer_agreements(customer_id: str) -> ResponseReturnValue:
 def direct_signed_status(customer_id: str) -> ResponseReturnValue:
     key = _bearer()
     customer_id = customer_id.lower()
-    if not _ID.match(customer_id):
+    if not is_id(customer_id):
         customer_id = ""  # matches no customer; the key is still checked
     result = acceptance.direct_signed_status(db.engine(), key, customer_id)
     if not result.key_valid:

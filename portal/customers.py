@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from portal import credentials, db, events, validate
 from portal.catalog import Catalog
 from portal.errors import CustomerNotFound, DomainTaken, InvalidFields
-from portal.models import Customer, CustomerCredential, Partner, new_id
+from portal.models import Customer, CustomerCredential, Partner, is_id, new_id
 from portal.partners import visible_to
 
 #: The user name is ``admin@<domain>`` and must fit 254 characters.
@@ -185,11 +185,13 @@ def get_visible(
     (a new invitation issues a new temporary password).
     """
     query = _VISIBLE_WITH_CREDENTIAL if with_credential else _VISIBLE
-    customer = session.scalars(
-        query, {"partner_id": partner_id, "customer_id": customer_id}
-    ).first()
+    customer = None
+    if is_id(customer_id):
+        customer = session.scalars(
+            query, {"partner_id": partner_id, "customer_id": customer_id}
+        ).first()
     if customer is None:
-        raise CustomerNotFound(customerId=customer_id)
+        raise CustomerNotFound(customerId=customer_id[:64])
     return customer
 
 

@@ -275,8 +275,13 @@ def customer_list() -> ResponseReturnValue:
     except InvalidParameter as exc:
         if "q" not in exc.parameters:
             raise
-        message = _("A search cannot contain control characters such as line breaks.")
-        return render_template("dashboard/problem.html", message=message), 400
+        refused = reports.CustomerPage(rows=[], next_cursor=None)
+        return render_template(
+            "dashboard/customers.html",
+            page=refused,
+            states=reports.STATES,
+            problem=_("A search cannot contain control characters such as line breaks."),
+        ), 400
     return render_template("dashboard/customers.html", page=page, states=reports.STATES)
 
 
@@ -746,9 +751,10 @@ def import_customers() -> ResponseReturnValue:
     try:
         if upload is None or not upload.filename:
             raise bulk.BadFile(_("Choose a CSV file."))
-        text = io.TextIOWrapper(upload.stream, encoding="utf-8-sig", newline="")
         most = int(current_app.config["IMPORT_MAX_ROWS"])
-        rows = bulk.parse(text, upload.filename[:100], max_rows=most)
+        # Closing the reader closes the upload (a temporary file when large) at once.
+        with io.TextIOWrapper(upload.stream, encoding="utf-8-sig", newline="") as text:
+            rows = bulk.parse(text, upload.filename[:100], max_rows=most)
         offset = _whole_number(request.form.get("offset", "0"))
         limit = _whole_number(request.form.get("limit", str(len(rows))))
     except (bulk.BadFile, UnicodeDecodeError, ValueError) as exc:
@@ -797,4 +803,4 @@ def _whole_number(text: str) -> int:
 
 @bp.errorhandler(InvalidParameter)
 def bad_parameter(error: PortalError) -> ResponseReturnValue:
-    return render_template("dashboard/problem.html", message=error.message), 400
+    return render_template("dashboard/problem.html", name=error.error_name), 400

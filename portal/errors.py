@@ -66,6 +66,13 @@ class InvalidParameter(PortalError):
     description = "A query parameter is invalid."
 
 
+class ControlCharacter(InvalidParameter):
+    """NUL in the address, a query parameter or a form field: no text of the portal holds one."""
+
+    error_name = "ControlCharacterInRequest"
+    description = "Text in a request cannot contain control characters such as NUL."
+
+
 class DateAgreedInFuture(InvalidFields):
     code = 10004
     error_name = "DateAgreedInFuture"

@@ -32,12 +32,12 @@ from portal.models import (
     CustomerSession,
     Invitation,
     OutboxMessage,
+    is_id,
     new_id,
     utcnow,
 )
 
 INVITATION_MAIL = "invitation"
-_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 class AlreadyAccepted(PortalError):
@@ -389,7 +389,7 @@ def for_customer(session: Session, customer_id: str) -> list[Invitation]:
 
 def get(session: Session, customer_id: str, invitation_id: str) -> Invitation:
     invitation = None
-    if _ID.match(invitation_id.lower()):
+    if is_id(invitation_id.lower()):
         invitation = session.get(Invitation, invitation_id.lower())
     if invitation is None or invitation.customer_id != customer_id:
         raise InvitationNotFound(invitationId=invitation_id[:64])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +35,15 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` can be an id of ours (a lower-case GUID): anything else need not, and
+    must not, reach a query."""
+    return bool(_ID.match(text))
 
 
 class UTCDateTime(types.TypeDecorator[datetime]):

@@ -25,6 +25,7 @@ from portal.models import (
     OutboxMessage,
     Partner,
     Progress,
+    is_id,
     utcnow,
 )
 
@@ -109,7 +110,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created = datetime.fromisoformat(moment)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidParameter("The page link is damaged; start from the first page.") from exc
-    if created.tzinfo is None or len(customer_id) != 36:
+    if created.tzinfo is None or not is_id(customer_id):
         raise InvalidParameter("The page link is damaged; start from the first page.")
     return created, customer_id
 

@@ -18,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream, get_input_stream
 
+from portal.errors import ControlCharacter
 from portal.signing import TimedSerializer
 
 CSP = (
@@ -197,8 +198,21 @@ class Request(FlaskRequest):
         return _AtMost(self.environ["wsgi.input"], limit)
 
 
+def refuse_nul() -> None:
+    """No text of a request may hold NUL: it means nothing to any field, and PostgreSQL refuses
+    it in text (a query holding one would fail). Path, query parameters and form fields (file
+    contents aside) are checked before any view reads them."""
+    if "\x00" in request.path:
+        raise ControlCharacter(parameter="path")
+    for source in (request.args, request.form) if request.method == "POST" else (request.args,):
+        for name, value in source.items(multi=True):
+            if "\x00" in name or "\x00" in value:
+                raise ControlCharacter(parameter=name[:40])
+
+
 def init_app(app: Flask) -> None:
     app.request_class = Request
+    app.before_request(refuse_nul)
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies:
         # The client's address (evidence, sign-in limits) and scheme from the proxies' headers.
