@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 #: Seconds between GIL hand-overs in the workers (Python's default is 0.005).
 SWITCH_INTERVAL = 0.001
@@ -36,6 +38,28 @@ def _post_fork(_server: Any, _worker: Any) -> None:
     # Hand the GIL between a worker's threads more often than every 5 ms: a request waiting
     # behind another thread's work is answered sooner, which keeps the latency tail short.
     sys.setswitchinterval(SWITCH_INTERVAL)
+
+
+#: An invitation link's token, wherever a path shows one.
+_INVITATION_TOKEN = re.compile(r"(/invite/)[^\s?#]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with the token of any invitation link replaced: a link with its token opens
+    the customer's sign-in, and access logs are read by more people than its recipient."""
+    return _INVITATION_TOKEN.sub(r"\1[redacted]", text)
+
+
+class AccessLog(Logger):  # type: ignore[misc]
+    """gunicorn's logger, whose access log shows no invitation token (request line, path,
+    referrer, and every header or environ atom)."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        return {
+            key: redact(value) if isinstance(value, str) and "/invite/" in value else value
+            for key, value in atoms.items()
+        }
 
 
 class CannotListen(Exception):
@@ -90,6 +114,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: b
         "timeout": 60,
         "graceful_timeout": 20,
         "accesslog": "-",
+        "logger_class": AccessLog,
         "post_fork": _post_fork,
         "when_ready": when_ready,
         "on_exit": on_exit,

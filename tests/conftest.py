@@ -259,8 +259,8 @@ def german(locales: Path) -> Path:
 @pytest.fixture
 def serving(cli_env: dict[str, str]) -> Iterator[Any]:
     """Start real ``portal serve`` processes (gunicorn) on this test's database, with some
-    settings; ``serve()`` answers the base URL. Each is stopped at the end, and must not have
-    crashed."""
+    settings; ``serve()`` answers the base URL, ``serve.stopped()`` stops them and answers what
+    they printed. Each is stopped at the end, and must not have crashed."""
     import subprocess
     import sys
 
@@ -291,6 +291,15 @@ def serving(cli_env: dict[str, str]) -> Iterator[Any]:
         wait_for(f"{base}/signin", process)
         return base
 
+    outputs: list[str] = []
+
+    def stopped() -> str:
+        """Stop every server started so far; what they printed (access logs included)."""
+        while started:
+            outputs.append(stop(started.pop(0)))
+        return "".join(outputs)
+
+    serve.stopped = stopped  # type: ignore[attr-defined]
     yield serve
-    outputs = [stop(process) for process in started]
+    stopped()
     assert not any("Traceback" in output for output in outputs), outputs

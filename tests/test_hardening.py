@@ -314,3 +314,25 @@ def test_nul_in_the_api_is_a_json_400_naming_the_parameter(api):
     assert response.status_code == 400
     assert response.get_json()["errorName"] == "ControlCharacterInRequest"
     assert response.get_json()["parameters"] == {"parameter": "continuationToken"}
+
+
+# --- access logs -------------------------------------------------------------------------------
+
+
+def test_access_logs_show_no_invitation_token(serving, api):
+    import urllib.error
+    import urllib.request
+
+    base = serving(workers=1)
+    _, made = invited(api)
+    token = made["url"].rsplit("/invite/", 1)[1]
+    for path in (f"/invite/{token}", f"/invite/{token}?utm=x", f"/invite/{token[:-3]}xyz"):
+        try:
+            with urllib.request.urlopen(f"{base}{path}", timeout=10) as page:
+                page.read()
+        except urllib.error.HTTPError as error:
+            error.close()
+    logs = serving.stopped()
+    assert "GET /invite/[redacted]" in logs
+    assert token not in logs
+    assert token[:20] not in logs
