@@ -117,7 +117,7 @@ def _json_body(optional: bool = False) -> dict[str, Any]:
     if optional and not data.strip():
         return {}
     if request.mimetype != "application/json":
-        raise UnsupportedMediaType(contentType=request.content_type or "")
+        raise UnsupportedMediaType(contentType=(request.content_type or "")[:100])
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(

@@ -55,7 +55,8 @@ def attempt(realm: str, account: str) -> throttle.Reservation:
     """
     made: throttle.Throttle = current_app.extensions["portal.throttle"]
     name = account.strip().lower()[:254] or "-"
-    return made.reserve(account=f"{realm}:{name}", address=client_address())
+    # The address first: a client over its limit touches no account's counter.
+    return made.reserve(address=client_address(), account=f"{realm}:{name}")
 
 
 def _fresh_cookie() -> None:

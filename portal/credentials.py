@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from werkzeug.security import check_password_hash, generate_password_hash
 
 API_KEY_PREFIX = "ptl_"
+#: Shortest password a person may choose (customers and dashboard users alike).
+MIN_PASSWORD_LENGTH = 12
 #: Longest password accepted before hashing; longer input is refused quickly.
 MAX_PASSWORD_LENGTH = 256
 

@@ -200,11 +200,18 @@ class Request(FlaskRequest):
 
 def refuse_nul() -> None:
     """No text of a request may hold NUL: it means nothing to any field, and PostgreSQL refuses
-    it in text (a query holding one would fail). Path, query parameters and form fields (file
-    contents aside) are checked before any view reads them."""
-    if "\x00" in request.path:
+    it in text (a query holding one would fail). The path, query parameters and the pages' form
+    fields (file contents aside) are checked before any view reads them; the API's JSON strings
+    are checked as they are read (``api.Fields``), and its body is not read here as a form.
+
+    An invitation link is left to its own page ("not valid"): its token is checked by its
+    signature before anything of it reaches the database."""
+    if "\x00" in request.path and not request.path.startswith("/invite/"):
         raise ControlCharacter(parameter="path")
-    for source in (request.args, request.form) if request.method == "POST" else (request.args,):
+    sources = [request.args]
+    if request.method == "POST" and not request.path.startswith("/v1/"):
+        sources.append(request.form)
+    for source in sources:
         for name, value in source.items(multi=True):
             if "\x00" in name or "\x00" in value:
                 raise ControlCharacter(parameter=name[:40])

@@ -12,12 +12,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from portal.errors import PortalError
 from portal.models import CustomerSession, PartnerUserSession
 
 #: A page view writes the session's last-seen time only when it is older than this: most views
@@ -25,6 +27,25 @@ from portal.models import CustomerSession, PartnerUserSession
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 AnySession = type[CustomerSession] | type[PartnerUserSession]
+Record = TypeVar("Record", CustomerSession, PartnerUserSession)
+
+
+class SignInFailed(PortalError):
+    """One answer for an unknown account, a wrong password, an expired temporary password and a
+    removed user: which it was is nobody's business."""
+
+    status = 401
+    error_name = "SignInFailed"
+    description = "The sign-in name or password is not right."
+
+
+@dataclass(frozen=True)
+class Started(Generic[Record]):
+    """A session just opened."""
+
+    record: Record
+    #: Goes into the cookie; only its hash is stored.
+    token: str
 
 
 def new_token() -> tuple[str, str]:

@@ -19,15 +19,8 @@ from portal.models import (
     utcnow,
 )
 
-MIN_PASSWORD_LENGTH = 12
-
-
-class SignInFailed(PortalError):
-    """The same answer for an unknown user and a wrong password."""
-
-    status = 401
-    error_name = "SignInFailed"
-    description = "The user name or password is not right."
+SignInFailed = sessions.SignInFailed
+Started = sessions.Started[CustomerSession]
 
 
 class WeakPassword(PortalError):
@@ -78,13 +71,6 @@ def authenticate(
     if temporary_expired(credential.temporary, credential.updated_at, temporary_max_age):
         raise SignInFailed()
     return credential
-
-
-@dataclass(frozen=True)
-class Started:
-    record: CustomerSession
-    #: Goes into the cookie; only its hash is stored.
-    token: str
 
 
 def _open(
@@ -230,7 +216,7 @@ def end(session: Session, signed_in: SignedIn) -> None:
 def password_problem(password: str, repeated: str, user_name: str) -> str | None:
     if password != repeated:
         return "mismatch"
-    if len(password) < MIN_PASSWORD_LENGTH:
+    if len(password) < credentials.MIN_PASSWORD_LENGTH:
         return "short"
     if len(password) > credentials.MAX_PASSWORD_LENGTH:
         return "long"

@@ -179,23 +179,22 @@ class Throttle:
             raise SignInUnavailable() from exc
 
     def reserve(self, **keys: str) -> Reservation:
-        """Take one unit of the limit of each ``kind=key``; TooManyAttempts (saying when to
-        come back) if any of them is used up, SignInUnavailable if nothing can count."""
+        """Take one unit of the limit of each ``kind=key``, in the order given, stopping at the
+        first that is used up: TooManyAttempts, saying when to come back (a client refused by
+        its address's limit so adds no counter for every account name it tries).
+        SignInUnavailable if nothing can count."""
         taken = []
-        refused: list[tuple[RateLimitItem, tuple[str, ...]]] = []
         for kind, key in keys.items():
             item = self.limits[kind]
             identifiers = (self.prefix, kind, key)
-            taken.append((item, identifiers))
             if not self.hit(item, identifiers):
-                refused.append((item, identifiers))
-        if refused:
-            raise TooManyAttempts(self._retry_after(refused))
+                raise TooManyAttempts(self._retry_after(item, identifiers))
+            taken.append((item, identifiers))
         return Reservation(self, tuple(taken))
 
-    def _retry_after(self, refused: list[tuple[RateLimitItem, tuple[str, ...]]]) -> int:
+    def _retry_after(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
         try:
-            resets = [self.strategy.get_window_stats(i, *ids).reset_time for i, ids in refused]
+            reset = self.strategy.get_window_stats(item, *identifiers).reset_time
         except StorageError as exc:
             raise SignInUnavailable() from exc
-        return max(1, math.ceil(max(resets) - time.time()))
+        return max(1, math.ceil(reset - time.time()))

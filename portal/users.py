@@ -6,7 +6,6 @@ A change of password or role, and a removal, end every session of the user at on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,6 @@ from portal import credentials, events, sessions, validate
 from portal.errors import InvalidFields, NotFound, PortalError
 from portal.models import Partner, PartnerUser, PartnerUserSession, UserRole, utcnow
 
-MIN_PASSWORD_LENGTH = 12
 USER_CREATED = "partner_user.created"
 USER_SIGNED_IN = "partner_user.signed_in"
 USER_ROLE_CHANGED = "partner_user.role_changed"
@@ -37,12 +35,8 @@ class UserNotFound(NotFound):
     description = "No dashboard user with this email or id was found."
 
 
-class SignInFailed(PortalError):
-    """The same answer for an unknown email, a wrong password and a removed user."""
-
-    status = 401
-    error_name = "SignInFailed"
-    description = "The email or password is not right."
+SignInFailed = sessions.SignInFailed
+Started = sessions.Started[PartnerUserSession]
 
 
 def create_user(
@@ -91,8 +85,8 @@ def create_user(
 
 
 def password_problem(password: str) -> str | None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"is shorter than {MIN_PASSWORD_LENGTH} characters"
+    if len(password) < credentials.MIN_PASSWORD_LENGTH:
+        return f"is shorter than {credentials.MIN_PASSWORD_LENGTH} characters"
     if len(password) > credentials.MAX_PASSWORD_LENGTH:
         return f"is longer than {credentials.MAX_PASSWORD_LENGTH} characters"
     return None
@@ -167,13 +161,6 @@ def authenticate(session: Session, email: str, password: str) -> PartnerUser:
     if user.disabled_at is not None:
         raise SignInFailed()
     return user
-
-
-@dataclass(frozen=True)
-class Started:
-    record: PartnerUserSession
-    #: Goes into the cookie; only its hash is stored.
-    token: str
 
 
 def start(session: Session, user: PartnerUser, ip_address: str) -> Started:

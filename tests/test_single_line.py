@@ -146,7 +146,9 @@ def test_the_dashboard_forms_refuse_them(app, api, client):
             form[field] = _with(form.get(field) or "Somewhere", char)
             response = client.post("/dashboard/customers/new", data=form)
             assert response.status_code == 400, (field, name)
-            assert 'aria-invalid="true"' in response.get_data(as_text=True), (field, name)
+            # NUL is refused before the form is read (no text may hold it): the page says so.
+            said = "control character" if char == "\x00" else 'aria-invalid="true"'
+            assert said in response.get_data(as_text=True), (field, name)
         page = client.get(f"/dashboard/customers/{customer['id']}")
         response = client.post(
             f"/dashboard/customers/{customer['id']}/attest",

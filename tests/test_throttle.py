@@ -151,3 +151,19 @@ def free_port_url() -> str:
 def test_settings_that_cannot_work_stop_start_up(settings, setting, value):
     with pytest.raises(ConfigError):
         create_app({**settings, setting: value})
+
+
+def test_a_client_over_its_address_limit_adds_no_counter_per_account_tried(app, storage):
+    from sqlalchemy import func, select
+
+    from portal.models import RateLimitCounter
+
+    guard = throttle.Throttle(storage, {"address": "3 per minute", "account": "5 per minute"})
+    for n in range(50):
+        try:
+            guard.reserve(address="192.0.2.1", account=f"customer:guess{n}")
+        except throttle.TooManyAttempts:
+            pass
+    with app.app_context():
+        rows = db.session().scalar(select(func.count()).select_from(RateLimitCounter))
+    assert rows == 1 + 3  # the address's, and the three accounts tried before it was refused
