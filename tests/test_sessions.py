@@ -346,3 +346,53 @@ def test_the_session_id_changes_at_dashboard_sign_in(app, api):
     before = browser.get_cookie("session").value
     dash.sign_in(browser, "avery@fabrikam.example.test")
     assert browser.get_cookie("session").value != before
+
+
+def test_a_password_change_ends_the_other_session_in_every_worker(serving, api):
+    """Through a real server with two workers: fresh connections land on either, and each of
+    them sees the other browser's session over at once."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = serving()
+    _, made = invited(api)
+
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    def browser() -> Any:
+        jar = http.cookiejar.CookieJar()
+        return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), Stay())
+
+    def call(opener: Any, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(base + path, data=data, headers={"Connection": "close"})
+        try:
+            with opener.open(request, timeout=10) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as answer:
+            body = answer.read().decode()
+            answer.close()
+            return int(answer.code), body
+
+    def token_of(page: str) -> str:
+        return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+    owner, intruder = browser(), browser()
+    for one in (owner, intruder):
+        _, page = call(one, "/signin")
+        form = {"csrf_token": token_of(page), "user_name": made["userName"]}
+        assert call(one, "/signin", {**form, "password": made["password"]})[0] == 302
+    statuses = {call(intruder, "/password")[0] for _ in range(6)}
+    assert statuses == {200}
+    _, page = call(owner, "/password")
+    new = {"password": NEW_PASSWORD, "repeat": NEW_PASSWORD, "csrf_token": token_of(page)}
+    assert call(owner, "/password", new)[0] == 302
+    # Six fresh connections: whichever worker answers, the intruder is signed out.
+    statuses = {call(intruder, "/password")[0] for _ in range(6)}
+    assert statuses == {302}
+    assert {call(owner, "/password")[0] for _ in range(6)} == {200}
