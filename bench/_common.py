@@ -354,7 +354,7 @@ def with_schema(url: str, schema: str) -> str:
 def create_schema(admin_url: str, schema: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from portal.config import normalise_database_url
+    from portal.core.config import normalise_database_url
 
     engine = create_engine(normalise_database_url(admin_url))
     try:
@@ -367,7 +367,7 @@ def create_schema(admin_url: str, schema: str) -> None:
 def drop_schema(admin_url: str, schema: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from portal.config import normalise_database_url
+    from portal.core.config import normalise_database_url
 
     engine = create_engine(normalise_database_url(admin_url))
     try:

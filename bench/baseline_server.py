@@ -21,7 +21,8 @@ from flask import Config, Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import create_engine
 
-from portal import config, server
+from portal.core import config
+from portal.web import server
 
 STATUS_PATH = "/v1/customers/<customer_id>/directSignedMicrosoftCustomerAgreementStatus"
 #: Body bytes of the constant pages when not told: about the portal's own pages.

@@ -291,8 +291,9 @@ def invitation_email() -> tuple[str, str, str]:
     big as the portal's own."""
     import secrets
 
-    from portal import create_app, invitations
-    from portal.models import Customer, Partner, PartnerKind
+    from portal import create_app
+    from portal.core.models import Customer, Partner, PartnerKind
+    from portal.domain import invitations
 
     app = create_app({"DATABASE_URL": "sqlite://", "SECRET_KEY": secrets.token_urlsafe(48)})
     customer = Customer(
@@ -378,8 +379,8 @@ class Seeding:
 
 
 def engine_for(url: str) -> Any:
-    from portal import db
-    from portal.config import normalise_database_url
+    from portal.core import db
+    from portal.core.config import normalise_database_url
 
     return db.make_engine(normalise_database_url(url))
 
@@ -405,7 +406,7 @@ def seeded_partner(url: str) -> Seeding | None:
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.orm import Session
 
-    from portal.models import Customer, Partner, PartnerUser
+    from portal.core.models import Customer, Partner, PartnerUser
 
     engine = engine_for(url)
     try:
@@ -436,8 +437,9 @@ def seed(url: str, customers: int, other_customers: int, resellers: int = 0) -> 
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from portal import db, partners, users
-    from portal.models import PartnerKind, UserRole
+    from portal.core import db
+    from portal.core.models import PartnerKind, UserRole
+    from portal.domain import partners, users
 
     started = time.monotonic()
     steps: list[tuple[str, float]] = []
@@ -638,8 +640,8 @@ def build_cases(port: int, cookie: str, url: str, partner_id: str, total: int) -
     from markupsafe import escape
     from sqlalchemy import text
 
-    from portal.models import Customer
-    from portal.reports import encode_cursor
+    from portal.core.models import Customer
+    from portal.domain.reports import encode_cursor
 
     engine = engine_for(url)
     try:
@@ -823,7 +825,7 @@ def explain(url: str, partner_id: str, cases: list[Case]) -> dict[str, float]:
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from portal import reports
+    from portal.domain import reports
 
     engine = engine_for(url)
     captured: list[tuple[str, Any]] = []

@@ -263,8 +263,8 @@ def database(url: str | None) -> Iterator[str | None]:
         return
     from sqlalchemy import text
 
-    from portal import db
-    from portal.config import normalise_database_url
+    from portal.core import db
+    from portal.core.config import normalise_database_url
 
     schema = f"portal_bench_{uuid.uuid4().hex[:12]}"
     base = normalise_database_url(url)
@@ -501,8 +501,9 @@ def prepare_baseline(app: Any) -> Prepared:
     from flask_mail import sanitize_address
     from sqlalchemy import select
 
-    from portal import db, outbox
-    from portal.models import DeliveryStatus, OutboxMessage
+    from portal.core import db
+    from portal.core.models import DeliveryStatus, OutboxMessage
+    from portal.mail import outbox
 
     with app.app_context():
         session = db.session()
@@ -528,8 +529,9 @@ def prepare_baseline(app: Any) -> Prepared:
 def deliver_with_portal(app: Any, batch: int, expected: int) -> Timing:
     from sqlalchemy import func, select
 
-    from portal import db, outbox
-    from portal.models import DeliveryStatus, OutboxMessage
+    from portal.core import db
+    from portal.core.models import DeliveryStatus, OutboxMessage
+    from portal.mail import outbox
 
     with app.app_context():
         session = db.session()
@@ -662,7 +664,7 @@ def delivery_breakdown(app: Any, server: SmtpServer, key: str, args: argparse.Na
     """Wall and CPU time per message in the steps of ``deliver_due`` (one untimed round)."""
     from sqlalchemy.orm import Session
 
-    from portal import outbox
+    from portal.mail import outbox
 
     count = args.count
     create_with_test_client(app.test_client(), key, count, f"w{uuid.uuid4().hex[:6]}")
@@ -786,7 +788,8 @@ def measure(args: argparse.Namespace) -> Results:
             PORTAL_MAIL_PORT=str(server.port),
             PORTAL_MAIL_DEFAULT_SENDER=SENDER,
         )
-        from portal import create_app, db
+        from portal import create_app
+        from portal.core import db
 
         app = create_app()
 

@@ -23,8 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import machine  # noqa: E402
 
-from portal import create_app, customers, db, invitations, partners  # noqa: E402
-from portal.models import PartnerKind  # noqa: E402
+from portal import create_app  # noqa: E402
+from portal.core import db
+from portal.core.models import PartnerKind  # noqa: E402
+from portal.domain import (
+    customers,
+    invitations,
+    partners,  # noqa: E402
+)
 
 LANGUAGES = {
     "en": ("US", "en-US"),

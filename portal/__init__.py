@@ -9,9 +9,11 @@ from typing import Any
 
 from flask import Flask
 
-from portal import auth, config, credentials, db, errors, extensions, i18n, security, templating
-from portal import catalog as catalog_module
-from portal.catalog import Catalog
+from portal.core import catalog as catalog_module
+from portal.core import config, credentials, db, errors
+from portal.core.catalog import Catalog
+from portal.i18n import languages, templating
+from portal.web import auth, extensions, security
 
 #: The project's top level: ``templates/`` and ``locales/`` sit here, beside ``portal/``.
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,10 +57,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     extensions.init_app(app, LOCALES)
     errors.init_app(app)
-    i18n.init_app(app)
+    languages.init_app(app)
     security.init_app(app)
 
-    from portal import api, dashboard, pages
+    from portal.web.api import views as api
+    from portal.web.dashboard import views as dashboard
+    from portal.web.pages import views as pages
 
     app.url_map.converters["link"] = pages.LinkConverter
     # A link whose token holds an encoded slash stays one link (no redirect to another path).

@@ -18,9 +18,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from portal import LOCALES, create_app, db, partners, translations
-from portal.config import normalise_database_url
-from portal.models import Base, PartnerKind
+from portal import LOCALES, create_app
+from portal.core import db
+from portal.core.config import normalise_database_url
+from portal.core.models import Base, PartnerKind
+from portal.domain import partners
+from portal.i18n import translations
 
 SECRET = "test-secret-key-" + "x" * 40
 PG_URL = os.environ.get("PORTAL_TEST_DATABASE_URL")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from portal import db
-from portal.models import AcceptanceMethod, AgreementAcceptance, Customer, Event, PartnerKind
+from portal.core import db
+from portal.core.models import AcceptanceMethod, AgreementAcceptance, Customer, Event, PartnerKind
 
 MCA = "117a77b0-9360-443b-8795-c6dedc750cf9"
 CLOUD = "998b88de-aa99-4388-a42c-1b3517d49490"
@@ -400,7 +400,7 @@ def test_cloud_agreement_attestation_does_not_make_eligible(api):
 
 @pytest.mark.mail
 def test_primary_contact_is_told_of_an_attestation(app, api, smtp):
-    from portal import outbox
+    from portal.mail import outbox
 
     customer = api.create_customer(company_name="Contoso Ltd")
     api.post(f"/v1/customers/{customer['id']}/agreements", json=attestation())
@@ -416,7 +416,7 @@ def test_primary_contact_is_told_of_an_attestation(app, api, smtp):
 
 
 def test_failed_attestation_notifies_no_one(app, api):
-    from portal.models import OutboxMessage
+    from portal.core.models import OutboxMessage
 
     customer = api.create_customer()
     path = f"/v1/customers/{customer['id']}/agreements"

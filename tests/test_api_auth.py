@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from portal import create_app, db, partners
+from portal import create_app
+from portal.core import db
+from portal.domain import partners
 
 STATUS = "/v1/customers/{}/directSignedMicrosoftCustomerAgreementStatus"
 ENDPOINTS = [

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
-from portal import customers, db
-from portal.errors import DomainTaken
-from portal.models import Customer, CustomerCredential, Event, Partner, PartnerKind
+from portal.core import db
+from portal.core.errors import DomainTaken
+from portal.core.models import Customer, CustomerCredential, Event, Partner, PartnerKind
+from portal.domain import customers
 from tests.conftest import customer_body
 
 

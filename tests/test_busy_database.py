@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from portal import db
-from portal.models import Customer, Invitation, Progress
+from portal.core import db
+from portal.core.models import Customer, Invitation, Progress
 
 
 def test_link_opens_while_another_process_holds_the_write_lock(

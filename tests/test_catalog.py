@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from portal import catalog
+from portal.core import catalog
 
 #: A copy of the reference table the shipped catalog was built from.
 REFERENCE = Path(__file__).parent / "data" / "agreement-document-languages.tsv"

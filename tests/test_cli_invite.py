@@ -13,9 +13,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from portal import db
 from portal.cli import main
-from portal.models import Customer, Invitation
+from portal.core import db
+from portal.core.models import Customer, Invitation
 from tests.mailservers import smtp_server
 from tests.test_serve import free_port, stop, wait_for
 

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from portal import create_app
-from portal.config import ConfigError, normalise_database_url
+from portal.core.config import ConfigError, normalise_database_url
 
 
 def test_embedded_defaults_keep_a_generated_key_and_sqlite_in_the_instance(tmp_path):

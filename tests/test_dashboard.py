@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from portal import db, emails, events, outbox, reports, users
-from portal.models import (
+from portal.core import db
+from portal.core.models import (
     AgreementAcceptance,
     Customer,
     Event,
@@ -23,6 +23,8 @@ from portal.models import (
     Progress,
     UserRole,
 )
+from portal.domain import events, reports, users
+from portal.mail import emails, outbox
 
 PASSWORD = "correct horse battery staple"
 
@@ -916,7 +918,7 @@ def test_receipt_pdf_carries_the_evidence(app: Any, partner: Any, client: Any) -
 
 
 def test_receipt_pdf_draws_japanese_names_with_a_japanese_font() -> None:
-    from portal import receipts
+    from portal.domain import receipts
 
     assert receipts.font_for("Müller") == receipts.LATIN
     assert receipts.font_for("やまだ 山田") == receipts.JAPANESE

@@ -15,8 +15,9 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from portal import db, outbox
-from portal.models import Customer, DeliveryStatus, Invitation, OutboxMessage, utcnow
+from portal.core import db
+from portal.core.models import Customer, DeliveryStatus, Invitation, OutboxMessage, utcnow
+from portal.mail import outbox
 from tests.mailservers import closed_port, silent_server, smtp_server
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from portal import bulk, db
+from portal.core import db
+from portal.domain import bulk
 from tests import test_dashboard as dash
 from tests.test_pages import accept, change_password, csrf, invited, sign_in_from_link
 
@@ -195,7 +196,7 @@ def test_strict_transport_security_with_an_https_base_url_only(app, make_app):
 
 def _accept_from(app: Flask, api: Any, forwarded: str | None) -> str:
     """The address recorded as evidence when the customer accepts through ``app``."""
-    from portal.models import AgreementAcceptance
+    from portal.core.models import AgreementAcceptance
 
     _, made = invited(api)
     browser = app.test_client()

@@ -17,9 +17,10 @@ from babel.messages.plurals import get_plural
 from click.testing import CliRunner
 from flask_babel import force_locale
 
-from portal import LOCALES, ROOT, i18n, translations, wording
-from portal.catalog import CUSTOMER_AGREEMENT
+from portal import LOCALES, ROOT
 from portal.cli import main
+from portal.core.catalog import CUSTOMER_AGREEMENT
+from portal.i18n import languages, translations, wording
 
 
 def quoted(text: str) -> str:
@@ -380,7 +381,7 @@ def test_init_adds_a_language_to_the_switcher_without_code_changes(i18n_runner, 
     assert f"\\nPlural-Forms: {get_plural('fr').plural_forms}\\n" in unwrapped
     app = make_app(BABEL_TRANSLATION_DIRECTORIES=str(locales))
     with app.app_context():
-        assert i18n.available_locales() == ["de", "en", "fr"]
+        assert languages.available_locales() == ["de", "en", "fr"]
     page = app.test_client().get("/signin").get_data(as_text=True)
     assert '<option value="fr" lang="fr">Français</option>' in page
 
@@ -495,7 +496,7 @@ def test_a_read_only_locales_folder_is_compiled_into_the_instance_folder(
     assert app.config["BABEL_TRANSLATION_DIRECTORIES"] == f"{locales};{compiled.parents[2]}"
     assert "<h1>Anmelden</h1>" in signin_page(app)
     with app.app_context():
-        assert i18n.available_locales() == ["de", "en"]
+        assert languages.available_locales() == ["de", "en"]
 
 
 def test_a_missing_locales_folder_is_logged_at_start(make_app, tmp_path, caplog):
@@ -596,7 +597,7 @@ def test_template_strings_are_format_strings_with_escaped_values(app):
     ],
 )
 def test_best_locale(candidates, available, expected):
-    assert i18n.best_locale(candidates, available) == expected
+    assert languages.best_locale(candidates, available) == expected
 
 
 def test_the_page_frame_follows_the_language_and_where_the_portal_is_mounted(app):
@@ -605,13 +606,13 @@ def test_the_page_frame_follows_the_language_and_where_the_portal_is_mounted(app
             with app.test_request_context(
                 "/signin", base_url=base_url, headers={"Accept-Language": language}
             ):
-                frame = i18n.page_frame()
+                frame = languages.page_frame()
                 assert (frame.lang, frame.dir) == (language[:2], direction)
                 assert frame.stylesheet == f"{prefix}/static/portal.css"
                 assert frame.signout == f"{prefix}/signout"
                 code = language[:2]
                 assert f'value="{code}" lang="{code}" selected' in frame.language_options
-                assert i18n.page_frame() is frame  # made once
+                assert languages.page_frame() is frame  # made once
     page = app.test_client().get("/signin", headers={"Accept-Language": "ar"}).get_data(True)
     assert '<html lang="ar" dir="rtl">' in page
 

@@ -11,8 +11,9 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from portal import credentials, db, outbox
-from portal.models import Customer, CustomerCredential, Invitation, OutboxMessage
+from portal.core import credentials, db
+from portal.core.models import Customer, CustomerCredential, Invitation, OutboxMessage
+from portal.mail import outbox
 from tests.test_api_customers import statements
 
 

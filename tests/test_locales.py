@@ -20,8 +20,11 @@ from babel import Locale
 from babel.messages.pofile import read_po
 from sqlalchemy import select
 
-from portal import LOCALES, db, outbox, wording
-from portal.models import OutboxMessage
+from portal import LOCALES
+from portal.core import db
+from portal.core.models import OutboxMessage
+from portal.i18n import wording
+from portal.mail import outbox
 from tests.test_pages import accept, change_password, csrf, link_path, sign_in_from_link
 
 #: Each shipped language, with a country whose customers read it and its culture.

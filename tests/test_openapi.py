@@ -26,8 +26,8 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from schemathesis import BaseSchema, Case, CheckContext, HookContext, Response
 
 from portal import catalog_of
-from portal.catalog import CUSTOMER_AGREEMENT
-from portal.models import PartnerKind, utcnow
+from portal.core.catalog import CUSTOMER_AGREEMENT
+from portal.core.models import PartnerKind, utcnow
 from tests.conftest import Api, customer_body
 from tests.test_api_agreements import record_direct_acceptance
 

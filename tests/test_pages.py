@@ -10,8 +10,8 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from portal import db
-from portal.models import AgreementAcceptance, OutboxMessage
+from portal.core import db
+from portal.core.models import AgreementAcceptance, OutboxMessage
 from tests.conftest import customer_body
 
 MCA = "117a77b0-9360-443b-8795-c6dedc750cf9"
@@ -470,7 +470,7 @@ def test_database_error_during_acceptance_leaves_nothing_and_the_next_try_works(
 
 
 def last_seen(app) -> datetime:
-    from portal.models import CustomerSession
+    from portal.core.models import CustomerSession
 
     with app.app_context():
         # The live one: a password change ends the session it began in and goes on in another.

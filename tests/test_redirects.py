@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from portal.redirects import local_target
+from portal.web.redirects import local_target
 from tests import test_dashboard as dash
 from tests.test_pages import csrf, invited, sign_in_from_link
 

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from portal import db
-from portal.models import Customer
+from portal.core import db
+from portal.core.models import Customer
 from tests.conftest import customer_body
 from tests.test_dashboard import csrf
 

@@ -8,8 +8,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from portal import db, events
-from portal.models import Base, in_schema_of
+from portal.core import db
+from portal.core.models import Base, in_schema_of
+from portal.domain import events
 
 
 def test_migrations_match_the_models(app):
@@ -40,8 +41,16 @@ def test_event_log_refuses_changes(app, statement):
 def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loaded(app):
     from sqlalchemy import select
 
-    from portal import partners
-    from portal.models import Customer, Event, Invitation, PartnerKind, Progress, new_id, utcnow
+    from portal.core.models import (
+        Customer,
+        Event,
+        Invitation,
+        PartnerKind,
+        Progress,
+        new_id,
+        utcnow,
+    )
+    from portal.domain import partners
 
     with app.app_context():
         session = db.session()
@@ -85,7 +94,7 @@ def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loade
 
 
 def test_insert_now_refuses_an_object_already_in_the_session(app):
-    from portal.models import Event
+    from portal.core.models import Event
 
     with app.app_context():
         session = db.session()
@@ -104,7 +113,7 @@ def test_compiled_write_updates_as_guarded_and_is_seen_by_engine_events(app):
 
     from sqlalchemy import bindparam, event, select, update
 
-    from portal.models import Customer, Progress
+    from portal.core.models import Customer, Progress
 
     guarded = db.CompiledWrite(
         update(Customer)
@@ -140,7 +149,7 @@ def test_compiled_write_updates_as_guarded_and_is_seen_by_engine_events(app):
 
 def _new_customer(partner):
     """A new customer, linked to ``partner`` by the relationship only."""
-    from portal.models import Customer, new_id
+    from portal.core.models import Customer, new_id
 
     return Customer(
         id=new_id(),
@@ -158,8 +167,8 @@ def _new_customer(partner):
 
 
 def _stored_customer(session):
-    from portal import partners
-    from portal.models import PartnerKind
+    from portal.core.models import PartnerKind
+    from portal.domain import partners
 
     customer = _new_customer(partners.create_partner(session, "Fabrikam", PartnerKind.DIRECT))
     db.insert_now(session, customer)

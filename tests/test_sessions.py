@@ -12,8 +12,9 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from portal import db, signin, users
-from portal.models import CustomerCredential, PartnerUser, UserRole
+from portal.core import db
+from portal.core.models import CustomerCredential, PartnerUser, UserRole
+from portal.domain import signin, users
 from tests import test_dashboard as dash
 from tests.conftest import Api
 from tests.test_pages import (

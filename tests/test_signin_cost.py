@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from sqlalchemy import event
 
-from portal import credentials, db
+from portal.core import credentials, db
 from tests import test_dashboard as dash
 from tests.test_pages import NEW_PASSWORD, change_password, csrf, invited, sign_in_from_link
 

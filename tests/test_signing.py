@@ -12,8 +12,9 @@ from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from markupsafe import Markup
 
-from portal import security, tokens
-from portal.signing import TimedSerializer
+from portal.core import tokens
+from portal.core.signing import TimedSerializer
+from portal.web import security
 
 OLD, NEW = "o" * 40, "n" * 40
 UNSHORTENED = "9b1e5c0d2a7f4e8b6c3d1a0f5e9b2c7d4a8e6f1b"

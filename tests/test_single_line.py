@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from portal import db, validate
 from portal.cli import main
-from portal.models import AgreementAcceptance, Customer, Invitation, Partner
+from portal.core import db, validate
+from portal.core.models import AgreementAcceptance, Customer, Invitation, Partner
 from tests import test_dashboard as dash
 from tests.conftest import customer_body
 from tests.test_pages import accept, change_password, invited, sign_in_from_link

@@ -7,7 +7,7 @@ from flask import render_template, render_template_string
 from flask_babel import force_locale
 from jinja2 import Template
 
-from portal import templating
+from portal.i18n import templating
 from tests.test_i18n import translate
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import time_machine
 
-from portal import create_app, db, throttle
-from portal.config import ConfigError
+from portal import create_app
+from portal.core import db, throttle
+from portal.core.config import ConfigError
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_clear_and_reset(storage):
 def test_keys_are_stored_hashed(app, storage):
     from sqlalchemy import select
 
-    from portal.models import RateLimitCounter
+    from portal.core.models import RateLimitCounter
 
     storage.incr("account:admin@contoso.example.test", 60)
     with app.app_context():
@@ -71,7 +72,7 @@ def test_keys_are_stored_hashed(app, storage):
 def test_expired_counters_are_swept(app, storage):
     from sqlalchemy import func, select
 
-    from portal.models import RateLimitCounter
+    from portal.core.models import RateLimitCounter
 
     start = time.time()
     with time_machine.travel(start, tick=False):
@@ -156,7 +157,7 @@ def test_settings_that_cannot_work_stop_start_up(settings, setting, value):
 def test_a_client_over_its_address_limit_adds_no_counter_per_account_tried(app, storage):
     from sqlalchemy import func, select
 
-    from portal.models import RateLimitCounter
+    from portal.core.models import RateLimitCounter
 
     guard = throttle.Throttle(storage, {"address": "3 per minute", "account": "5 per minute"})
     for n in range(50):

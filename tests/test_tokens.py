@@ -7,7 +7,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portal import tokens
+from portal.core import tokens
 
 KEY = "k" * 48
 

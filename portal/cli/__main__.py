@@ -1,0 +1,5 @@
+"""``python -m portal.cli``: the ``portal`` command."""
+
+from portal.cli import main
+
+main()

@@ -1,0 +1,279 @@
+"""Customers: creation with first credentials, look-up and paging within what a partner sees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from portal.core import credentials, db, validate
+from portal.core.catalog import Catalog
+from portal.core.errors import CustomerNotFound, DomainTaken, InvalidFields
+from portal.core.models import Customer, CustomerCredential, Partner, is_id, new_id
+from portal.domain import events
+from portal.domain.partners import visible_to
+
+#: The user name is ``admin@<domain>`` and must fit 254 characters.
+MAX_DOMAIN = 254 - len("admin@")
+
+
+@dataclass
+class NewCustomer:
+    """What a partner gives to create a customer (Partner Center's fields, flattened)."""
+
+    domain: str
+    company_name: str
+    email: str
+    culture: str
+    language: str
+    country: str
+    first_name: str
+    last_name: str
+    address_line1: str = ""
+    address_line2: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    phone: str = ""
+    #: The primary contact; by default the billing address's person and the billing email.
+    contact_first_name: str = ""
+    contact_last_name: str = ""
+    contact_email: str = ""
+    contact_phone: str = ""
+    #: German customers bound by professional secrecy also accept the secrecy amendment.
+    requires_secrecy_amendment: bool = False
+    #: Field name (as the API spells it) for each attribute, to name problems.
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def check(data: NewCustomer, catalog: Catalog) -> dict[str, str]:
+    """Problems with ``data``, keyed by field name; empty when it can be created."""
+    checks = {
+        "domain": validate.domain(data.domain),
+        "company_name": validate.text(data.company_name, 200),
+        "email": validate.email(data.email),
+        "culture": validate.culture(data.culture),
+        "language": validate.language(data.language),
+        "first_name": validate.text(data.first_name, 100),
+        "last_name": validate.text(data.last_name, 100),
+        "address_line1": validate.text(data.address_line1, 200, required=False),
+        "address_line2": validate.text(data.address_line2, 200, required=False),
+        "city": validate.text(data.city, 100, required=False),
+        "state": validate.text(data.state, 100, required=False),
+        "postal_code": validate.text(data.postal_code, 20, required=False),
+        "phone": validate.phone(data.phone),
+        "contact_first_name": validate.text(data.contact_first_name, 100, required=False),
+        "contact_last_name": validate.text(data.contact_last_name, 100, required=False),
+        "contact_email": validate.email(data.contact_email) if data.contact_email else None,
+        "contact_phone": validate.phone(data.contact_phone),
+    }
+    if not checks["domain"] and len(data.domain) > MAX_DOMAIN:
+        checks["domain"] = f"is longer than {MAX_DOMAIN} characters"
+    if data.requires_secrecy_amendment and data.country != "DE":
+        checks["requires_secrecy_amendment"] = "applies only to customers in Germany (DE)"
+    if data.country not in catalog.countries:
+        checks["country"] = f"is an unknown country {data.country!r} (ISO 3166 alpha-2, e.g. DE)"
+    return {data.names.get(k, k): v for k, v in checks.items() if v}
+
+
+@dataclass(frozen=True)
+class Created:
+    customer: Customer
+    user_name: str
+    #: The temporary password, shown to the partner once.
+    password: str
+
+
+def create_customer(
+    session: Session,
+    partner: Partner,
+    data: NewCustomer,
+    catalog: Catalog,
+    pepper: bytes,
+    actor: str,
+) -> Created:
+    """Create a customer and its temporary credentials; raise InvalidFields or DomainTaken."""
+    data.domain = data.domain.strip().lower()
+    problems = check(data, catalog)
+    if problems:
+        raise InvalidFields(problems)
+    customer = Customer(
+        id=new_id(),  # known before the INSERT: the credentials and the event refer to it
+        partner_id=partner.id,
+        company_name=data.company_name.strip(),
+        domain=data.domain,
+        email=data.email,
+        culture=data.culture,
+        language=data.language,
+        country=data.country,
+        address_first_name=data.first_name.strip(),
+        address_last_name=data.last_name.strip(),
+        address_line1=data.address_line1.strip(),
+        address_line2=data.address_line2.strip(),
+        city=data.city.strip(),
+        state=data.state.strip(),
+        postal_code=data.postal_code.strip(),
+        phone=data.phone.strip(),
+        contact_first_name=(data.contact_first_name or data.first_name).strip(),
+        contact_last_name=(data.contact_last_name or data.last_name).strip(),
+        contact_email=data.contact_email or data.email,
+        contact_phone=(data.contact_phone or data.phone).strip(),
+        requires_secrecy_amendment=data.requires_secrecy_amendment,
+    )
+    password = credentials.new_temporary_password()
+    user_name = f"admin@{data.domain}"
+    credential = CustomerCredential(
+        customer_id=customer.id,
+        user_name=user_name,
+        password_hash=credentials.hash_temporary_password(password, pepper),
+        temporary=True,
+    )
+    # Linked as if loaded, so a caller (an invitation right away) needs no query to follow the
+    # links; set through the relationships instead, the flush would spend about as long on their
+    # bookkeeping as on the INSERTs.
+    set_committed_value(customer, "partner", partner)
+    set_committed_value(customer, "credential", credential)
+    set_committed_value(credential, "customer", customer)
+    # A taken domain undoes the three rows and nothing else of the caller's: by a savepoint
+    # when the caller's transaction has begun, else by rolling back the one they begin.
+    nested = session.in_transaction()
+    try:
+        # Written at once (the write lock is held the shortest time).
+        with session.begin_nested() if nested else nullcontext():
+            db.insert_now(session, customer, credential)
+            events.record(
+                session,
+                events.CUSTOMER_CREATED,
+                actor=actor,
+                partner_id=partner.id,
+                customer_id=customer.id,
+                data={"domain": customer.domain},
+                write_now=True,
+            )
+    except IntegrityError as exc:
+        if not nested:
+            session.rollback()
+        raise DomainTaken(
+            f"A customer with the domain {data.domain} already exists.", domain=data.domain
+        ) from exc
+    return Created(customer, user_name, password)
+
+
+def _visible_query() -> Select[Customer]:
+    partner_id: Any = bindparam("partner_id")  # the same test as for a partner's id
+    return select(Customer).where(Customer.id == bindparam("customer_id"), visible_to(partner_id))
+
+
+#: Built once: most partner API requests run one of them (a built statement is reused far more
+#: cheaply than a new one is made).
+_VISIBLE = _visible_query()
+_VISIBLE_WITH_CREDENTIAL = _VISIBLE.options(joinedload(Customer.credential))
+
+
+def get_visible(
+    session: Session, partner_id: str, customer_id: str, *, with_credential: bool = False
+) -> Customer:
+    """The customer if this partner may see it; else CustomerNotFound, unknown or not.
+
+    ``with_credential`` loads its credentials in the same query, for a caller about to change them
+    (a new invitation issues a new temporary password).
+    """
+    query = _VISIBLE_WITH_CREDENTIAL if with_credential else _VISIBLE
+    customer = None
+    if is_id(customer_id):
+        customer = session.scalars(
+            query, {"partner_id": partner_id, "customer_id": customer_id}
+        ).first()
+    if customer is None:
+        raise CustomerNotFound(customerId=customer_id[:64])
+    return customer
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Customer]
+    total: int
+    #: (created_at, id) of the last item when more follow, else None.
+    after: tuple[datetime, str] | None
+
+
+def page(
+    session: Session,
+    partner_id: str,
+    size: int,
+    after: tuple[datetime, str] | None = None,
+) -> Page:
+    """One page of the customers a partner sees, oldest first, by keyset (stable under inserts)."""
+    visible = visible_to(partner_id)
+    query = select(Customer).where(visible).order_by(Customer.created_at, Customer.id)
+    if after is not None:
+        created_at, customer_id = after
+        query = query.where(
+            or_(
+                Customer.created_at > created_at,
+                and_(Customer.created_at == created_at, Customer.id > customer_id),
+            )
+        )
+    items = list(session.scalars(query.limit(size + 1)))
+    total = session.scalar(select(func.count()).select_from(Customer).where(visible)) or 0
+    more = len(items) > size
+    items = items[:size]
+    last = items[-1] if more else None
+    return Page(items, total, (last.created_at, last.id) if last else None)
+
+
+# --- a customer as the customer pages show it -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageCustomer:
+    """A customer as the customer pages show it, and pick its language and time zone by."""
+
+    id: str
+    partner_name: str
+    company_name: str
+    culture: str
+    language: str
+    country: str
+    #: None while the customer has no credentials.
+    user_name: str | None
+    contact_first_name: str
+    contact_last_name: str
+    contact_email: str
+    contact_phone: str
+    requires_secrecy_amendment: bool
+
+
+#: ``PageCustomer``'s fields and where they come from.
+PAGE_CUSTOMER: dict[str, InstrumentedAttribute[Any]] = {
+    "id": Customer.id,
+    "partner_name": Partner.name,
+    "company_name": Customer.company_name,
+    "culture": Customer.culture,
+    "language": Customer.language,
+    "country": Customer.country,
+    "user_name": CustomerCredential.user_name,
+    "contact_first_name": Customer.contact_first_name,
+    "contact_last_name": Customer.contact_last_name,
+    "contact_email": Customer.contact_email,
+    "contact_phone": Customer.contact_phone,
+    "requires_secrecy_amendment": Customer.requires_secrecy_amendment,
+}
+
+
+def with_partner_and_credential(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    return query.join(Partner, Partner.id == Customer.partner_id).outerjoin(
+        CustomerCredential, CustomerCredential.customer_id == Customer.id
+    )
+
+
+def page_customer(row: Sequence[Any]) -> PageCustomer:
+    """A ``PageCustomer`` from the values of ``PAGE_CUSTOMER``'s columns, in order."""
+    return PageCustomer(**dict(zip(PAGE_CUSTOMER, row, strict=True)))

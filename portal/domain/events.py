@@ -1,0 +1,115 @@
+"""The append-only event log: what happened to whom, by whom, when."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, case, exists, literal, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from portal.core import db
+from portal.core.models import Customer, Event, Invitation, Progress, utcnow
+
+PARTNER_CREATED = "partner.created"
+API_KEY_CREATED = "api_key.created"
+API_KEY_REVOKED = "api_key.revoked"
+CUSTOMER_CREATED = "customer.created"
+AGREEMENT_ATTESTED = "agreement.attested"
+AGREEMENT_ACCEPTED = "agreement.accepted"
+# Written by the invitation and customer pages.
+INVITATION_CREATED = "invitation.created"
+INVITATION_OPENED = "invitation.opened"
+CUSTOMER_SIGNED_IN = "customer.signed_in"
+INVITATION_REVOKED = "invitation.revoked"
+
+_BEFORE_ACCEPTANCE = frozenset(
+    {Progress.NOT_INVITED, Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN}
+)
+#: The step an event brings its customer to, and the steps it moves on from. A direct
+#: acceptance outranks an attestation; nothing moves a customer back from either.
+STEPS: dict[str, tuple[Progress, frozenset[Progress]]] = {
+    INVITATION_CREATED: (Progress.INVITED, _BEFORE_ACCEPTANCE),
+    INVITATION_OPENED: (Progress.OPENED, frozenset({Progress.INVITED})),
+    CUSTOMER_SIGNED_IN: (Progress.SIGNED_IN, _BEFORE_ACCEPTANCE - {Progress.SIGNED_IN}),
+    INVITATION_REVOKED: (Progress.NOT_INVITED, frozenset({Progress.INVITED, Progress.OPENED})),
+    AGREEMENT_ATTESTED: (Progress.ATTESTED, _BEFORE_ACCEPTANCE),
+    AGREEMENT_ACCEPTED: (Progress.ACCEPTED, _BEFORE_ACCEPTANCE | {Progress.ATTESTED}),
+}
+
+
+def record(
+    session: Session,
+    kind: str,
+    *,
+    actor: str,
+    partner_id: str | None = None,
+    customer_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    write_now: bool = False,
+) -> Event:
+    """Log an event; with ``write_now``, INSERT it (and move its customer on) at once, else at
+    flush."""
+    event = Event(
+        kind=kind, actor=actor, partner_id=partner_id, customer_id=customer_id, data=data or {}
+    )
+    if write_now:
+        db.insert_now(session, event)
+    else:
+        session.add(event)
+    if customer_id is not None and kind in STEPS:
+        _advance(session, kind, customer_id, write_now)
+    return event
+
+
+def _advance(session: Session, kind: str, customer_id: str, write_now: bool = False) -> None:
+    """Keep ``Customer.progress`` in step with the event just recorded."""
+    step, moves_from = STEPS[kind]
+    if kind == INVITATION_REVOKED and session.scalar(
+        select(
+            exists().where(
+                Invitation.customer_id == customer_id,
+                Invitation.revoked_at.is_(None),
+                Invitation.superseded_at.is_(None),
+            )
+        )
+    ):
+        return  # an older invitation was withdrawn; the current one still stands
+    now = utcnow()
+    customer = session.identity_map.get(identity_key(Customer, customer_id))
+    if write_now:
+        _ADVANCE[kind].run(session.connection(), {"customer_id": customer_id, "now": now})
+        if isinstance(customer, Customer):
+            session.expire(customer, ["progress", "progress_at"])  # as the database now has it
+        return
+    applies = Customer.progress.in_(moves_from)
+    if isinstance(customer, Customer):
+        # Written with the rest at flush, as one guarded UPDATE: a page that only notes an
+        # opening (GET, SQLite) must not write before it commits, nor race another step.
+        customer.progress = case(
+            (applies, literal(step, Customer.progress.type)), else_=Customer.progress
+        )
+        customer.progress_at = case(
+            (applies, literal(now, Customer.progress_at.type)), else_=Customer.progress_at
+        )
+        return
+    session.execute(
+        update(Customer)
+        .where(Customer.id == customer_id, Customer.progress.in_(moves_from))
+        .values(progress=step, progress_at=now)
+    )
+
+
+#: Each step's guarded UPDATE, for events written at once.
+_ADVANCE = {
+    kind: db.CompiledWrite(
+        update(Customer)
+        .where(
+            Customer.id == bindparam("customer_id"),
+            # Not IN: its list would be expanded at every execution.
+            or_(*(Customer.progress == value for value in sorted(moves_from))),
+        )
+        .values(progress=step, progress_at=bindparam("now"))
+    )
+    for kind, (step, moves_from) in STEPS.items()
+}

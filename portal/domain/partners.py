@@ -1,0 +1,133 @@
+"""Partners, their API keys, and who may see which customers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, bindparam, or_, select
+from sqlalchemy.orm import Session
+
+from portal.core import credentials, validate
+from portal.core.errors import NotFound, PortalError
+from portal.core.models import ApiKey, Customer, Partner, PartnerKind, utcnow
+from portal.domain import events
+
+
+class InvalidPartner(PortalError):
+    error_name = "InvalidPartner"
+
+
+def create_partner(
+    session: Session,
+    name: str,
+    kind: PartnerKind,
+    provider_id: str | None = None,
+    actor: str = "cli",
+) -> Partner:
+    """A new partner; a reseller must name the indirect provider it belongs to."""
+    name = name.strip()
+    problem = validate.text(name, 200)
+    if problem:
+        raise InvalidPartner(f"The partner's name {problem}.")
+    provider: Partner | None = None
+    if kind is PartnerKind.INDIRECT_RESELLER:
+        if not provider_id:
+            raise InvalidPartner(
+                "An indirect reseller belongs to an indirect provider: give --provider."
+            )
+        provider = session.get(Partner, provider_id)
+        if provider is None or provider.kind is not PartnerKind.INDIRECT_PROVIDER:
+            raise InvalidPartner(f"{provider_id} is not an indirect provider.")
+    elif provider_id:
+        raise InvalidPartner("Only an indirect reseller belongs to a provider.")
+    partner = Partner(name=name, kind=kind, provider=provider)
+    session.add(partner)
+    session.flush()
+    events.record(
+        session,
+        events.PARTNER_CREATED,
+        actor=actor,
+        partner_id=partner.id,
+        data={"name": name, "kind": kind.value, "provider_id": provider_id},
+    )
+    return partner
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    #: The key itself, shown once.
+    secret: str
+
+
+def create_key(session: Session, partner: Partner, label: str = "", actor: str = "cli") -> NewKey:
+    problem = validate.text(label, 200, required=False)
+    if problem:
+        raise InvalidPartner(f"The key's label {problem}.")
+    secret = credentials.new_api_key()
+    key = ApiKey(
+        partner=partner,
+        key_hash=credentials.api_key_hash(secret),
+        prefix=secret[:12],
+        label=label.strip(),
+    )
+    session.add(key)
+    session.flush()
+    events.record(
+        session,
+        events.API_KEY_CREATED,
+        actor=actor,
+        partner_id=partner.id,
+        data={"key_id": key.id, "prefix": key.prefix},
+    )
+    return NewKey(key, secret)
+
+
+def revoke_key(session: Session, key_id: str, actor: str = "cli") -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        # Accept the shown prefix too, which is what people have at hand.
+        key = session.scalars(select(ApiKey).where(ApiKey.prefix == key_id)).first()
+    if key is None:
+        raise NotFound(f"No API key {key_id}.")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        events.record(
+            session,
+            events.API_KEY_REVOKED,
+            actor=actor,
+            partner_id=key.partner_id,
+            data={"key_id": key.id},
+        )
+    return key
+
+
+def list_keys(session: Session, partner_id: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+    if partner_id:
+        query = query.where(ApiKey.partner_id == partner_id)
+    return list(session.scalars(query))
+
+
+def list_partners(session: Session) -> list[Partner]:
+    return list(session.scalars(select(Partner).order_by(Partner.created_at, Partner.id)))
+
+
+#: Built once: every API request runs it.
+_PARTNER_FOR_KEY = (
+    select(Partner)
+    .join(ApiKey, ApiKey.partner_id == Partner.id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+
+
+def partner_for_key(session: Session, secret: str) -> Partner | None:
+    """The partner that owns this live key, in one indexed query."""
+    found = session.scalars(_PARTNER_FOR_KEY, {"key_hash": credentials.api_key_hash(secret)})
+    return found.first()
+
+
+def visible_to(partner_id: str) -> ColumnElement[bool]:
+    """Customers a partner may see: its own, and for a provider, its resellers' customers."""
+    resellers = select(Partner.id).where(Partner.provider_id == partner_id)
+    return or_(Customer.partner_id == partner_id, Customer.partner_id.in_(resellers))

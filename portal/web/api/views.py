@@ -1,0 +1,766 @@
+"""The partner API under ``/v1``: Partner Center's names and shapes, bearer API keys, JSON only.
+
+Handlers parse input, call the domain, shape the output and own the commit. No handler touches the
+session cookie, so no API response sets one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from portal.core import catalog, db
+from portal.core.catalog import Catalog
+from portal.core.errors import (
+    AGREEMENT_REQUIRED_CODE,
+    AGREEMENT_REQUIRED_DESCRIPTION,
+    CustomerNotFound,
+    InvalidBody,
+    InvalidFields,
+    InvalidParameter,
+    NoDocuments,
+    TemplateNotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+    json_error,
+)
+from portal.core.models import (
+    AcceptanceMethod,
+    AgreementAcceptance,
+    Customer,
+    Invitation,
+    OutboxMessage,
+    Partner,
+    is_id,
+)
+from portal.domain import acceptance, customers, invitations, partners
+from portal.domain.acceptance import Contact, Status
+from portal.i18n import languages
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+
+OPENAPI = Path(__file__).parent / "openapi.json"
+_PAGE_SALT = "portal.customers-page"
+#: Beyond Partner Center: the customer also accepts the German professional secrecy amendment.
+SECRECY_FIELD = "professionalSecrecyAmendment"
+#: Endpoints that check the key themselves (``openapi``: none needed; the status: in its one query).
+_OWN_AUTH = {"api.openapi", "api.direct_signed_status"}
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        raise Unauthorized()
+    return token
+
+
+@bp.before_request
+def authenticate() -> None:
+    if request.endpoint in _OWN_AUTH:
+        return
+    partner = partners.partner_for_key(db.session(), _bearer())
+    if partner is None:
+        raise Unauthorized()
+    g.partner = partner
+
+
+def _partner() -> Partner:
+    partner: Partner = g.partner
+    return partner
+
+
+def _catalog() -> Catalog:
+    result: Catalog = current_app.extensions["portal.catalog"]
+    return result
+
+
+# --- reading JSON bodies ----------------------------------------------------------------------
+
+
+#: Longest number accepted in a body (no field takes a number; Python would spend time on
+#: a thousand digits, and refuse more with a message about its own settings).
+MAX_DIGITS = 100
+
+
+class _Refused(ValueError):
+    """A JSON value the API does not take, in the client's terms."""
+
+
+def _whole_number(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _Refused(f"a number has more than {MAX_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON value")
+
+
+def _json_body(optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object. ``optional``: an empty body, or ``null``, is an empty object.
+
+    Only ``application/json`` is read as JSON (415 otherwise); every problem is said in the
+    client's terms, with where it is.
+    """
+    data = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH, however it is framed
+    if optional and not data.strip():
+        return {}
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(contentType=(request.content_type or "")[:100])
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(
+            "The request body must be UTF-8 JSON (charset=utf-8, or none).", charset=charset
+        )
+    try:
+        text = data.decode("utf-8-sig")  # a byte order mark is no error
+    except UnicodeDecodeError as exc:
+        raise InvalidBody(
+            f"The request body is not UTF-8 text (byte {exc.start + 1} cannot be read)."
+        ) from exc
+    try:
+        body = json.loads(text, parse_int=_whole_number, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise InvalidBody("The request body is nested too deeply.") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidBody(
+            f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column "
+            f"{exc.colno})."
+        ) from exc
+    except _Refused as exc:
+        raise InvalidBody(f"The request body cannot be read: {exc}.") from exc
+    if optional and body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidBody("The request body must be a JSON object.")
+    return body
+
+
+#: JSON can spell lone UTF-16 surrogates (\\ud800) and NUL (\\u0000): neither is text, and
+#: neither can be stored.
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+_ABSENT = object()
+
+
+class Fields:
+    """Reads fields out of a JSON body, naming every missing or wrong-typed one at once."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.problems: dict[str, str] = {}
+
+    def _lookup(self, path: str, absent: Any = None) -> Any:
+        """The value at ``path``; ``absent`` when a key on the way is missing."""
+        value: Any = self.body
+        walked = []
+        for part in path.split("."):
+            walked.append(part)
+            if value is None:
+                return absent
+            if not isinstance(value, dict):
+                self.problems.setdefault(".".join(walked[:-1]), "must be an object")
+                return absent
+            if part not in value:
+                return absent
+            value = value[part]
+        return value
+
+    def string(self, path: str, required: bool = True) -> str:
+        value = self._lookup(path)
+        if value is None:
+            if required:
+                self.problems.setdefault(path, "is required")
+            return ""
+        if not isinstance(value, str):
+            self.problems.setdefault(path, "must be a string")
+            return ""
+        if _NOT_TEXT.search(value):
+            self.problems.setdefault(path, "contains characters that are not valid text")
+            return ""
+        if required and not value.strip():
+            self.problems.setdefault(path, "is required")
+        return value
+
+    def boolean(self, path: str, default: bool) -> bool:
+        value = self._lookup(path, absent=_ABSENT)
+        if value is _ABSENT:
+            return default
+        if not isinstance(value, bool):  # null too: a switch is true or false
+            self.problems.setdefault(path, "must be true or false")
+            return default
+        return value
+
+    def check(self) -> None:
+        if self.problems:
+            raise InvalidFields(self.problems)
+
+
+def _parse_date(value: str, field: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidFields(
+            {field: "is not an ISO 8601 date such as 2024-06-14T00:00:00Z"}
+        ) from exc
+
+
+# --- shaping output ---------------------------------------------------------------------------
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _collection(items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        "totalCount": len(items),
+        "items": items,
+        **extra,
+        "attributes": {"objectType": "Collection"},
+    }
+
+
+def customer_json(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "companyProfile": {
+            "tenantId": customer.id,
+            "domain": customer.domain,
+            "companyName": customer.company_name,
+            "attributes": {"objectType": "CustomerCompanyProfile"},
+        },
+        "billingProfile": {
+            "firstName": customer.address_first_name,
+            "lastName": customer.address_last_name,
+            "email": customer.email,
+            "culture": customer.culture,
+            "language": customer.language,
+            "companyName": customer.company_name,
+            "defaultAddress": {
+                "country": customer.country,
+                "city": customer.city,
+                "state": customer.state,
+                "addressLine1": customer.address_line1,
+                "addressLine2": customer.address_line2,
+                "postalCode": customer.postal_code,
+                "firstName": customer.address_first_name,
+                "lastName": customer.address_last_name,
+                "phoneNumber": customer.phone,
+            },
+            "attributes": {"objectType": "CustomerBillingProfile"},
+        },
+        "primaryContact": {
+            "firstName": customer.contact_first_name,
+            "lastName": customer.contact_last_name,
+            "email": customer.contact_email,
+            "phoneNumber": customer.contact_phone,
+        },
+        # Partner Center's name for the reseller a provider's customer belongs to.
+        "associatedPartnerId": customer.partner_id,
+        SECRECY_FIELD: customer.requires_secrecy_amendment,
+        "createdAt": iso(customer.created_at),
+        "links": {"self": {"uri": f"/v1/customers/{customer.id}", "method": "GET"}},
+        "attributes": {"objectType": "Customer"},
+    }
+
+
+def agreement_json(acceptance: AgreementAcceptance, *, evidence: bool = False) -> dict[str, Any]:
+    agreement = _catalog().by_template(acceptance.template_id)
+    result: dict[str, Any] = {
+        "primaryContact": {
+            "firstName": acceptance.first_name,
+            "lastName": acceptance.last_name,
+            "email": acceptance.email,
+            "phoneNumber": acceptance.phone,
+        },
+        "templateId": acceptance.template_id,
+        "dateAgreed": iso(acceptance.date_agreed),
+        "type": acceptance.agreement_type,
+        "agreementLink": agreement.link if agreement else "",
+        "userId": acceptance.recorded_by,
+        "acceptanceMethod": acceptance.method.value,
+        "attributes": {"objectType": "Agreement"},
+    }
+    if evidence:
+        result.update(
+            id=acceptance.id,
+            versionRank=acceptance.version_rank,
+            recordedAt=iso(acceptance.recorded_at),
+            country=acceptance.country,
+            language=acceptance.language,
+            documentUri=acceptance.document_uri,
+        )
+        if acceptance.method is AcceptanceMethod.DIRECT:
+            result["evidence"] = {
+                "ipAddress": acceptance.ip_address,
+                "userAgent": acceptance.user_agent,
+            }
+    return result
+
+
+# --- customers --------------------------------------------------------------------------------
+
+
+@bp.post("/customers")
+@db.reads_first
+def create_customer() -> ResponseReturnValue:
+    fields = Fields(_json_body())
+    address = "billingProfile.defaultAddress"
+    names = {
+        "domain": "companyProfile.domain",
+        "company_name": "billingProfile.companyName",
+        "email": "billingProfile.email",
+        "culture": "billingProfile.culture",
+        "language": "billingProfile.language",
+        "country": f"{address}.country",
+        "first_name": f"{address}.firstName",
+        "last_name": f"{address}.lastName",
+        "address_line1": f"{address}.addressLine1",
+        "address_line2": f"{address}.addressLine2",
+        "city": f"{address}.city",
+        "state": f"{address}.state",
+        "postal_code": f"{address}.postalCode",
+        "phone": f"{address}.phoneNumber",
+        "contact_first_name": "primaryContact.firstName",
+        "contact_last_name": "primaryContact.lastName",
+        "contact_email": "primaryContact.email",
+        "contact_phone": "primaryContact.phoneNumber",
+    }
+    required = {
+        "domain",
+        "company_name",
+        "email",
+        "culture",
+        "language",
+        "country",
+        "first_name",
+        "last_name",
+    }
+    values = {attr: fields.string(path, attr in required) for attr, path in names.items()}
+    secrecy = fields.boolean(SECRECY_FIELD, False)
+    fields.check()
+    names["requires_secrecy_amendment"] = SECRECY_FIELD
+    data = customers.NewCustomer(**values, requires_secrecy_amendment=secrecy, names=names)
+    partner = _partner()
+    # Nothing is written yet: end the transaction that checked the key, so the one that writes
+    # (on SQLite, holding the write lock) begins after the checks and the hashing.
+    db.session().commit()
+    created = customers.create_customer(
+        db.session(),
+        partner,
+        data,
+        _catalog(),
+        current_app.extensions["portal.peppers"][0],
+        actor=f"partner:{partner.id}",
+    )
+    db.session().commit()
+    body = customer_json(created.customer)
+    body["userCredentials"] = {"userName": created.user_name, "password": created.password}
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/customers/{created.customer.id}"
+    return response
+
+
+def _page_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_PAGE_SALT)
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+        raise InvalidParameter(
+            f"{name} must be a whole number from {low} to {high}.", **{name: raw[:50]}
+        )
+    return int(raw)
+
+
+@bp.get("/customers")
+def list_customers() -> ResponseReturnValue:
+    config = current_app.config
+    size = _int_arg("size", config["API_PAGE_SIZE"], 1, config["API_MAX_PAGE_SIZE"])
+    token = request.args.get("continuationToken") or request.headers.get("MS-ContinuationToken")
+    after = None
+    if token:
+        try:
+            stamp, last_id = _page_serializer().loads(token)
+            after = (datetime.fromisoformat(stamp), str(last_id))
+        except (BadSignature, ValueError, TypeError) as exc:
+            raise InvalidParameter(
+                "continuationToken is not one this API gave out.", continuationToken=token[:50]
+            ) from exc
+    page = customers.page(db.session(), _partner().id, size, after)
+    links: dict[str, Any] = {"self": {"uri": request.full_path.rstrip("?"), "method": "GET"}}
+    body: dict[str, Any] = {
+        "totalCount": page.total,
+        "count": len(page.items),
+        "items": [customer_json(c) for c in page.items],
+        "links": links,
+        "attributes": {"objectType": "Collection"},
+    }
+    if page.after is not None:
+        next_token = _page_serializer().dumps([page.after[0].isoformat(), page.after[1]])
+        links["next"] = {
+            "uri": f"/v1/customers?size={size}&seekOperation=Next&continuationToken={next_token}",
+            "method": "GET",
+            "headers": [{"key": "MS-ContinuationToken", "value": next_token}],
+        }
+        body["continuationToken"] = next_token
+    return jsonify(body)
+
+
+def _visible_customer(customer_id: str, with_credential: bool = False) -> Customer:
+    customer_id = customer_id.lower()
+    if not is_id(customer_id):
+        raise CustomerNotFound(customerId=customer_id[:64])
+    return customers.get_visible(
+        db.session(), _partner().id, customer_id, with_credential=with_credential
+    )
+
+
+@bp.get("/customers/<customer_id>")
+def get_customer(customer_id: str) -> ResponseReturnValue:
+    return jsonify(customer_json(_visible_customer(customer_id)))
+
+
+# --- agreements -------------------------------------------------------------------------------
+
+
+def _agreement_types() -> list[str]:
+    wanted = request.args.get("agreementType", catalog.DEFAULT_AGREEMENT_TYPE)
+    found = _catalog().of_type(wanted)
+    if not found:
+        raise InvalidParameter(
+            f"agreementType must be one of {', '.join(_catalog().types)} or *.",
+            agreementType=wanted[:64],
+        )
+    return [a.type for a in found]
+
+
+@bp.get("/agreements")
+def list_agreements() -> ResponseReturnValue:
+    types = _agreement_types()
+    items = [
+        {
+            "templateId": a.template_id,
+            "agreementType": a.type,
+            "agreementLink": a.link,
+            "versionRank": a.version_rank,
+        }
+        for a in _catalog().agreements
+        if a.type in types
+    ]
+    return jsonify(_collection(items))
+
+
+@bp.get("/agreementtemplates/<template_id>/document")
+def agreement_document(template_id: str) -> ResponseReturnValue:
+    agreement = _catalog().by_template(template_id)
+    if agreement is None:
+        raise TemplateNotFound(templateId=template_id[:64])
+    country = request.args.get("country", catalog.FALLBACK_COUNTRY)
+    language = request.args.get("language", catalog.FALLBACK_LANGUAGE)
+    if not catalog.COUNTRY.match(country):
+        raise InvalidParameter(
+            "country must be a two-letter upper-case code such as DE.", country=country[:50]
+        )
+    if len(language) > 35 or not all(p.isalnum() for p in language.replace("_", "-").split("-")):
+        raise InvalidParameter("language must be a tag such as de-DE.", language=language[:50])
+    try:
+        document = agreement.document(country, language)
+    except catalog.NoDocuments as exc:
+        raise NoDocuments(templateId=template_id) from exc
+    return jsonify(
+        {
+            "displayUri": document.display_uri,
+            "downloadUri": document.download_uri,
+            "language": document.language,
+            "country": document.country,
+        }
+    )
+
+
+@bp.post("/customers/<customer_id>/agreements")
+def attest(customer_id: str) -> ResponseReturnValue:
+    partner = _partner()
+    customer = _visible_customer(customer_id)
+    fields = Fields(_json_body())
+    contact = Contact(
+        first_name=fields.string("primaryContact.firstName"),
+        last_name=fields.string("primaryContact.lastName"),
+        email=fields.string("primaryContact.email"),
+        phone=fields.string("primaryContact.phoneNumber", required=False),
+    )
+    template_id = fields.string("templateId")
+    agreement_type = fields.string("type")
+    date_text = fields.string("dateAgreed")
+    fields.check()
+    recorded = acceptance.attest(
+        db.session(),
+        partner,
+        customer,
+        _catalog(),
+        agreement_type=agreement_type,
+        template_id=template_id,
+        date_agreed=_parse_date(date_text, "dateAgreed"),
+        contact=contact,
+    )
+    acceptance.notify_attestation(
+        db.session(),
+        customer,
+        recorded,
+        _catalog(),
+        base_url=current_app.config["BASE_URL"],
+        locales=languages.available_locales(),
+    )
+    db.session().commit()
+    response = jsonify(agreement_json(recorded))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/customers/<customer_id>/agreements")
+def customer_agreements(customer_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    found = acceptance.acceptances(db.session(), customer.id, _agreement_types())
+    return jsonify(_collection([agreement_json(a) for a in found]))
+
+
+@bp.get("/customers/<customer_id>/directSignedMicrosoftCustomerAgreementStatus")
+def direct_signed_status(customer_id: str) -> ResponseReturnValue:
+    key = _bearer()
+    customer_id = customer_id.lower()
+    if not is_id(customer_id):
+        customer_id = ""  # matches no customer; the key is still checked
+    result = acceptance.direct_signed_status(db.engine(), key, customer_id)
+    if not result.key_valid:
+        raise Unauthorized()
+    if not result.customer_visible:
+        raise CustomerNotFound(customerId=customer_id)
+    return jsonify({"isSigned": result.is_signed})
+
+
+def _status_json(status: Status) -> dict[str, Any]:
+    chosen = status.direct or status.attested
+    return {
+        "customerId": status.customer.id,
+        "state": status.state,
+        "isSigned": status.direct is not None,
+        "eligibleForPurchase": status.eligible,
+        "invited": status.invited_at is not None,
+        "invitedAt": iso(status.invited_at),
+        "linkOpened": status.opened_at is not None,
+        "linkOpenedAt": iso(status.opened_at),
+        "signedIn": status.signed_in_at is not None,
+        "signedInAt": iso(status.signed_in_at),
+        "acceptance": agreement_json(chosen, evidence=True) if chosen else None,
+        "agreements": [agreement_json(a, evidence=True) for a in status.acceptances],
+    }
+
+
+@bp.get("/customers/<customer_id>/acceptanceStatus")
+def acceptance_status(customer_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    return jsonify(_status_json(acceptance.status(db.session(), customer)))
+
+
+@bp.get("/customers/<customer_id>/purchaseEligibility")
+def purchase_eligibility(customer_id: str) -> ResponseReturnValue:
+    partner = _partner()
+    customer = _visible_customer(customer_id)
+    status = acceptance.status(db.session(), customer)
+    body: dict[str, Any] = {
+        "customerId": customer.id,
+        "eligible": status.eligible,
+        "state": status.state,
+    }
+    if status.eligible:
+        chosen = status.direct or status.attested
+        assert chosen is not None  # noqa: S101 - eligible means one of them is set
+        body["acceptance"] = agreement_json(chosen, evidence=True)
+        return jsonify(body)
+    body["error"] = {
+        "code": AGREEMENT_REQUIRED_CODE,
+        "errorName": "CustomerAgreementNotAccepted",
+        "description": AGREEMENT_REQUIRED_DESCRIPTION,
+        "isRetryable": False,
+        "parameters": {},
+    }
+    steps = [
+        {
+            "action": "inviteCustomer",
+            "description": "Send the customer an invitation to accept the agreement on the portal.",
+            "method": "POST",
+            "uri": f"/v1/customers/{customer.id}/invitations",
+        }
+    ]
+    if partner.may_attest:
+        steps.append(
+            {
+                "action": "attest",
+                "description": "Confirm that the customer has accepted the agreement.",
+                "method": "POST",
+                "uri": f"/v1/customers/{customer.id}/agreements",
+            }
+        )
+    body["nextSteps"] = steps
+    return jsonify(body)
+
+
+# --- invitations ------------------------------------------------------------------------------
+
+
+def _links() -> invitations.LinkSettings:
+    return invitations.LinkSettings.from_config(current_app.config)
+
+
+def message_json(message: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "to": message.to_address,
+        "status": message.status.value,
+        "attempts": message.attempts,
+        "lastError": message.last_error or None,
+        "createdAt": iso(message.created_at),
+        "nextAttemptAt": iso(message.next_attempt_at) if message.status.value == "queued" else None,
+        "sentAt": iso(message.sent_at),
+    }
+
+
+def invitation_json(invitation: Invitation, url: str | None = None) -> dict[str, Any]:
+    """``url``: the link when the caller has it already (it is signed again otherwise)."""
+    state = invitations.status(invitation)
+    if url is None and invitations.is_open(invitation):
+        url = _links().url(invitation)
+    return {
+        "id": invitation.id,
+        "customerId": invitation.customer_id,
+        "url": url,
+        "status": state,
+        "to": invitation.recipient,
+        "language": invitation.language.replace("_", "-"),
+        "includeCredentials": invitation.include_credentials,
+        "createdAt": iso(invitation.created_at),
+        "expiresAt": iso(invitation.expires_at),
+        "openedAt": iso(invitation.opened_at),
+        "revokedAt": iso(invitation.revoked_at),
+        "messages": [message_json(m) for m in invitation.messages],
+    }
+
+
+@bp.post("/customers/<customer_id>/invitations")
+@db.reads_first
+def create_invitation(customer_id: str) -> ResponseReturnValue:
+    partner = _partner()
+    customer = _visible_customer(customer_id, with_credential=True)
+    # The options are optional: no body, or JSON null, means the defaults.
+    fields = Fields(_json_body(optional=True))
+    to = fields.string("to", required=False) or None
+    language = fields.string("language", required=False) or None
+    options = invitations.Options(
+        send=fields.boolean("send", False),
+        to=to,
+        language=language,
+        include_credentials=fields.boolean("includeCredentials", True),
+    )
+    fields.check()
+    actor = f"partner:{partner.id}"
+    # Nothing is written yet: end the reading transaction while the email is rendered and
+    # built. The one that stores the invitation is short (on SQLite it holds the write lock).
+    db.session().commit()
+    draft = invitations.prepare(
+        customer,
+        options,
+        links=_links(),
+        pepper=current_app.extensions["portal.peppers"][0],
+        locales=languages.available_locales(),
+        actor=actor,
+    )
+    issued = invitations.issue(db.session(), customer, draft, actor=actor)
+    db.session().commit()
+    invitation = issued.invitation
+    body = invitation_json(invitation, issued.url)
+    body.update(
+        userName=issued.user_name,
+        password=issued.password,
+        subject=invitation.subject,
+        textBody=invitation.text_body,
+        htmlBody=invitation.html_body,
+    )
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/customers/{customer.id}/invitations/{invitation.id}"
+    return response
+
+
+@bp.get("/customers/<customer_id>/invitations")
+def list_invitations(customer_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    found = invitations.for_customer(db.session(), customer.id)
+    return jsonify(_collection([invitation_json(i) for i in found]))
+
+
+@bp.get("/customers/<customer_id>/invitations/<invitation_id>")
+def get_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    return jsonify(invitation_json(invitations.get(db.session(), customer.id, invitation_id)))
+
+
+@bp.post("/customers/<customer_id>/invitations/<invitation_id>/resend")
+def resend_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    invitation = invitations.get(db.session(), customer.id, invitation_id)
+    invitations.resend(
+        db.session(), invitation, current_app.config["BASE_URL"], actor=f"partner:{_partner().id}"
+    )
+    db.session().commit()
+    db.session().refresh(invitation)
+    response = jsonify(invitation_json(invitation))
+    response.status_code = 202
+    return response
+
+
+@bp.delete("/customers/<customer_id>/invitations/<invitation_id>")
+def revoke_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    customer = _visible_customer(customer_id)
+    invitation = invitations.get(db.session(), customer.id, invitation_id)
+    invitations.revoke(db.session(), invitation, actor=f"partner:{_partner().id}")
+    db.session().commit()
+    db.session().refresh(invitation)
+    return jsonify(invitation_json(invitation))
+
+
+# --- the contract itself ----------------------------------------------------------------------
+
+
+@functools.cache
+def _openapi_document() -> bytes:
+    return OPENAPI.read_bytes()
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return Response(_openapi_document(), mimetype="application/json")
+
+
+__all__ = ["bp", "json_error"]

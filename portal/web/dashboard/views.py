@@ -1,0 +1,797 @@
+"""The partner dashboard (HTML, ``/dashboard``): customers, invitations, attestation, evidence.
+
+The web twin of the partner API for people: the same domain functions, the same partner
+isolation (every customer is looked up through the signed-in user's partner), one commit per
+request, CSRF on every form. Pages are never cached: some show credentials once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from functools import wraps
+from typing import Any
+from urllib.parse import quote
+
+from babel import Locale
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import format_date, format_number, gettext
+
+from portal.core import db
+from portal.core.catalog import CUSTOMER_AGREEMENT, Catalog
+from portal.core.errors import (
+    AttestationExists,
+    DomainTaken,
+    InvalidFields,
+    InvalidParameter,
+    NotFound,
+    PortalError,
+)
+from portal.core.models import Customer, Invitation, Partner, PartnerUser, UserRole
+from portal.domain import acceptance, bulk, customers, invitations, receipts, reports, users
+from portal.domain.acceptance import Contact
+from portal.domain.invitations import LinkSettings
+from portal.i18n import languages
+from portal.web import auth, redirects
+from portal.web.dashboard import charts
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+
+
+def _(message: str) -> str:
+    """gettext, typed: the dashboard's texts share the customer pages' translations."""
+    return str(gettext(message))
+
+
+SESSION_KEY = "dsid"
+
+
+# --- who is signed in ----------------------------------------------------------------------------
+
+
+@bp.before_request
+def load_user() -> None:
+    g.partner_user = None
+    record = users.current(db.session(), session.get(SESSION_KEY), _idle())
+    if db.session().dirty:
+        if request.method == "GET":
+            db.commit_if_possible("dashboard session activity")
+        else:
+            db.session().commit()
+    if record is None:
+        session.pop(SESSION_KEY, None)
+        return
+    g.user_session = record
+    g.partner_user = record.user
+
+
+@bp.context_processor
+def dashboard_user() -> dict[str, Any]:
+    return {"dashboard_user": g.get("partner_user")}
+
+
+def _idle() -> timedelta:
+    return timedelta(seconds=int(current_app.config["SESSION_IDLE_TIMEOUT"]))
+
+
+def signed_in(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        if g.partner_user is None:
+            if request.method == "GET":
+                here = redirects.local_target(request.full_path, "", within="/dashboard")
+                return redirect(url_for("dashboard.signin_form", next=here or None))
+            return redirect(url_for("dashboard.signin_form"))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _user() -> PartnerUser:
+    user: PartnerUser = g.partner_user
+    return user
+
+
+def _partner() -> Partner:
+    return _user().partner
+
+
+def _actor() -> str:
+    return f"user:{_user().email}"
+
+
+def _catalog() -> Catalog:
+    result: Catalog = current_app.extensions["portal.catalog"]
+    return result
+
+
+def _customer(customer_id: str) -> Customer:
+    """The customer, if the user's partner may see it; the same 404 otherwise."""
+    return customers.get_visible(db.session(), _partner().id, customer_id)
+
+
+# --- sign-in and sign-out ------------------------------------------------------------------------
+
+
+def _next() -> str:
+    """The dashboard page a sign-in form was asked to return to (the overview otherwise)."""
+    return redirects.local_target(
+        request.values.get("next"), url_for("dashboard.overview"), within="/dashboard"
+    )
+
+
+@bp.get("/signin")
+def signin_form() -> ResponseReturnValue:
+    if g.partner_user is not None:
+        return redirect(url_for("dashboard.overview"))
+    return render_template("dashboard/signin.html", next=_next())
+
+
+@bp.post("/signin")
+@db.reads_first
+def signin() -> ResponseReturnValue:
+    email = request.form.get("email", "")
+    attempt = auth.attempt("dashboard", email)
+    try:
+        user = users.authenticate(db.session(), email, request.form.get("password", ""))
+    except users.SignInFailed:
+        return render_template(
+            "dashboard/signin.html", failed=True, email=email[:254], next=_next()
+        ), 401
+    db.session().commit()  # the checks wrote nothing; the sign-in is a transaction of its own
+    attempt.succeeded()
+    started = users.start(db.session(), user, auth.client_address())
+    db.session().commit()
+    auth.begin(SESSION_KEY, started.token)
+    return redirect(_next())
+
+
+@bp.post("/signout")
+def signout() -> ResponseReturnValue:
+    record = g.get("user_session")
+    if record is not None:
+        users.end(record)
+        db.session().commit()
+    auth.end()
+    return redirect(url_for("dashboard.signin_form", signed_out=1))
+
+
+# --- overview and customer list ------------------------------------------------------------------
+
+
+def state_name(state: str) -> str:
+    """A customer's state as the partner reads it (translated once per request: a list shows
+    fifty of them)."""
+    names: dict[str, str] | None = g.get("state_names")
+    if names is None:
+        names = g.state_names = {
+            "not-invited": _("Not invited"),
+            "invited": _("Invited"),
+            "opened": _("Link opened"),
+            "signed-in": _("Signed in"),
+            "accepted": _("Accepted"),
+            "attested": _("Attested"),
+            reports.EXPIRED: _("Invitation expired"),
+        }
+    return names.get(state, state)
+
+
+def delivery_name(status: str) -> str:
+    """An invitation's status (see ``invitations.status``) as the partner reads it."""
+    names = {
+        "created": _("Not sent"),
+        "queued": _("Waiting to be sent"),
+        "sending": _("Being sent"),
+        "sent": _("Delivered to the mail server"),
+        "failed": _("Delivery failed"),
+        "cancelled": _("Not sent (cancelled)"),
+        "revoked": _("Withdrawn"),
+        "superseded": _("Replaced by a newer invitation"),
+        "expired": _("Expired"),
+    }
+    return names.get(status, status)
+
+
+def moment_name(kind: str) -> str:
+    """A timeline entry's kind (an event kind or an email outcome) as the partner reads it."""
+    names = {
+        "customer.created": _("Customer created"),
+        "invitation.created": _("Invitation created"),
+        "invitation.resent": _("Invitation sent again"),
+        "invitation.revoked": _("Invitation withdrawn"),
+        "invitation.opened": _("Invitation link opened"),
+        "customer.signed_in": _("Customer signed in"),
+        "customer.password_changed": _("Customer chose a password"),
+        "agreement.accepted": _("Customer accepted"),
+        "agreement.attested": _("Partner attested acceptance"),
+        "email.sent": _("Email delivered to the mail server"),
+        "email.failed": _("Email delivery failed"),
+    }
+    return names.get(kind, kind)
+
+
+# The dashboard templates' helpers: template globals, not context a processor makes per render.
+for _helper in (state_name, delivery_name, moment_name, format_number):
+    bp.add_app_template_global(_helper)
+
+
+@bp.get("/")
+@signed_in
+def overview() -> ResponseReturnValue:
+    session_ = db.session()
+    partner_id = _partner().id
+    funnel = reports.funnel(session_, partner_id)
+    weekly = reports.acceptances_by_week(session_, partner_id)
+    return render_template(
+        "dashboard/overview.html",
+        funnel=funnel,
+        total=sum(funnel.values()),
+        funnel_chart=charts.horizontal_bars([(state_name(k), v) for k, v in funnel.items()]),
+        weekly=weekly,
+        weekly_chart=charts.columns(
+            [(str(format_date(start, "d MMM")), count) for start, count in weekly]
+        ),
+        waiting=reports.waiting_longest(session_, partner_id),
+        failed=reports.failed_deliveries(session_, partner_id),
+    )
+
+
+@bp.get("/customers")
+@signed_in
+def customer_list() -> ResponseReturnValue:
+    try:
+        page = reports.customer_page(
+            db.session(),
+            _partner().id,
+            query=request.args.get("q", ""),
+            state=request.args.get("state", ""),
+            cursor=request.args.get("after", "")[:200],
+        )
+    except InvalidParameter as exc:
+        if "q" not in exc.parameters:
+            raise
+        refused = reports.CustomerPage(rows=[], next_cursor=None)
+        return render_template(
+            "dashboard/customers.html",
+            page=refused,
+            states=reports.STATES,
+            problem=_("A search cannot contain control characters such as line breaks."),
+        ), 400
+    return render_template("dashboard/customers.html", page=page, states=reports.STATES)
+
+
+# --- a new customer ------------------------------------------------------------------------------
+
+_CUSTOMER_FIELDS = [
+    "company_name",
+    "domain",
+    "email",
+    "culture",
+    "country",
+    "first_name",
+    "last_name",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "postal_code",
+    "phone",
+    "contact_first_name",
+    "contact_last_name",
+    "contact_email",
+    "contact_phone",
+]
+
+
+def _countries() -> list[tuple[str, str]]:
+    """(code, name in the page's language), sorted by name."""
+    names = Locale.parse(languages.current_locale()).territories
+    return sorted(
+        ((code, names.get(code, name)) for code, name in _catalog().countries.items()),
+        key=lambda item: item[1].casefold(),
+    )
+
+
+def _field_problem(problem: str) -> str:
+    """A field problem from the domain (English, for the API) said in the page's language."""
+    if problem == "is required":
+        return _("This field is required.")
+    if problem.startswith("is longer than"):
+        return _("This is too long.")
+    if problem.startswith("contains control characters"):
+        return _("Use one line, without special characters.")
+    if problem.startswith("is not an email"):
+        return _("Enter a valid email address.")
+    if problem.startswith("is not a domain"):
+        return _("Enter a domain name such as contoso.example.")
+    if problem.startswith("is an unknown country"):
+        return _("Choose a country.")
+    if problem.startswith("applies only to customers in Germany"):
+        return _("Only customers in Germany can need this amendment.")
+    return _("Check this field.")
+
+
+def _problems(error: InvalidFields) -> dict[str, str]:
+    return {name: _field_problem(str(text)) for name, text in error.parameters.items()}
+
+
+@bp.get("/customers/new")
+@signed_in
+def new_customer_form() -> ResponseReturnValue:
+    form = dict.fromkeys(_CUSTOMER_FIELDS, "")
+    form.update(culture="en-US", country="US")
+    return render_template(
+        "dashboard/new_customer.html", form=form, problems={}, countries=_countries()
+    )
+
+
+@bp.post("/customers/new")
+@signed_in
+def new_customer() -> ResponseReturnValue:
+    form = {name: request.form.get(name, "")[:300] for name in _CUSTOMER_FIELDS}
+    culture = form["culture"].strip()
+    values: dict[str, Any] = {name: value.strip() for name, value in form.items()}
+    data = customers.NewCustomer(
+        **values,
+        language=culture.split("-", 1)[0].lower(),
+        requires_secrecy_amendment=request.form.get("secrecy") == "yes",
+    )
+    try:
+        created = customers.create_customer(
+            db.session(),
+            _partner(),
+            data,
+            _catalog(),
+            current_app.extensions["portal.peppers"][0],
+            actor=_actor(),
+        )
+    except InvalidFields as exc:
+        problems = _problems(exc)
+        if "language" in problems:
+            problems.setdefault("culture", problems.pop("language"))
+        return render_template(
+            "dashboard/new_customer.html",
+            form=form,
+            problems=problems,
+            countries=_countries(),
+            secrecy=data.requires_secrecy_amendment,
+        ), 400
+    except DomainTaken:
+        db.session().rollback()
+        return render_template(
+            "dashboard/new_customer.html",
+            form=form,
+            problems={"domain": _("A customer with this domain already exists.")},
+            countries=_countries(),
+            secrecy=data.requires_secrecy_amendment,
+        ), 409
+    db.session().commit()
+    return render_template("dashboard/created.html", created=created), 201
+
+
+# --- one customer --------------------------------------------------------------------------------
+
+
+@bp.get("/customers/<customer_id>")
+@signed_in
+def customer(customer_id: str) -> ResponseReturnValue:
+    found = _customer(customer_id)
+    return render_template("dashboard/customer.html", **_customer_context(found))
+
+
+def _customer_context(found: Customer, **extra: Any) -> dict[str, Any]:
+    session_ = db.session()
+    listed = invitations.for_customer(session_, found.id)
+    return {
+        "customer": found,
+        "state": reports.display_state(found),
+        "timeline": reports.timeline(session_, found),
+        "evidence": reports.evidence(session_, found),
+        "invitations": [(i, invitations.status(i)) for i in listed],
+        "may_attest": _partner().may_attest and _user().role is UserRole.ADMIN_AGENT,
+        "attest_form": extra.pop("attest_form", None) or _attest_defaults(found),
+        "attest_problems": extra.pop("attest_problems", {}),
+        "today": datetime.now(UTC).date().isoformat(),
+        "mca_template": _mca_template(),
+        **extra,
+    }
+
+
+def _mca_template() -> str:
+    agreement = _catalog().by_type(CUSTOMER_AGREEMENT)
+    return agreement.template_id if agreement else ""
+
+
+@bp.get("/customers/<customer_id>/evidence.json")
+@signed_in
+def evidence_json(customer_id: str) -> ResponseReturnValue:
+    found = _customer(customer_id)
+    body = reports.evidence_json(found, reports.evidence(db.session(), found))
+    return Response(
+        json.dumps(body, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="evidence-{found.id}.json"'},
+    )
+
+
+@bp.get("/customers/<customer_id>/receipt.pdf")
+@signed_in
+def receipt_pdf(customer_id: str) -> ResponseReturnValue:
+    found = _customer(customer_id)
+    pdf = receipts.receipt_pdf(found, reports.evidence(db.session(), found), _catalog())
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="receipt-{found.id}.pdf"'},
+    )
+
+
+# --- invitations ---------------------------------------------------------------------------------
+
+
+def _links() -> LinkSettings:
+    return LinkSettings.from_config(current_app.config)
+
+
+@bp.post("/customers/<customer_id>/invitations")
+@signed_in
+def invite(customer_id: str) -> ResponseReturnValue:
+    found = _customer(customer_id)
+    language = request.form.get("language", "") or None
+    options = invitations.Options(
+        send=request.form.get("send") == "yes",
+        language=language,
+        include_credentials=request.form.get("credentials", "yes") == "yes",
+    )
+    try:
+        issued = invitations.create(
+            db.session(),
+            found,
+            options,
+            links=_links(),
+            pepper=current_app.extensions["portal.peppers"][0],
+            locales=languages.available_locales(),
+            actor=_actor(),
+        )
+    except invitations.AlreadyAccepted:
+        return _back_to(found, _("This customer has already accepted."), 409)
+    except InvalidFields:  # only a language the form does not offer
+        return _back_to(found, _("Choose a language from the list."), 400)
+    db.session().commit()
+    return _invitation_screen(found, issued.invitation, password=issued.password, sent=options.send)
+
+
+def _invitation_screen(
+    found: Customer, invite_: Invitation, text: str | None = None, **extra: Any
+) -> str:
+    """The invitation screen; ``text``: the partner's edit of the email, shown instead of the
+    kept one when it could not be sent."""
+    shown = invite_.text_body if text is None else text
+    return render_template(
+        "dashboard/invitation.html",
+        customer=found,
+        invitation=invite_,
+        text=shown,
+        mailto=_mailto(invite_, shown) if invite_.text_body else "",
+        **extra,
+    )
+
+
+def _mailto(invitation: Invitation, body: str) -> str:
+    return (
+        f"mailto:{quote(invitation.recipient, safe='@')}"
+        f"?subject={quote(invitation.subject, safe='')}&body={quote(body, safe='')}"
+    )
+
+
+def _invitation(customer_id: str, invitation_id: str) -> tuple[Customer, Invitation]:
+    found = _customer(customer_id)
+    return found, invitations.get(db.session(), found.id, invitation_id)
+
+
+@bp.get("/customers/<customer_id>/invitations/<invitation_id>")
+@signed_in
+def invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    found, invite_ = _invitation(customer_id, invitation_id)
+    return _invitation_screen(found, invite_, status=invitations.status(invite_))
+
+
+@bp.get("/customers/<customer_id>/invitations/<invitation_id>/email.html")
+@signed_in
+def invitation_html(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    """The HTML email exactly as the customer gets it, in a sandbox: it may not run anything."""
+    _found, invite_ = _invitation(customer_id, invitation_id)
+    if not invite_.html_body:
+        raise NotFound()
+    response = Response(invite_.html_body, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    )
+    return response
+
+
+@bp.post("/customers/<customer_id>/invitations/<invitation_id>/send")
+@signed_in
+def send(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    found, invite_ = _invitation(customer_id, invitation_id)
+    # The text as the partner left it (absent from a form without the text: the email as kept).
+    text = request.form.get("text_body")
+    try:
+        invitations.resend(
+            db.session(), invite_, current_app.config["BASE_URL"], _actor(), text_body=text
+        )
+    except invitations.InvitationClosed:
+        return _back_to(found, _("This invitation can no longer be sent."), 409)
+    except invitations.TextRejected as exc:
+        return _invitation_screen(found, invite_, text=text, problem=_text_problem(exc)), 400
+    db.session().commit()
+    return redirect(url_for("dashboard.customer", customer_id=found.id, done="sent"))
+
+
+@bp.post("/customers/<customer_id>/invitations/<invitation_id>/withdraw")
+@signed_in
+def withdraw(customer_id: str, invitation_id: str) -> ResponseReturnValue:
+    found, invite_ = _invitation(customer_id, invitation_id)
+    invitations.revoke(db.session(), invite_, _actor())
+    db.session().commit()
+    return redirect(url_for("dashboard.customer", customer_id=found.id, done="withdrawn"))
+
+
+def _text_problem(error: invitations.TextRejected) -> str:
+    if error.problem is invitations.TextProblem.EMPTY:
+        return _("Not sent: the email is empty.")
+    if error.problem is invitations.TextProblem.TOO_LONG:
+        return str(
+            gettext(
+                "Not sent: the email is longer than %(limit)s characters.",
+                limit=format_number(invitations.MAX_TEXT),
+            )
+        )
+    return str(
+        gettext(
+            # Translators: link is the customer's personal link (an https:// address).
+            "Not sent: the email must contain the invitation link, %(link)s. Without it the "
+            "customer cannot accept.",
+            link=error.link,
+        )
+    )
+
+
+def _back_to(found: Customer, notice: str, status: int) -> ResponseReturnValue:
+    return render_template(
+        "dashboard/customer.html", **_customer_context(found, notice=notice)
+    ), status
+
+
+# --- attestation ---------------------------------------------------------------------------------
+
+
+def _attest_defaults(found: Customer) -> dict[str, str]:
+    return {
+        "first_name": found.contact_first_name,
+        "last_name": found.contact_last_name,
+        "email": found.contact_email,
+        "phone": found.contact_phone,
+        "date": "",
+    }
+
+
+@bp.post("/customers/<customer_id>/attest")
+@signed_in
+def attest(customer_id: str) -> ResponseReturnValue:
+    found = _customer(customer_id)
+    form = {
+        name: request.form.get(name, "")[:300]
+        for name in ("first_name", "last_name", "email", "phone", "date")
+    }
+    if _user().role is not UserRole.ADMIN_AGENT or not _partner().may_attest:
+        return _back_to(found, _("You cannot attest for this customer."), 403)
+
+    def again(problems: dict[str, str], status: int = 400) -> ResponseReturnValue:
+        return render_template(
+            "dashboard/customer.html",
+            **_customer_context(found, attest_form=form, attest_problems=problems),
+        ), status
+
+    agreed = _parse_day(form["date"])
+    if agreed is None:
+        return again({"date": _("Enter the date the customer accepted.")})
+    if agreed.date() > datetime.now(UTC).date():
+        return again({"date": _("The date cannot be in the future.")})
+    try:
+        recorded = acceptance.attest(
+            db.session(),
+            _partner(),
+            found,
+            _catalog(),
+            agreement_type=CUSTOMER_AGREEMENT,
+            template_id=_mca_template(),
+            date_agreed=agreed,
+            contact=Contact(form["first_name"], form["last_name"], form["email"], form["phone"]),
+            recorded_by=_actor(),
+        )
+    except InvalidFields as exc:
+        problems = {name.split(".", 1)[-1]: text for name, text in _problems(exc).items()}
+        renamed = {"firstName": "first_name", "lastName": "last_name", "phoneNumber": "phone"}
+        return again({renamed.get(k, k): v for k, v in problems.items()})
+    except AttestationExists:
+        db.session().rollback()
+        return again({"form": _("This attestation has already been recorded.")}, 409)
+    acceptance.notify_attestation(
+        db.session(),
+        found,
+        recorded,
+        _catalog(),
+        base_url=current_app.config["BASE_URL"],
+        locales=languages.available_locales(),
+    )
+    db.session().commit()
+    return redirect(url_for("dashboard.customer", customer_id=found.id, done="attested"))
+
+
+def _parse_day(text: str) -> datetime | None:
+    try:
+        return datetime.combine(date.fromisoformat(text.strip()), time(), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+# --- CSV: export and import --------------------------------------------------------------------
+
+#: Cells a spreadsheet would run as a formula get a leading apostrophe (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+@bp.get("/customers.csv")
+@signed_in
+def export_csv() -> ResponseReturnValue:
+    """Every visible customer with its state and acceptance, streamed page by page."""
+    partner_id = _partner().id
+    header = [
+        "customerId", "companyName", "domain", "country", "culture", "contactEmail", "state",
+        "createdAt", "acceptedAt", "acceptanceMethod", "acceptedBy",
+    ]  # fmt: skip
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        for row, accepted in reports.export_rows(db.session(), partner_id):
+            customer_ = row.customer
+            writer.writerow(
+                _cell(value)
+                for value in (
+                    customer_.id,
+                    customer_.company_name,
+                    customer_.domain,
+                    customer_.country,
+                    customer_.culture,
+                    customer_.contact_email,
+                    row.state,
+                    reports.iso(customer_.created_at),
+                    reports.iso(accepted.date_agreed) if accepted else "",
+                    accepted.method.value if accepted else "",
+                    f"{accepted.first_name} {accepted.last_name}" if accepted else "",
+                )
+            )
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="customers.csv"'},
+    )
+
+
+@bp.url_value_preprocessor
+def allow_larger_forms(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Let the import take files up to IMPORT_MAX_BYTES, and "Send" the longest email text a
+    partner may write, not the 64 KiB of other requests.
+
+    The limit must be in place before anything reads the form, and CSRF protection reads it in
+    the app's ``before_request``: URL value preprocessors are the hooks that run before that.
+    """
+    if endpoint == "dashboard.import_customers":
+        request.max_content_length = int(current_app.config["IMPORT_MAX_BYTES"])
+    elif endpoint == "dashboard.send":
+        # Percent-encoded, a character takes up to 12 bytes (4 in UTF-8, 3 for each).
+        request.max_content_length = 12 * invitations.MAX_TEXT + 4096
+
+
+@bp.get("/import")
+@signed_in
+def import_form() -> ResponseReturnValue:
+    return render_template("dashboard/import.html")
+
+
+@bp.post("/import")
+@signed_in
+def import_customers() -> ResponseReturnValue:
+    """Create customers and their invitations from a CSV file, each row on its own.
+
+    Without script the whole file is done in one request; the page's script sends the same
+    file with ``offset`` and ``limit`` a slice at a time, to show progress, and gets JSON.
+    """
+    wants_json = request.form.get("format") == "json"
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise bulk.BadFile(_("Choose a CSV file."))
+        most = int(current_app.config["IMPORT_MAX_ROWS"])
+        # Closing the reader closes the upload (a temporary file when large) at once.
+        with io.TextIOWrapper(upload.stream, encoding="utf-8-sig", newline="") as text:
+            rows = bulk.parse(text, upload.filename[:100], max_rows=most)
+        offset = _whole_number(request.form.get("offset", "0"))
+        limit = _whole_number(request.form.get("limit", str(len(rows))))
+    except (bulk.BadFile, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, bulk.TooManyRows):
+            message = _("The file has too many rows; split it into smaller files.")
+        elif isinstance(exc, bulk.BadFile):
+            message = str(exc)
+        else:
+            message = _("The file is not UTF-8 CSV.")
+        if wants_json:
+            return jsonify({"error": message}), 400
+        return render_template("dashboard/import.html", problem=message), 400
+    options = invitations.Options(send=request.form.get("send") == "yes")
+    chunk = rows[offset : offset + limit]
+    results = list(bulk.import_rows(current_app, _partner(), chunk, options, actor=_actor()))
+    if wants_json:
+        return jsonify(
+            {
+                "total": len(rows),
+                "results": [
+                    {
+                        "line": r.line,
+                        "ok": r.ok,
+                        "domain": r.domain,
+                        "error": r.error,
+                        "url": url_for("dashboard.customer", customer_id=r.customer_id)
+                        if r.ok
+                        else "",
+                    }
+                    for r in results
+                ],
+            }
+        )
+    return render_template("dashboard/import.html", results=results, total=len(rows))
+
+
+def _whole_number(text: str) -> int:
+    number = int(text)
+    if not 0 <= number <= 1_000_000:
+        raise ValueError(text)
+    return number
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+@bp.errorhandler(InvalidParameter)
+def bad_parameter(error: PortalError) -> ResponseReturnValue:
+    return render_template("dashboard/problem.html", name=error.error_name), 400

@@ -1,0 +1,34 @@
+"""Flask extensions, created unbound and attached in ``create_app``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask_babel import Babel
+from flask_mail import Mail
+from flask_wtf.csrf import CSRFProtect
+
+from portal.i18n import translations
+
+babel = Babel()
+csrf = CSRFProtect()
+mail = Mail()
+
+
+def init_app(app: Flask, locales: Path) -> None:
+    app.config.setdefault(
+        "BABEL_TRANSLATION_DIRECTORIES", str(app.config.get("LOCALES_DIR") or locales)
+    )
+    from portal.i18n.languages import select_locale, select_timezone
+
+    # Compile catalogs whose .mo is missing or older than the .po; warn if a folder is missing.
+    translations.prepare(app)
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    translations.forget_loaded(babel)
+    processors = list(app.template_context_processors[None])
+    csrf.init_app(app)
+    # Flask-WTF's context processor would put its ``csrf_token`` over the template global that
+    # ``security`` sets, and costs every render a call: the global alone is enough.
+    app.template_context_processors[None] = processors
+    mail.init_app(app)
