@@ -10,10 +10,10 @@ from typing import Any
 from flask import Flask
 
 from portal.core import catalog as catalog_module
-from portal.core import config, credentials, db, errors
+from portal.core import config, credentials, db
 from portal.core.catalog import Catalog
 from portal.i18n import languages, templating
-from portal.web import auth, extensions, security
+from portal.web import auth, errorhandlers, extensions, security
 
 #: The project's top level: ``templates/`` and ``locales/`` sit here, beside ``portal/``.
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     auth.init_app(app)
     extensions.init_app(app, LOCALES)
-    errors.init_app(app)
+    errorhandlers.init_app(app)
     languages.init_app(app)
     security.init_app(app)
 

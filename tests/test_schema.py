@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from portal.core import db
+from portal.core import db, fastsql
 from portal.core.models import Base, in_schema_of
 from portal.domain import events
 
@@ -35,7 +35,7 @@ def test_event_log_refuses_changes(app, statement):
         assert list(session.scalars(text("SELECT kind FROM events"))) == ["test.happened"]
 
 
-# --- rows written at once (db.insert_now) ------------------------------------------------------
+# --- rows written at once (fastsql.insert_now) ---------------------------------------------
 
 
 def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loaded(app):
@@ -68,7 +68,7 @@ def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loade
             subject="Hello",
         )
         event = Event(kind="test.happened", actor="test")
-        db.insert_now(session, customer, invitation, event)
+        fastsql.insert_now(session, customer, invitation, event)
         # Defaults are on the objects as written; nothing is left to load or to insert again.
         assert customer.partner_id == partner.id
         assert invitation.customer_id == customer.id
@@ -101,7 +101,7 @@ def test_insert_now_refuses_an_object_already_in_the_session(app):
         event = Event(kind="test.happened", actor="test")
         session.add(event)
         with pytest.raises(ValueError, match="already in a session"):
-            db.insert_now(session, event)
+            fastsql.insert_now(session, event)
         session.rollback()
 
 
@@ -115,7 +115,7 @@ def test_compiled_write_updates_as_guarded_and_is_seen_by_engine_events(app):
 
     from portal.core.models import Customer, Progress
 
-    guarded = db.CompiledWrite(
+    guarded = fastsql.CompiledWrite(
         update(Customer)
         .where(Customer.id == bindparam("customer_id"), Customer.progress == Progress.NOT_INVITED)
         .values(
@@ -171,6 +171,6 @@ def _stored_customer(session):
     from portal.domain import partners
 
     customer = _new_customer(partners.create_partner(session, "Fabrikam", PartnerKind.DIRECT))
-    db.insert_now(session, customer)
+    fastsql.insert_now(session, customer)
     session.commit()
     return customer

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Select, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core import credentials, db, validate
+from portal.core import credentials, fastsql, validate
 from portal.core.catalog import CUSTOMER_AGREEMENT, SECRECY_AMENDMENT, Agreement, Catalog, Document
 from portal.core.errors import (
     AttestationExists,
@@ -383,7 +383,7 @@ def _signed_status_query() -> Select[Any]:
 
 
 #: Partners' tools poll this endpoint: built and compiled once.
-_SIGNED_STATUS = db.CompiledRead(_signed_status_query())
+_SIGNED_STATUS = fastsql.CompiledRead(_signed_status_query())
 
 
 def direct_signed_status(engine: Engine, api_key: str, customer_id: str) -> SignedStatus:

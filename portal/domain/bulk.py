@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 from flask import Flask
 
 from portal.core import db
@@ -192,37 +190,3 @@ def import_rows(
             issued.password,
             issued.url,
         )
-
-
-def run(
-    app: Flask, path: str, partner_id: str, options: invitations.Options, results_path: str | None
-) -> None:
-    """The command line's bulk import: a progress bar, then a per-row result file."""
-    partner = db.session().get(Partner, partner_id)
-    if partner is None:
-        raise click.ClickException(f"No partner {partner_id}.")
-    try:
-        rows = read(path)
-    except BadFile as exc:
-        raise click.ClickException(str(exc)) from exc
-    target = Path(results_path or f"{path}.results.csv")
-    created = failed = 0
-    with open(target, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS)
-        writer.writeheader()
-        with click.progressbar(
-            length=len(rows), label="Creating customers", show_pos=True, file=sys.stderr
-        ) as bar:
-            for result in import_rows(app, partner, rows, options, actor="cli"):
-                writer.writerow(result.as_row())
-                handle.flush()
-                if result.ok:
-                    created += 1
-                else:
-                    failed += 1
-                    click.echo(f"line {result.line}: {result.error}", err=True)
-                bar.update(1)
-    click.echo(
-        f"{created} created, {failed} with errors; results in {target} "
-        "(it holds temporary passwords: hand them over, then delete it)"
-    )

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.core import credentials, db, validate
+from portal.core import credentials, fastsql, validate
 from portal.core.catalog import Catalog
 from portal.core.errors import CustomerNotFound, DomainTaken, InvalidFields
 from portal.core.models import Customer, CustomerCredential, Partner, is_id, new_id
@@ -147,7 +147,7 @@ def create_customer(
     try:
         # Written at once (the write lock is held the shortest time).
         with session.begin_nested() if nested else nullcontext():
-            db.insert_now(session, customer, credential)
+            fastsql.insert_now(session, customer, credential)
             events.record(
                 session,
                 events.CUSTOMER_CREATED,

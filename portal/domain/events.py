@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, case, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from portal.core import db
+from portal.core import fastsql
 from portal.core.models import Customer, Event, Invitation, Progress, utcnow
 
 PARTNER_CREATED = "partner.created"
@@ -54,7 +54,7 @@ def record(
         kind=kind, actor=actor, partner_id=partner_id, customer_id=customer_id, data=data or {}
     )
     if write_now:
-        db.insert_now(session, event)
+        fastsql.insert_now(session, event)
     else:
         session.add(event)
     if customer_id is not None and kind in STEPS:
@@ -102,7 +102,7 @@ def _advance(session: Session, kind: str, customer_id: str, write_now: bool = Fa
 
 #: Each step's guarded UPDATE, for events written at once.
 _ADVANCE = {
-    kind: db.CompiledWrite(
+    kind: fastsql.CompiledWrite(
         update(Customer)
         .where(
             Customer.id == bindparam("customer_id"),

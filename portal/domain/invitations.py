@@ -19,7 +19,7 @@ from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, exists, 
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.core import credentials, db, tokens, validate
+from portal.core import credentials, fastsql, tokens, validate
 from portal.core.catalog import CUSTOMER_AGREEMENT
 from portal.core.errors import InvalidFields, NotFound, PortalError
 from portal.core.models import (
@@ -156,7 +156,7 @@ _OPEN_INVITATION = exists().where(
 #: Built once (reusing a statement costs far less than making one). A new invitation asks both
 #: questions in one statement: has the customer accepted, and is there an invitation to replace?
 _ACCEPTED = select(_DIRECT_ACCEPTANCE)
-_ACCEPTED_AND_OPEN = db.CompiledRead(select(_DIRECT_ACCEPTANCE, _OPEN_INVITATION))
+_ACCEPTED_AND_OPEN = fastsql.CompiledRead(select(_DIRECT_ACCEPTANCE, _OPEN_INVITATION))
 
 
 def has_direct_acceptance(session: Session, customer_id: str) -> bool:
@@ -276,7 +276,7 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
         _close_open_invitations(session, customer.id, now)
     # Everything written at once, so the transaction (on SQLite: the write lock) stays short.
     _reset_credentials(session, customer, draft.password_hash, now)
-    db.insert_now(session, invitation, *([draft.message] if draft.message is not None else []))
+    fastsql.insert_now(session, invitation, *([draft.message] if draft.message is not None else []))
     _SET_EXPIRY.run(
         session.connection(), {"customer_id": customer.id, "expires_at": invitation.expires_at}
     )
@@ -368,7 +368,7 @@ def _reset_credentials(
 
 
 #: New temporary credentials: a new generation, so every session opened before ends.
-_RESET_CREDENTIALS = db.CompiledWrite(
+_RESET_CREDENTIALS = fastsql.CompiledWrite(
     update(CustomerCredential)
     .where(CustomerCredential.id == bindparam("credential_id"))
     .values(
@@ -378,7 +378,7 @@ _RESET_CREDENTIALS = db.CompiledWrite(
         generation=CustomerCredential.generation + 1,
     )
 )
-_SET_EXPIRY = db.CompiledWrite(
+_SET_EXPIRY = fastsql.CompiledWrite(
     update(Customer)
     .where(Customer.id == bindparam("customer_id"))
     .values(invitation_expires_at=bindparam("expires_at"))
@@ -548,7 +548,7 @@ class Landing:
 
 #: What a followed link needs to know, in one query (a landing page is opened often: by the
 #: customer, again and again, and by mail scanners).
-_LINK = db.CompiledRead(
+_LINK = fastsql.CompiledRead(
     with_partner_and_credential(
         select(
             Invitation.nonce,

@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from portal.core import credentials, db
+from portal.core import credentials, fastsql
 from portal.core.errors import PortalError
 from portal.core.models import (
     Customer,
@@ -136,7 +136,7 @@ class SignedIn:
     generation: int
 
 
-_SIGNED_IN = db.CompiledRead(
+_SIGNED_IN = fastsql.CompiledRead(
     customers.with_partner_and_credential(
         select(
             CustomerSession.id,

@@ -30,7 +30,6 @@ from portal.core.errors import (
     TemplateNotFound,
     Unauthorized,
     UnsupportedMediaType,
-    json_error,
 )
 from portal.core.models import (
     AcceptanceMethod,
@@ -761,6 +760,3 @@ def _openapi_document() -> bytes:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return Response(_openapi_document(), mimetype="application/json")
-
-
-__all__ = ["bp", "json_error"]

@@ -1,0 +1,139 @@
+"""``portal i18n preview``: every page and email in one language, written to files, made by
+driving a throwaway portal through its test client."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from flask import Flask
+
+from portal.cli.base import in_app, invite_one
+from portal.cli.demo import DEMO_CUSTOMER, DEMO_PARTNER
+from portal.core import db
+from portal.core.models import PartnerKind
+from portal.domain import customers, invitations, partners
+from portal.i18n import languages, translations
+from portal.mail import outbox
+
+# --- translations -----------------------------------------------------------------------------
+# Babel's catalogs in locales/ (see locales/README.md); portal/translations.py does the work.
+
+
+@click.command("preview")
+@click.argument("locale")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the files (default: preview/LOCALE/).",
+)
+@click.pass_obj
+def i18n_preview(locales_dir: Path, locale: str, out: Path | None) -> None:
+    """Write the invitation email and the customer's pages in LOCALE to files, for a demo
+    customer on a temporary database (no server needed)."""
+    locale = locale.replace("-", "_")
+    target = out or Path("preview") / locale
+    written = _preview(locales_dir, locale, target)
+    for path in written:
+        click.echo(translations.shown(path))
+
+
+def _preview(locales_dir: Path, locale: str, target: Path) -> list[Path]:
+    import secrets
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="portal-preview-") as scratch:
+        overrides = {
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "DATABASE_URL": f"sqlite:///{Path(scratch) / 'portal.db'}",
+            "BASE_URL": "http://127.0.0.1:8000",
+            "BABEL_TRANSLATION_DIRECTORIES": str(locales_dir.resolve()),
+            "SESSION_COOKIE_SECURE": False,  # the test client speaks plain http
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "MAIL_SERVER": None,
+        }
+        with in_app(overrides) as app:
+            if locale not in languages.available_locales():
+                raise click.ClickException(
+                    f"no catalog for {locale} in {translations.shown(locales_dir)}: add it with "
+                    f"`portal i18n init {locale}`"
+                )
+            db.upgrade(db.engine())
+            return _preview_pages(app, locale, target)
+
+
+def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
+
+    from babel.core import get_global
+
+    session = db.session()
+    parsed = translations.parse_locale(locale)
+    # The likeliest country for the language (zh_Hans: CN, pt_BR: BR), by Babel's table.
+    likely_subtags = get_global("likely_subtags")
+    likely_tag = likely_subtags.get(str(parsed)) or likely_subtags.get(parsed.language) or "en_US"
+    likely = translations.parse_locale(str(likely_tag))
+    territory = parsed.territory or likely.territory or "US"
+    script = f"{parsed.script}-" if parsed.script else ""
+    catalog = app.extensions["portal.catalog"]
+    country = territory if territory in catalog.countries else "US"
+    partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT)
+    customer = customers.create_customer(
+        session,
+        partner,
+        replace(DEMO_CUSTOMER, culture=f"{parsed.language}-{script}{territory}", country=country),
+        catalog,
+        app.extensions["portal.peppers"][0],
+        actor="preview",
+    ).customer
+    issued = invite_one(app, customer, invitations.Options(language=locale))
+    session.commit()
+
+    files: dict[str, str] = {
+        "invitation.txt": f"Subject: {issued.invitation.subject}\n\n{issued.invitation.text_body}",
+        "invitation.html": issued.invitation.html_body,
+    }
+    client = app.test_client()
+    password = "preview-" + issued.password
+
+    def page(name: str, method: str, path: str, status: int, **form: str) -> str:
+        response = client.open(path, method=method, data=form or None)
+        if response.status_code != status:
+            raise click.ClickException(
+                f"{method} {path} answered {response.status_code}, not {status}: the preview "
+                "stopped there"
+            )
+        if name:
+            files[name] = response.get_data(as_text=True)
+        return str(response.headers.get("Location", ""))
+
+    page("", "POST", "/language", 302, lang=locale, next="/signin")
+    landing = issued.url.removeprefix(app.config["BASE_URL"])
+    page("landing.html", "GET", landing, 200)
+    page("signin.html", "GET", "/signin", 200)
+    page("", "POST", "/signin", 302, user_name=issued.user_name, password=issued.password)
+    page("password.html", "GET", "/password", 200)
+    page("", "POST", "/password", 302, password=password, repeat=password)
+    page("agreement.html", "GET", "/agreement", 200)
+    contact = {"first_name": "Avery", "last_name": "Demo", "email": DEMO_CUSTOMER.email}
+    page("", "POST", "/agreement", 302, accept="yes", phone="", **contact)
+    page("account.html", "GET", "/account?accepted=1", 200)
+    confirmation = outbox.pending(db.session(), 10)
+    for message in confirmation:
+        if message.to_address == DEMO_CUSTOMER.email and message.customer_id == customer.id:
+            files["acceptance_confirmation.txt"] = (
+                f"Subject: {message.subject}\n\n{message.text_body}"
+            )
+            files["acceptance_confirmation.html"] = message.html_body
+
+    target.mkdir(parents=True, exist_ok=True)
+    stylesheet = Path(app.static_folder or "") / "portal.css"
+    (target / "portal.css").write_bytes(stylesheet.read_bytes())
+    written = []
+    for name, text in files.items():
+        path = target / name
+        # The pages link their stylesheet from the server; the preview keeps a copy beside them.
+        path.write_text(text.replace('href="/static/portal.css"', 'href="portal.css"'))
+        written.append(path)
+    return written

@@ -1,0 +1,51 @@
+"""Serving: ``portal serve`` and ``portal demo``."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from portal.cli.base import load_app
+from portal.core import db
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a taken address before anything is done (migrations, demo data)."""
+    from portal.web import server
+
+    try:
+        server.ensure_free(host, port)
+    except server.CannotListen as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def serve_app(app: Flask, host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Migrate, then serve. Callers run ``_check_port`` first, before they change anything."""
+    from portal.web import server
+
+    with app.app_context():
+        db.upgrade(db.engine())
+        db.engine().dispose()
+    try:
+        server.run(
+            app,
+            host=host,
+            port=port,
+            workers=workers or app.config["SERVE_WORKERS"],
+            threads=threads or app.config["SERVE_THREADS"],
+        )
+    except server.CannotListen as exc:  # taken since the check
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--threads", type=click.IntRange(1, 256), help="Threads per worker.")
+def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Apply pending migrations, then serve with gunicorn."""
+    check_port(host, port)
+    serve_app(load_app(), host, port, workers, threads)
