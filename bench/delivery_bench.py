@@ -13,7 +13,7 @@ A. Delivery. Starts an aiosmtpd server on 127.0.0.1 in a subprocess of its own (
    database of ``--database-url``, dropped afterwards), seeds it with ``portal db upgrade`` and
    ``portal partners create --json``, warms up, and in each round creates N customers, each with
    an invitation queued for sending (``{"send": true}``), through the Flask test client. It then
-   times, in alternating order, (1) ``portal.outbox.deliver_due`` passes until all N are sent
+   times, in alternating order, (1) ``portal.mail.sending.deliver_due`` passes until all N are sent
    and (2) a bare ``smtplib.SMTP`` loop over one connection sending the same N messages (the
    MIME bytes the outbox stored when each message was queued, read before the clock starts).
    The server must receive every outbox Message-ID exactly once on each side. Besides
@@ -503,7 +503,7 @@ def prepare_baseline(app: Any) -> Prepared:
 
     from portal.core import db
     from portal.core.models import DeliveryStatus, OutboxMessage
-    from portal.mail import outbox
+    from portal.mail import mime
 
     with app.app_context():
         session = db.session()
@@ -517,10 +517,10 @@ def prepare_baseline(app: Any) -> Prepared:
         prepared = Prepared(sanitize_address(app.config["MAIL_DEFAULT_SENDER"]))
         for row in rows:
             # The very bytes the portal sends: built when the message was queued.
-            mime = row.mime
-            if mime is None:
-                mime = outbox.build_mime(app.config["MAIL_DEFAULT_SENDER"], row)
-            prepared.items.append((row.to_address, mime))
+            data = row.mime
+            if data is None:
+                data = mime.build(app.config["MAIL_DEFAULT_SENDER"], row)
+            prepared.items.append((row.to_address, data))
         prepared.message_ids = [row.message_id for row in rows]
         session.rollback()
     return prepared
@@ -531,7 +531,7 @@ def deliver_with_portal(app: Any, batch: int, expected: int) -> Timing:
 
     from portal.core import db
     from portal.core.models import DeliveryStatus, OutboxMessage
-    from portal.mail import outbox
+    from portal.mail import sending
 
     with app.app_context():
         session = db.session()
@@ -539,7 +539,7 @@ def deliver_with_portal(app: Any, batch: int, expected: int) -> Timing:
         cpu = time.process_time()
         start = time.perf_counter()
         while sent < expected and passes < expected // batch + 5:
-            report = outbox.deliver_due(app, session, batch=batch)
+            report = sending.deliver_due(app, session, batch=batch)
             passes += 1
             if report.retrying or report.failed:
                 raise BenchError(f"delivery trouble: {report.errors[:3]}")
@@ -664,20 +664,20 @@ def delivery_breakdown(app: Any, server: SmtpServer, key: str, args: argparse.Na
     """Wall and CPU time per message in the steps of ``deliver_due`` (one untimed round)."""
     from sqlalchemy.orm import Session
 
-    from portal.mail import outbox
+    from portal.mail import mime, outbox, sending
 
     count = args.count
     create_with_test_client(app.test_client(), key, count, f"w{uuid.uuid4().hex[:6]}")
     prepared = prepare_baseline(app)
     server.command("reset")
     targets = [
-        (outbox.VerifiedConnection, "configure_host", "connect (once per pass)"),
+        (sending.VerifiedConnection, "configure_host", "connect (once per pass)"),
         (outbox, "claim", "outbox.claim (UPDATE ... RETURNING + commit, per batch)"),
-        (outbox, "_send", "outbox._send (header check + sendmail)"),
+        (sending, "_send", "sending._send (header check + sendmail)"),
         (smtplib.SMTP, "sendmail", "  smtplib sendmail (the wire + the server)"),
-        (outbox, "build_mime", "  outbox.build_mime (only rows queued without MIME)"),
-        (outbox, "_mark_sent", "outbox._mark_sent (UPDATE + commit per SENT_GROUP)"),
-        (outbox, "_finish", "outbox._finish (failed attempts only)"),
+        (mime, "build", "  mime.build (only rows queued without MIME)"),
+        (sending, "_mark_sent", "sending._mark_sent (UPDATE + commit per SENT_GROUP)"),
+        (sending, "_finish", "sending._finish (failed attempts only)"),
         (Session, "commit", "Session.commit (in claim and _mark_sent)"),
     ]
     with stopwatches(targets) as totals:

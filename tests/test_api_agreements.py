@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from portal.core import db
 from portal.core.models import AcceptanceMethod, AgreementAcceptance, Customer, Event, PartnerKind
+from portal.mail import sending
 
 MCA = "117a77b0-9360-443b-8795-c6dedc750cf9"
 CLOUD = "998b88de-aa99-4388-a42c-1b3517d49490"
@@ -400,12 +401,11 @@ def test_cloud_agreement_attestation_does_not_make_eligible(api):
 
 @pytest.mark.mail
 def test_primary_contact_is_told_of_an_attestation(app, api, smtp):
-    from portal.mail import outbox
 
     customer = api.create_customer(company_name="Contoso Ltd")
     api.post(f"/v1/customers/{customer['id']}/agreements", json=attestation())
     with app.app_context():
-        assert outbox.deliver_due(app, db.session()).sent == 1
+        assert sending.deliver_due(app, db.session()).sent == 1
     [received] = smtp.inbox.received
     assert received.rcpt_tos == [customer["primaryContact"]["email"]]
     text = received.message.get_body(("plain",)).get_content()

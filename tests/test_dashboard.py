@@ -24,7 +24,7 @@ from portal.core.models import (
     UserRole,
 )
 from portal.domain import events, reports, users
-from portal.mail import emails, outbox
+from portal.mail import emails, sending
 
 PASSWORD = "correct horse battery staple"
 
@@ -432,7 +432,7 @@ def _send_and_deliver(
     )
     assert sent.status_code == 302
     with app.app_context():
-        assert outbox.deliver_due(app, db.session()).sent == 1
+        assert sending.deliver_due(app, db.session()).sent == 1
     [received] = smtp.inbox.received
     return received.message
 

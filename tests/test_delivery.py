@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from portal.core import db
 from portal.core.models import Customer, DeliveryStatus, Invitation, OutboxMessage, utcnow
-from portal.mail import outbox
+from portal.mail import mime, outbox, sending
 from tests.mailservers import closed_port, silent_server, smtp_server
 
 
@@ -38,7 +38,7 @@ def messages(app) -> list[OutboxMessage]:
 
 def deliver(app):
     with app.app_context():
-        return outbox.deliver_due(app, db.session())
+        return sending.deliver_due(app, db.session())
 
 
 def later(minutes: float):
@@ -219,17 +219,17 @@ def test_a_slow_smtp_server_does_not_hold_the_database(make_app, api):
 def test_a_pass_sends_batch_after_batch_over_one_connection(make_app, api, monkeypatch):
     queue_invitations(api, 7)
     connections = []
-    connect = outbox.VerifiedConnection.configure_host
+    connect = sending.VerifiedConnection.configure_host
 
     def counted(self):
         connections.append(self)
         return connect(self)
 
-    monkeypatch.setattr(outbox.VerifiedConnection, "configure_host", counted)
+    monkeypatch.setattr(sending.VerifiedConnection, "configure_host", counted)
     with smtp_server() as server:
         app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
         with app.app_context():
-            report = outbox.deliver_due(app, db.session(), batch=3)
+            report = sending.deliver_due(app, db.session(), batch=3)
         assert (report.sent, report.attempted) == (7, 7)
         assert len(connections) == 1
         ids = [r.message["Message-ID"] for r in server.inbox.received]
@@ -244,7 +244,7 @@ def test_a_stop_request_ends_the_pass_between_batches(make_app, api):
     with smtp_server() as server:
         app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
         with app.app_context():
-            report = outbox.deliver_due(app, db.session(), batch=2, stop=lambda: True)
+            report = sending.deliver_due(app, db.session(), batch=2, stop=lambda: True)
         assert report.sent == 2
         assert len(server.inbox.received) == 2
     left = [m for m in messages(app) if m.status is not DeliveryStatus.SENT]
@@ -284,7 +284,7 @@ def test_when_recording_fails_at_most_a_group_is_sent_and_nothing_is_lost(
 ):
     from sqlalchemy.exc import OperationalError
 
-    count = outbox.SENT_GROUP + 5
+    count = sending.SENT_GROUP + 5
     queue_invitations(api, count)
 
     def broken(session, ids):
@@ -293,11 +293,11 @@ def test_when_recording_fails_at_most_a_group_is_sent_and_nothing_is_lost(
     with smtp_server() as server:
         app = make_app(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_TIMEOUT=2)
         with monkeypatch.context() as patched:
-            patched.setattr(outbox, "_mark_sent", broken)
+            patched.setattr(sending, "_mark_sent", broken)
             with pytest.raises(OperationalError):
                 deliver(app)
         sent_unrecorded = len(server.inbox.received)
-        assert 0 < sent_unrecorded <= outbox.SENT_GROUP
+        assert 0 < sent_unrecorded <= sending.SENT_GROUP
         # All still claimed; after the lease, the next pass sends every one (again, for those
         # whose sending was not recorded, with the same Message-ID).
         assert {m.status for m in messages(app)} == {DeliveryStatus.SENDING}
@@ -348,7 +348,7 @@ def test_built_message_is_flask_mails_structure_with_the_outbox_message_id(app, 
     )
     sender = "Portal Ü <portal@example.test>"
     with app.app_context():
-        ours = outbox.build_mime(sender, message)
+        ours = mime.build(sender, message)
         flask_mails = flask_mail.Message(
             subject=message.subject,
             recipients=[message.to_address],
@@ -396,4 +396,4 @@ def test_built_message_is_flask_mails_structure_with_the_outbox_message_id(app, 
 def test_headers_are_written_exactly_as_compat32_folds_them(value):
     plain = email.policy.compat32.clone(linesep="\r\n")
     for name in ("Subject", "To", "Content-Type"):
-        assert outbox._SMTP_POLICY.fold_binary(name, value) == plain.fold_binary(name, value)
+        assert mime._SMTP_POLICY.fold_binary(name, value) == plain.fold_binary(name, value)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from portal.core import credentials, db
 from portal.core.models import Customer, CustomerCredential, Invitation, OutboxMessage
-from portal.mail import outbox
+from portal.mail import sending
 from tests.test_api_customers import statements
 
 
@@ -25,7 +25,7 @@ def invite(api, customer_id, **body):
 
 def deliver(app):
     with app.app_context():
-        return outbox.deliver_due(app, db.session())
+        return sending.deliver_due(app, db.session())
 
 
 def path_of(url: str) -> str:

@@ -24,7 +24,7 @@ from portal import LOCALES
 from portal.core import db
 from portal.core.models import OutboxMessage
 from portal.i18n import wording
-from portal.mail import outbox
+from portal.mail import sending
 from tests.test_pages import accept, change_password, csrf, link_path, sign_in_from_link
 
 #: Each shipped language, with a country whose customers read it and its culture.
@@ -227,7 +227,7 @@ def test_german_email_shows_german_time(app: Any, api: Any, smtp: Any) -> None:
     expires = datetime.fromisoformat(made["expiresAt"].replace("Z", "+00:00"))
     local = expires.astimezone(wording.customer_zone("DE", expires))
     with app.app_context():
-        assert outbox.deliver_due(app, db.session()).sent == 1
+        assert sending.deliver_due(app, db.session()).sent == 1
     [received] = smtp.inbox.received
     text = received.message.get_body(("plain",)).get_content()
     assert f"{local:%H:%M}" in text

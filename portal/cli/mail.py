@@ -6,7 +6,7 @@ import click
 
 from portal.cli.base import in_app, load_app
 from portal.core import db
-from portal.mail import outbox
+from portal.mail import outbox, sending
 
 
 @click.group("mail")
@@ -40,9 +40,9 @@ def mail_send(batch: int, loop: bool) -> None:
                 "outbox; `portal mail outbox` shows them."
             )
             return
-        total = outbox.Report()
+        total = sending.Report()
         while True:
-            report = outbox.deliver_due(app, db.session(), batch)
+            report = sending.deliver_due(app, db.session(), batch)
             total.sent += report.sent
             total.retrying += report.retrying
             total.failed += report.failed

@@ -20,7 +20,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.core import db
-from portal.mail import outbox
+from portal.mail import sending
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 PARENT_VARIABLE = "PORTAL_DELIVERY_PARENT"
 
 
-def run_once(app: Flask, stop: Callable[[], bool] | None = None) -> outbox.Report | None:
+def run_once(app: Flask, stop: Callable[[], bool] | None = None) -> sending.Report | None:
     """One outbox pass; ``stop`` ends it early, between batches."""
     with app.app_context():
         try:
-            report = outbox.deliver_due(app, db.session(), stop=stop)
+            report = sending.deliver_due(app, db.session(), stop=stop)
         except SQLAlchemyError as exc:
             # The database may be restarting: try again on the next pass.
             log.warning("outbox pass skipped: %s", exc)
