@@ -23,7 +23,7 @@ from portal.core import db
 from portal.core.config import normalise_database_url
 from portal.core.models import Base, PartnerKind
 from portal.domain import partners
-from portal.i18n import translations
+from portal.i18n import files, tooling
 
 SECRET = "test-secret-key-" + "x" * 40
 PG_URL = os.environ.get("PORTAL_TEST_DATABASE_URL")
@@ -250,13 +250,13 @@ def locales(tmp_path: Path) -> Path:
     copy = tmp_path / "locales"
     copy.mkdir()
     shutil.copy(LOCALES / "messages.pot", copy / "messages.pot")
-    translations.init_locale(copy, "de")
+    tooling.init_locale(copy, "de")
     return copy
 
 
 @pytest.fixture
 def german(locales: Path) -> Path:
-    return translations.po_path(locales, "de")
+    return files.po_path(locales, "de")
 
 
 @pytest.fixture

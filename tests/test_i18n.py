@@ -20,7 +20,7 @@ from flask_babel import force_locale
 from portal import LOCALES, ROOT
 from portal.cli import main
 from portal.core.catalog import CUSTOMER_AGREEMENT
-from portal.i18n import languages, translations, wording
+from portal.i18n import catalogs, checks, extraction, files, languages, tooling, wording
 
 
 def quoted(text: str) -> str:
@@ -88,8 +88,8 @@ def test_the_projects_catalogs_pass_the_check(i18n_runner):
 
 
 def test_the_template_is_stable_and_keeps_translator_comments(tmp_path):
-    first = translations.render(translations.extract(ROOT))
-    second = translations.render(translations.extract(ROOT))
+    first = files.render(extraction.extract(ROOT))
+    second = files.render(extraction.extract(ROOT))
     assert first == second
     text = first.decode()
     assert "POT-Creation-Date" not in text
@@ -128,7 +128,7 @@ def test_a_fresh_catalog_passes_and_untranslated_or_fuzzy_strings_are_no_problem
 
 def test_check_names_a_removed_placeholder(i18n_runner, locales, german):
     translate(german, {"Hello %(name)s,": "Hallo,"})
-    where = f"{translations.shown(german)}:{msgid_line(german, 'Hello %(name)s,')}:"
+    where = f"{files.shown(german)}:{msgid_line(german, 'Hello %(name)s,')}:"
     assert f"{where} placeholders differ in 'Hello %(name)s,': missing %(name)s" in checked(
         i18n_runner, locales
     )
@@ -147,7 +147,7 @@ def test_check_names_a_misspelt_or_unnamed_placeholder_in_a_plural_form(
     lines = checked(i18n_runner, locales)
     file_line = msgid_line(german, "%(num)d file")
     day_line = msgid_line(german, "%(num)d day")
-    shown = translations.shown(german)
+    shown = files.shown(german)
     assert (
         f"{shown}:{file_line}: placeholders differ in msgstr[1] of '%(num)d file': missing "
         "%(num)d; not in the source: %(nun)d"
@@ -170,7 +170,7 @@ def test_check_refuses_a_script_an_event_attribute_and_a_javascript_link(
         },
     )
     lines = checked(i18n_runner, locales)
-    shown = translations.shown(german)
+    shown = files.shown(german)
     document = f"{shown}:{msgid_line(german, 'Document')}:"
     assert f"{document} 'Document' contains <script" in lines
     assert (
@@ -186,7 +186,7 @@ def test_check_refuses_a_script_an_event_attribute_and_a_javascript_link(
 
 def test_check_refuses_a_lone_percent_sign(i18n_runner, locales, german):
     translate(german, {"Sign in": "Anmelden 100%"})
-    where = f"{translations.shown(german)}:{msgid_line(german, 'Sign in')}:"
+    where = f"{files.shown(german)}:{msgid_line(german, 'Sign in')}:"
     assert f"{where} 'Sign in' is not a valid format string (write a lone % as %%)" in checked(
         i18n_runner, locales
     )
@@ -199,7 +199,7 @@ def test_check_names_a_stale_template_and_what_changed(i18n_runner, locales):
     text += '\nmsgid "A string the code no longer has"\nmsgstr ""\n'
     pot.write_text(text, encoding="utf-8")
     lines = checked(i18n_runner, locales)
-    shown = translations.shown(pot)
+    shown = files.shown(pot)
     assert any(
         line.startswith(f"{shown}:1: stale: the strings in the code changed") for line in lines
     )
@@ -219,14 +219,14 @@ def test_check_names_a_comment_only_change_of_the_template(i18n_runner, locales)
     pot.write_text(text.replace("#. Translators: the subject of the invitation email.\n", ""))
     lines = checked(i18n_runner, locales)
     assert lines[0].startswith(
-        f"{translations.shown(pot)}:1: stale: the strings in the code changed (0 new, 0 gone"
+        f"{files.shown(pot)}:1: stale: the strings in the code changed (0 new, 0 gone"
     )
 
 
 def test_check_names_a_plural_message_with_a_form_missing(i18n_runner, locales, german):
     with german.open("a", encoding="utf-8") as f:
         f.write('\nmsgid "%(num)d file"\nmsgid_plural "%(num)d files"\nmsgstr[0] "%(num)d Datei"\n')
-    where = f"{translations.shown(german)}:{msgid_line(german, '%(num)d file')}:"
+    where = f"{files.shown(german)}:{msgid_line(german, '%(num)d file')}:"
     assert (
         f"{where} broken plural form in '%(num)d file': de needs 2 forms, msgstr[0] to msgstr[1]; "
         "the file has msgstr[0]"
@@ -252,7 +252,7 @@ def test_check_names_a_plural_message_with_a_form_too_many(i18n_runner, locales,
     lines = checked(i18n_runner, locales)
     assert any(
         line.startswith(
-            f"{translations.shown(german)}:{msgid_line(german, '%(num)d file')}: broken plural form"
+            f"{files.shown(german)}:{msgid_line(german, '%(num)d file')}: broken plural form"
         )
         for line in lines
     ), lines
@@ -280,7 +280,7 @@ def test_check_names_a_broken_plural_forms_header(i18n_runner, locales, german, 
     german.write_text(content.replace(good, f'"Plural-Forms: {header}\\n"'), encoding="utf-8")
     lines = checked(i18n_runner, locales)
     header_line = line_of(german, '"Plural-Forms: ' + header + '\\n"')
-    where = f"{translations.shown(german)}:{header_line}:"
+    where = f"{files.shown(german)}:{header_line}:"
     assert any(line.startswith(f"{where} {expected}") for line in lines), lines
 
 
@@ -303,7 +303,7 @@ def test_check_names_a_catalog_that_does_not_compile(
     bad_line = msgid_line(german, "Sign in") + broken.count("\n") + 1
     lines = checked(i18n_runner, locales)
     assert any(
-        line.startswith(f"{translations.shown(german)}:{bad_line}: {expected}") for line in lines
+        line.startswith(f"{files.shown(german)}:{bad_line}: {expected}") for line in lines
     ), lines
 
 
@@ -313,7 +313,7 @@ def test_check_names_a_duplicate_message_and_a_catalog_not_in_utf8(i18n_runner, 
     first, second = [
         n for n, line in enumerate(german.read_text().splitlines(), 1) if line == 'msgid "Sign in"'
     ]
-    shown = translations.shown(german)
+    shown = files.shown(german)
     assert (
         f"{shown}:{second}: cannot be compiled: the same msgid as line {first}: 'Sign in'"
         in checked(i18n_runner, locales)
@@ -326,10 +326,10 @@ def test_check_names_a_duplicate_message_and_a_catalog_not_in_utf8(i18n_runner, 
 
 
 def test_check_names_a_regional_catalog_that_hides_the_language(i18n_runner, locales):
-    translations.init_locale(locales, "de-DE")
-    regional = translations.po_path(locales, "de_DE")
+    tooling.init_locale(locales, "de-DE")
+    regional = files.po_path(locales, "de_DE")
     assert (
-        f"{translations.shown(regional)}:1: gettext reads de_DE/ for pages in de too, before de/: "
+        f"{files.shown(regional)}:1: gettext reads de_DE/ for pages in de too, before de/: "
         "keep one of them (move its translations to de/)"
     ) in checked(i18n_runner, locales)
 
@@ -343,10 +343,10 @@ def test_check_names_an_unnamed_placeholder_in_the_code(tmp_path):
     )
     locales = root / "locales"
     locales.mkdir()
-    translations.write_template(root, locales)
-    problems = [str(p) for p in translations.check(root, locales)]
+    extraction.write_template(root, locales)
+    problems = [str(p) for p in checks.check(root, locales)]
     assert problems == [
-        f"{translations.shown(root / 'portal' / 'bad.py')}:5: unnamed placeholder %s in "
+        f"{files.shown(root / 'portal' / 'bad.py')}:5: unnamed placeholder %s in "
         "'%s files': use named ones, %(name)s, so translators can move them"
     ]
 
@@ -355,7 +355,7 @@ def test_check_names_an_unnamed_placeholder_in_the_code(tmp_path):
 
 
 def test_stats_counts_translated_strings_and_not_fuzzy_ones(i18n_runner, locales, german):
-    total = len([m for m in translations.read(locales / "messages.pot") if m.id])
+    total = len([m for m in files.read(locales / "messages.pot") if m.id])
     translate(
         german,
         {"Sign in": "Anmelden", "Password": "Passwort", "User name": "Benutzername"},
@@ -372,7 +372,7 @@ def test_stats_counts_translated_strings_and_not_fuzzy_ones(i18n_runner, locales
 def test_init_adds_a_language_to_the_switcher_without_code_changes(i18n_runner, locales, make_app):
     result = run(i18n_runner, locales, "init", "fr")
     assert result.exit_code == 0, result.output
-    po = translations.po_path(locales, "fr")
+    po = files.po_path(locales, "fr")
     assert po.is_file()
     assert '"Language: fr\\n"' in po.read_text()
     # The language's rule as the CLDR data of the installed Babel has it (French: three forms
@@ -482,14 +482,14 @@ def test_a_read_only_locales_folder_is_compiled_into_the_instance_folder(
 ):
     translate(german, {"Sign in": "Anmelden"})
     german.with_suffix(".mo").unlink()
-    write = translations.write_atomically
+    write = files.write_atomically
 
     def read_only(path: Path, data: bytes) -> None:
         if path.is_relative_to(locales):
             raise PermissionError(13, "Read-only file system", str(path))
         write(path, data)
 
-    monkeypatch.setattr(translations, "write_atomically", read_only)
+    monkeypatch.setattr(catalogs, "write_atomically", read_only)
     app = make_app(BABEL_TRANSLATION_DIRECTORIES=str(locales))
     compiled = tmp_path / "instance" / "locales" / "de" / "LC_MESSAGES" / "messages.mo"
     assert compiled.is_file()

@@ -14,7 +14,7 @@ from portal.cli.demo import DEMO_CUSTOMER, DEMO_PARTNER
 from portal.core import db
 from portal.core.models import PartnerKind
 from portal.domain import customers, invitations, partners
-from portal.i18n import languages, translations
+from portal.i18n import files, languages
 from portal.mail import outbox
 
 # --- translations -----------------------------------------------------------------------------
@@ -36,7 +36,7 @@ def i18n_preview(locales_dir: Path, locale: str, out: Path | None) -> None:
     target = out or Path("preview") / locale
     written = _preview(locales_dir, locale, target)
     for path in written:
-        click.echo(translations.shown(path))
+        click.echo(files.shown(path))
 
 
 def _preview(locales_dir: Path, locale: str, target: Path) -> list[Path]:
@@ -57,7 +57,7 @@ def _preview(locales_dir: Path, locale: str, target: Path) -> list[Path]:
         with in_app(overrides) as app:
             if locale not in languages.available_locales():
                 raise click.ClickException(
-                    f"no catalog for {locale} in {translations.shown(locales_dir)}: add it with "
+                    f"no catalog for {locale} in {files.shown(locales_dir)}: add it with "
                     f"`portal i18n init {locale}`"
                 )
             db.upgrade(db.engine())
@@ -69,11 +69,11 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
     from babel.core import get_global
 
     session = db.session()
-    parsed = translations.parse_locale(locale)
+    parsed = files.parse_locale(locale)
     # The likeliest country for the language (zh_Hans: CN, pt_BR: BR), by Babel's table.
     likely_subtags = get_global("likely_subtags")
     likely_tag = likely_subtags.get(str(parsed)) or likely_subtags.get(parsed.language) or "en_US"
-    likely = translations.parse_locale(str(likely_tag))
+    likely = files.parse_locale(str(likely_tag))
     territory = parsed.territory or likely.territory or "US"
     script = f"{parsed.script}-" if parsed.script else ""
     catalog = app.extensions["portal.catalog"]
@@ -90,7 +90,7 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
     issued = invite_one(app, customer, invitations.Options(language=locale))
     session.commit()
 
-    files: dict[str, str] = {
+    pages: dict[str, str] = {
         "invitation.txt": f"Subject: {issued.invitation.subject}\n\n{issued.invitation.text_body}",
         "invitation.html": issued.invitation.html_body,
     }
@@ -105,7 +105,7 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
                 "stopped there"
             )
         if name:
-            files[name] = response.get_data(as_text=True)
+            pages[name] = response.get_data(as_text=True)
         return str(response.headers.get("Location", ""))
 
     page("", "POST", "/language", 302, lang=locale, next="/signin")
@@ -122,16 +122,16 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
     confirmation = outbox.pending(db.session(), 10)
     for message in confirmation:
         if message.to_address == DEMO_CUSTOMER.email and message.customer_id == customer.id:
-            files["acceptance_confirmation.txt"] = (
+            pages["acceptance_confirmation.txt"] = (
                 f"Subject: {message.subject}\n\n{message.text_body}"
             )
-            files["acceptance_confirmation.html"] = message.html_body
+            pages["acceptance_confirmation.html"] = message.html_body
 
     target.mkdir(parents=True, exist_ok=True)
     stylesheet = Path(app.static_folder or "") / "portal.css"
     (target / "portal.css").write_bytes(stylesheet.read_bytes())
     written = []
-    for name, text in files.items():
+    for name, text in pages.items():
         path = target / name
         # The pages link their stylesheet from the server; the preview keeps a copy beside them.
         path.write_text(text.replace('href="/static/portal.css"', 'href="portal.css"'))

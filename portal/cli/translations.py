@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from portal import LOCALES, ROOT
-from portal.i18n import translations
+from portal.i18n import catalogs, checks, extraction, files, tooling
 
 # --- translations -----------------------------------------------------------------------------
 # Babel's catalogs in locales/ (see locales/README.md); portal/translations.py does the work.
@@ -36,7 +36,7 @@ def _reported() -> Iterator[None]:
     """A catalog that cannot be made or read ends the command with its message."""
     try:
         yield
-    except translations.TranslationsError as exc:
+    except files.TranslationsError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -45,9 +45,9 @@ def _reported() -> Iterator[None]:
 def i18n_extract(locales_dir: Path) -> None:
     """Write messages.pot from the strings in portal/ and templates/ (run it after changing any)."""
     with _reported():
-        path, changed, count = translations.write_template(ROOT, locales_dir)
+        path, changed, count = extraction.write_template(ROOT, locales_dir)
     state = "written" if changed else "already up to date"
-    click.echo(f"{translations.shown(path)}: {count} strings, {state}")
+    click.echo(f"{files.shown(path)}: {count} strings, {state}")
 
 
 @i18n_group.command("update")
@@ -55,9 +55,9 @@ def i18n_extract(locales_dir: Path) -> None:
 def i18n_update(locales_dir: Path) -> None:
     """Bring every language's .po in step with messages.pot (new strings arrive empty)."""
     with _reported():
-        written = translations.update(locales_dir)
+        written = tooling.update(locales_dir)
     for path in written:
-        click.echo(f"updated {translations.shown(path)}")
+        click.echo(f"updated {files.shown(path)}")
     if not written:
         click.echo("every catalog is already in step with messages.pot")
 
@@ -66,7 +66,7 @@ def i18n_update(locales_dir: Path) -> None:
 @click.pass_obj
 def i18n_compile(locales_dir: Path) -> None:
     """Compile every .po to .mo (the portal also does it at start when a .po is newer)."""
-    results = translations.compile_all(locales_dir)
+    results = catalogs.compile_all(locales_dir)
     for result in results:
         for problem in result.problems:
             click.echo(f"{problem} (left out)")
@@ -83,7 +83,7 @@ def i18n_compile(locales_dir: Path) -> None:
 def i18n_check(locales_dir: Path) -> None:
     """Fail on a stale messages.pot and on translations that would break a page or an email."""
     with _reported():
-        problems = translations.check(ROOT, locales_dir)
+        problems = checks.check(ROOT, locales_dir)
     for problem in problems:
         click.echo(str(problem))
     if problems:
@@ -91,7 +91,7 @@ def i18n_check(locales_dir: Path) -> None:
         raise click.ClickException(
             f"{count} problem{'' if count == 1 else 's'}: see locales/README.md for what they mean"
         )
-    count = len(translations.po_files(locales_dir))
+    count = len(files.po_files(locales_dir))
     click.echo(f"messages.pot is up to date; {count} catalogs checked, no problems")
 
 
@@ -100,7 +100,7 @@ def i18n_check(locales_dir: Path) -> None:
 def i18n_stats(locales_dir: Path) -> None:
     """How much of each language is translated (fuzzy strings count as not translated)."""
     with _reported():
-        found = translations.stats(locales_dir)
+        found = tooling.stats(locales_dir)
     for item in found:
         if item.error:
             click.echo(f"{item.locale:<8} cannot be read: {item.error}")
@@ -119,8 +119,8 @@ def i18n_stats(locales_dir: Path) -> None:
 def i18n_init(locales_dir: Path, locale: str) -> None:
     """Add a language: LOCALE/LC_MESSAGES/messages.po, from messages.pot."""
     with _reported():
-        path = translations.init_locale(locales_dir, locale)
+        path = tooling.init_locale(locales_dir, locale)
     click.echo(
-        f"created {translations.shown(path)}: translate it, then `portal i18n check`; the "
+        f"created {files.shown(path)}: translate it, then `portal i18n check`; the "
         "language appears in the language switcher when the portal next starts"
     )

@@ -9,7 +9,7 @@ from flask_babel import Babel
 from flask_mail import Mail
 from flask_wtf.csrf import CSRFProtect
 
-from portal.i18n import translations
+from portal.i18n import catalogs
 
 babel = Babel()
 csrf = CSRFProtect()
@@ -23,9 +23,9 @@ def init_app(app: Flask, locales: Path) -> None:
     from portal.i18n.languages import select_locale, select_timezone
 
     # Compile catalogs whose .mo is missing or older than the .po; warn if a folder is missing.
-    translations.prepare(app)
+    catalogs.prepare(app)
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
-    translations.forget_loaded(babel)
+    catalogs.forget_loaded(babel)
     processors = list(app.template_context_processors[None])
     csrf.init_app(app)
     # Flask-WTF's context processor would put its ``csrf_token`` over the template global that

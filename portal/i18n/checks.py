@@ -1,13 +1,6 @@
-"""Gettext catalogs: extract the strings, keep the ``.po`` files in step, compile, check, count.
-
-Plain functions on paths, called by ``portal i18n`` and, for compiling, by the app at start.
-Babel's Python API does the work. The template (``locales/messages.pot``) is written the same way
-every time: sorted, without locations, creation date or Babel version, so it changes only when
-the strings change and "is it stale?" is a comparison of bytes.
-
-A translation that could break a page (placeholders or HTML tags other than its source's, a
-script, a bad format string) is reported by ``check`` and left out when compiling: the page shows
-the English text for it instead.
+"""The checks translators cannot break a page through: every translation keeps the placeholders
+and HTML tags of its source, holds no script and formats; the plural forms fit the language; the
+template is current. ``portal i18n check`` reports them; compiling leaves such translations out.
 """
 
 from __future__ import annotations
@@ -16,292 +9,30 @@ import contextlib
 import gettext
 import io
 import locale as system_locale
-import os
 import re
-import tempfile
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
-from babel import Locale, UnknownLocaleError
+from babel import UnknownLocaleError
 from babel.messages.catalog import Catalog, Message
-from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
-from babel.messages.extract import extract_python as babel_extract_python
-from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.plurals import get_plural
-from babel.messages.pofile import PoFileError, read_po, unescape, write_po
-from flask import Flask
-from jinja2 import TemplateSyntaxError
+from babel.messages.pofile import read_po, unescape
 
-DOMAIN = "messages"
-TEMPLATE = f"{DOMAIN}.pot"
-SOURCE_LOCALE = "en"
-#: Comments starting with this, just above a string (or inside the call, above the string),
-#: go to translators as extracted comments (``#.`` lines).
-COMMENT_TAGS = ("Translators:",)
-#: Babel's keywords and Flask-Babel's lazy ones.
-KEYWORDS: dict[str, Any] = {
-    **DEFAULT_KEYWORDS,
-    "lazy_gettext": None,
-    "lazy_ngettext": (1, 2),
-    "lazy_pgettext": ((1, "c"), 2),
-    "lazy_npgettext": ((1, "c"), 2, 3),
-}
-WIDTH = 76
-_TEMPLATE_HEADER = """\
-# Translations template for the portal.
-# Written by `portal i18n extract` from the code: do not edit.
-# Translators edit <locale>/LC_MESSAGES/messages.po: see locales/README.md."""
-_PO_HEADER = """\
-# {language} translations for the portal.
-# Edit the msgstr lines (see locales/README.md); `portal i18n check` checks them."""
-#: Header lines left out of written catalogs: they change without the strings changing.
-_UNSTABLE_HEADERS = (b'"POT-Creation-Date:', b'"Generated-By:')
-
-
-class TranslationsError(Exception):
-    """A catalog cannot be made or read; the message says which and why."""
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    """Something wrong in a catalog or a source file, at a line."""
-
-    path: Path
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{shown(self.path)}:{self.line}: {self.message}"
-
-
-def shown(path: Path) -> str:
-    """A path as people type it: relative to the working directory when it is inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-# --- where things are -------------------------------------------------------------------------
-
-
-def template_path(locales: Path) -> Path:
-    return locales / TEMPLATE
-
-
-def po_path(locales: Path, locale: str) -> Path:
-    return locales / locale / "LC_MESSAGES" / f"{DOMAIN}.po"
-
-
-def po_files(locales: Path) -> dict[str, Path]:
-    """Each locale with a catalog in ``locales``, and its ``.po`` file."""
-    if not locales.is_dir():
-        return {}
-    found = {p.name: po_path(locales, p.name) for p in sorted(locales.iterdir()) if p.is_dir()}
-    return {locale: po for locale, po in found.items() if po.is_file()}
-
-
-def parse_locale(tag: str) -> Locale:
-    """A locale for a tag such as ``de``, ``pt-BR`` or ``pt_BR``."""
-    try:
-        return Locale.parse(tag.strip().replace("-", "_"))
-    except (UnknownLocaleError, ValueError) as exc:
-        raise TranslationsError(
-            f"{tag!r} is not a language Babel knows (e.g. de, fr, pt_BR)"
-        ) from exc
-
-
-# --- extracting -------------------------------------------------------------------------------
-
-
-def extract(root: Path) -> Catalog:
-    """The strings of the code and templates under ``root``, as ``babel.cfg`` there maps them.
-
-    The catalog keeps each string's locations (for naming them in problems); ``render`` leaves
-    them out of the written template.
-    """
-    root = root.resolve()
-    mapping = root / "babel.cfg"
-    with mapping.open(encoding="utf-8") as f:
-        method_map, options_map = parse_mapping_cfg(f, str(mapping))  # type: ignore[no-untyped-call]
-    tops = {pattern.split("/", 1)[0] for pattern, _method in method_map}
-
-    def wanted(directory: str) -> bool:
-        parts = Path(directory).relative_to(root).parts
-        return bool(parts) and parts[0] in tops and not any(p[:1] in "._" for p in parts)
-
-    catalog = Catalog(project="portal", header_comment=_TEMPLATE_HEADER, charset="utf-8")
-    current: list[str] = []
-    found = extract_from_dir(
-        root,
-        method_map,
-        options_map,
-        keywords=KEYWORDS,
-        comment_tags=COMMENT_TAGS,
-        callback=lambda filename, _method, _options: current.append(filename),
-        directory_filter=wanted,
-    )
-    try:
-        for filename, lineno, message, comments, context in found:
-            catalog.add(
-                message,
-                None,
-                [(filename, lineno)],
-                auto_comments=_tagged(comments),
-                context=context,
-            )
-    except (TemplateSyntaxError, SyntaxError) as exc:
-        where = f"{current[-1]}:{exc.lineno}" if current else str(root)
-        raise TranslationsError(f"{where}: cannot extract the strings: {exc}") from exc
-    return catalog
-
-
-def _tagged(comments: list[str]) -> list[str]:
-    """Comments as translators see them, all starting ``Translators:`` (Jinja strips the tag)."""
-    if comments and not comments[0].startswith(COMMENT_TAGS):
-        return [f"{COMMENT_TAGS[0]} {comments[0]}", *comments[1:]]
-    return comments
-
-
-def extract_python(
-    fileobj: IO[bytes],
-    keywords: Mapping[str, Any],
-    comment_tags: Collection[str],
-    options: dict[str, Any],
-) -> Iterator[tuple[int, str, Any, list[str]]]:
-    """Babel's Python extractor, which also takes a translator comment put inside the call.
-
-    Babel only sees comments above the call; ours are often just above the string instead::
-
-        subject=lambda: gettext(
-            # Translators: the subject of the invitation email.
-            "%(partner)s asks %(company)s to accept ...",
-    """
-    source = fileobj.read()
-    lines = source.decode(options.get("encoding", "utf-8")).splitlines()
-    # Babel annotates the result as its own post-processed tuple; it yields the extractor's.
-    found: Iterable[Any] = babel_extract_python(
-        io.BytesIO(source), keywords, comment_tags, cast(Any, options)
-    )
-    for lineno, funcname, messages, comments in found:
-        yield lineno, funcname, messages, comments or _comments_in_call(lines, lineno, comment_tags)
-
-
-def _comments_in_call(lines: list[str], lineno: int, tags: Collection[str]) -> list[str]:
-    def is_comment(index: int) -> bool:
-        return lines[index].lstrip().startswith("#")
-
-    # Babel reports the string's line, or the comment's when a comment opens the call.
-    index = lineno - 1 if is_comment(lineno - 1) else lineno - 2
-    while index >= 0 and is_comment(index):
-        index -= 1
-    if index < 0 or not lines[index].rstrip().endswith("("):
-        return []
-    block: list[str] = []
-    for line in lines[index + 1 :]:
-        if not line.lstrip().startswith("#"):
-            break
-        block.append(line.strip()[1:].strip())
-    for start, text in enumerate(block):
-        if text.startswith(tuple(tags)):
-            return block[start:]
-    return []
-
-
-def render(catalog: Catalog) -> bytes:
-    """A catalog as written to disk: sorted, no locations, no dates that change on their own."""
-    buffer = io.BytesIO()
-    write_po(buffer, catalog, width=WIDTH, no_location=True, sort_output=True)
-    lines = buffer.getvalue().splitlines(keepends=True)
-    return b"".join(line for line in lines if not line.startswith(_UNSTABLE_HEADERS))
-
-
-def write_template(root: Path, locales: Path) -> tuple[Path, bool, int]:
-    """Extract and write ``messages.pot``: its path, whether it changed, how many messages."""
-    catalog = extract(root)
-    path = template_path(locales)
-    data = render(catalog)
-    changed = not path.is_file() or path.read_bytes() != data
-    if changed:
-        write_atomically(path, data)
-    return path, changed, len(catalog)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write beside the file, then rename: readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-# --- reading, updating, adding a language -----------------------------------------------------
-
-
-def read(path: Path, locale: str | None = None) -> Catalog:
-    """A ``.po`` or ``.pot`` file; TranslationsError names the line when it cannot be read."""
-    try:
-        with path.open("rb") as f:
-            return read_po(f, locale=locale, abort_invalid=True)
-    except PoFileError as exc:
-        said = re.sub(r" on \d+$", "", str(exc))  # Babel appends a line counted from 0
-        raise TranslationsError(f"{shown(path)}:{exc.lineno + 1}: {said}") from exc
-    except (ValueError, UnicodeError, UnknownLocaleError) as exc:
-        raise TranslationsError(f"{shown(path)}:1: cannot be read: {exc}") from exc
-
-
-def _template(locales: Path) -> Catalog:
-    path = template_path(locales)
-    if not path.is_file():
-        raise TranslationsError(f"{shown(path)} is missing: run `portal i18n extract` first")
-    return read(path)
-
-
-def update(locales: Path) -> list[Path]:
-    """Bring every ``.po`` in step with ``messages.pot``: new strings empty, changed ones fuzzy,
-    removed ones kept as obsolete (``#~``) so no translator's work is lost."""
-    template = _template(locales)
-    written = []
-    for locale, po in po_files(locales).items():
-        catalog = read(po, locale)
-        catalog.update(template, update_creation_date=False)
-        data = render(catalog)
-        if po.read_bytes() != data:
-            write_atomically(po, data)
-            written.append(po)
-    return written
-
-
-def init_locale(locales: Path, tag: str) -> Path:
-    """Start the catalog of a new language from ``messages.pot``; it shows in the language
-    switcher from the next start of the portal."""
-    locale = parse_locale(tag)
-    name = str(locale)
-    if name == SOURCE_LOCALE:
-        raise TranslationsError("en is the source language: its texts are the ones in the code")
-    po = po_path(locales, name)
-    if po.exists():
-        raise TranslationsError(f"{shown(po)} exists already: edit it, or run `portal i18n update`")
-    template = _template(locales)
-    buffer = io.BytesIO(render(template))
-    catalog = read_po(buffer, locale=name)
-    catalog.fuzzy = False
-    catalog.header_comment = _PO_HEADER.format(language=locale.english_name)
-    write_atomically(po, render(catalog))
-    compile_catalog(po, po.with_suffix(".mo"), name)
-    return po
-
+from portal.i18n.extraction import extract
+from portal.i18n.files import (
+    TEMPLATE,
+    Problem,
+    TranslationsError,
+    po_files,
+    read,
+    render,
+    template_path,
+    texts,
+)
 
 # --- checking ---------------------------------------------------------------------------------
 
@@ -346,13 +77,6 @@ def _formats(text: str) -> bool:
     except (ValueError, TypeError, KeyError):
         return False
     return True
-
-
-def texts(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
-    """A message's id or string as a tuple: one item, or one per plural form."""
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _short(text: str) -> str:
@@ -661,14 +385,14 @@ def load(path: Path, locale: str) -> Loaded:
                 by_message.setdefault(_key(message), []).extend(found)
     loaded = Loaded(path, locale, catalog, list(plurals.problems), by_message)
     try:
-        gettext.GNUTranslations(io.BytesIO(_mo_bytes(loaded)))
+        gettext.GNUTranslations(io.BytesIO(mo_bytes(loaded)))
     except (ValueError, TypeError, KeyError, UnicodeError, OSError) as exc:
         loaded.catalog = None
         loaded.file_problems.append(Problem(path, 1, f"cannot be compiled: {exc}"))
     return loaded
 
 
-def _mo_bytes(loaded: Loaded) -> bytes:
+def mo_bytes(loaded: Loaded) -> bytes:
     """The compiled catalog, without the translations that have problems (marked fuzzy, so
     gettext falls back to the source text for them)."""
     assert loaded.catalog is not None  # noqa: S101 - callers check
@@ -769,160 +493,3 @@ def _shadowed_by(locale: str, catalogs: Collection[str]) -> str | None:
             if normalized == locale:
                 return other
     return None
-
-
-# --- compiling --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Compiled:
-    locale: str
-    po: Path
-    #: Where the compiled catalog went; None when the file cannot be compiled at all.
-    mo: Path | None
-    #: Translations written (untranslated, fuzzy and refused ones are not).
-    translated: int
-    problems: list[Problem]
-
-
-def compile_catalog(po: Path, mo: Path, locale: str) -> Compiled:
-    """Compile one ``.po`` (atomically), leaving out translations with problems. OSError when
-    ``mo`` cannot be written."""
-    loaded = load(po, locale)
-    if loaded.catalog is None:
-        return Compiled(locale, po, None, 0, loaded.problems)
-    data = _mo_bytes(loaded)
-    write_atomically(mo, data)
-    translated = sum(1 for m in loaded.catalog if m.id and m.string and not m.fuzzy)
-    return Compiled(locale, po, mo, translated, loaded.problems)
-
-
-def compile_all(
-    locales: Path, *, stale_only: bool = False, into: Path | None = None
-) -> list[Compiled]:
-    """Compile the catalogs in ``locales`` (those whose ``.mo`` is missing or older than the
-    ``.po`` with ``stale_only``), next to their ``.po`` or into a copy of the tree at ``into``."""
-    results = []
-    for locale, po in po_files(locales).items():
-        mo = po_path(into, locale).with_suffix(".mo") if into else po.with_suffix(".mo")
-        if stale_only and not is_stale(po, mo):
-            continue
-        results.append(compile_catalog(po, mo, locale))
-    return results
-
-
-def is_stale(po: Path, mo: Path) -> bool:
-    try:
-        return mo.stat().st_mtime_ns < po.stat().st_mtime_ns
-    except FileNotFoundError:
-        return True
-
-
-def prepare(app: Flask) -> None:
-    """At start: warn when a translations folder Babel is given does not exist, and compile every
-    catalog whose ``.mo`` is missing or older than its ``.po``.
-
-    When the folder is read-only, all its catalogs are compiled into the instance folder instead
-    (``instance/locales``), which is added after it to Babel's folders so its catalogs win.
-    Translations with problems are logged and left out (the English text shows for them).
-    """
-    configured = str(app.config.get("BABEL_TRANSLATION_DIRECTORIES") or "")
-    directories = [Path(d) for d in configured.split(";") if d]
-    added: list[str] = []
-    for index, directory in enumerate(directories):
-        if not directory.is_absolute():
-            directory = Path(app.root_path) / directory  # as Flask-Babel resolves it
-        if not directory.is_dir():
-            app.logger.warning(
-                "Translations folder %s does not exist: pages and emails will be in English "
-                "only. Set PORTAL_LOCALES_DIR to the project's locales/ folder.",
-                directory,
-            )
-            continue
-        try:
-            results = compile_all(directory, stale_only=True)
-        except OSError as exc:
-            copy = Path(app.instance_path) / ("locales" if index == 0 else f"locales-{index}")
-            app.logger.warning(
-                "Cannot write compiled catalogs beside %s (%s): compiling them into %s",
-                directory,
-                exc,
-                copy,
-            )
-            try:
-                results = compile_all(directory, into=copy)
-            except OSError as again:
-                app.logger.error(
-                    "Cannot compile the catalogs of %s into %s either (%s): translations may "
-                    "be out of date; run `portal i18n compile` where it can write",
-                    directory,
-                    copy,
-                    again,
-                )
-                continue
-            added.append(str(copy))
-        for result in results:
-            outcome = (
-                "left out: the English text shows instead"
-                if result.mo is not None
-                else "the catalog is not compiled: its previous .mo, if any, stays in use"
-            )
-            for problem in result.problems:
-                app.logger.error("%s (%s)", problem, outcome)
-    if added:
-        app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join([configured, *added])
-
-
-def forget_loaded(babel: Any) -> None:
-    """Drop the catalogs Flask-Babel has loaded: it keeps them per process, not per app, so a
-    new app (a test's, or after compiling) would otherwise see the previous ones."""
-    domain = vars(babel).get("domain_instance")
-    if domain is not None:
-        domain.cache.clear()
-
-
-# --- counting ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stats:
-    locale: str
-    translated: int
-    fuzzy: int
-    total: int
-    error: str | None = None
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.translated / self.total if self.total else 100.0
-
-
-def _is_translated(message: Message) -> bool:
-    strings = texts(message.string)
-    return bool(strings) and all(strings) and not message.fuzzy
-
-
-def stats(locales: Path) -> list[Stats]:
-    """Per locale, how many of the template's strings are translated (fuzzy ones are not)."""
-    template_file = template_path(locales)
-    template = read(template_file) if template_file.is_file() else None
-    found = []
-    for locale, po in po_files(locales).items():
-        try:
-            catalog = read(po, locale)
-        except TranslationsError as exc:
-            found.append(Stats(locale, 0, 0, 0, str(exc)))
-            continue
-        reference: Iterable[Message] = template if template is not None else catalog
-        keys = [(m.id, m.context) for m in reference if m.id]
-        translated = fuzzy = 0
-        for key, context in keys:
-            message = catalog.get(key, context)
-            if message is None:
-                continue
-            if _is_translated(message):
-                translated += 1
-            elif message.fuzzy:
-                fuzzy += 1
-        found.append(Stats(locale, translated, fuzzy, len(keys)))
-    return found
