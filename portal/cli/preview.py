@@ -18,7 +18,6 @@ from portal.i18n import files, languages
 from portal.mail import outbox
 
 # --- translations -----------------------------------------------------------------------------
-# Babel's catalogs in locales/ (see locales/README.md); portal/translations.py does the work.
 
 
 @click.command("preview")

@@ -12,7 +12,7 @@ from portal import LOCALES, ROOT
 from portal.i18n import catalogs, checks, extraction, files, tooling
 
 # --- translations -----------------------------------------------------------------------------
-# Babel's catalogs in locales/ (see locales/README.md); portal/translations.py does the work.
+# Babel's catalogs in locales/ (see locales/README.md); portal/i18n/ does the work.
 
 
 @click.group("i18n")
