@@ -31,7 +31,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import format_date, format_number, gettext
+from flask_babel import format_date, format_number
 
 from portal.core import db
 from portal.core.catalog import CUSTOMER_AGREEMENT, Catalog
@@ -49,14 +49,10 @@ from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
 from portal.i18n import languages
 from portal.web import auth, redirects
-from portal.web.dashboard import charts
+from portal.web.dashboard import charts, labels
+from portal.web.dashboard.labels import _
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
-
-
-def _(message: str) -> str:
-    """gettext, typed: the dashboard's texts share the customer pages' translations."""
-    return str(gettext(message))
 
 
 SESSION_KEY = "dsid"
@@ -175,59 +171,8 @@ def signout() -> ResponseReturnValue:
 # --- overview and customer list ------------------------------------------------------------------
 
 
-def state_name(state: str) -> str:
-    """A customer's state as the partner reads it (translated once per request: a list shows
-    fifty of them)."""
-    names: dict[str, str] | None = g.get("state_names")
-    if names is None:
-        names = g.state_names = {
-            "not-invited": _("Not invited"),
-            "invited": _("Invited"),
-            "opened": _("Link opened"),
-            "signed-in": _("Signed in"),
-            "accepted": _("Accepted"),
-            "attested": _("Attested"),
-            reports.EXPIRED: _("Invitation expired"),
-        }
-    return names.get(state, state)
-
-
-def delivery_name(status: str) -> str:
-    """An invitation's status (see ``invitations.status``) as the partner reads it."""
-    names = {
-        "created": _("Not sent"),
-        "queued": _("Waiting to be sent"),
-        "sending": _("Being sent"),
-        "sent": _("Delivered to the mail server"),
-        "failed": _("Delivery failed"),
-        "cancelled": _("Not sent (cancelled)"),
-        "revoked": _("Withdrawn"),
-        "superseded": _("Replaced by a newer invitation"),
-        "expired": _("Expired"),
-    }
-    return names.get(status, status)
-
-
-def moment_name(kind: str) -> str:
-    """A timeline entry's kind (an event kind or an email outcome) as the partner reads it."""
-    names = {
-        "customer.created": _("Customer created"),
-        "invitation.created": _("Invitation created"),
-        "invitation.resent": _("Invitation sent again"),
-        "invitation.revoked": _("Invitation withdrawn"),
-        "invitation.opened": _("Invitation link opened"),
-        "customer.signed_in": _("Customer signed in"),
-        "customer.password_changed": _("Customer chose a password"),
-        "agreement.accepted": _("Customer accepted"),
-        "agreement.attested": _("Partner attested acceptance"),
-        "email.sent": _("Email delivered to the mail server"),
-        "email.failed": _("Email delivery failed"),
-    }
-    return names.get(kind, kind)
-
-
 # The dashboard templates' helpers: template globals, not context a processor makes per render.
-for _helper in (state_name, delivery_name, moment_name, format_number):
+for _helper in (labels.state_name, labels.delivery_name, labels.moment_name, format_number):
     bp.add_app_template_global(_helper)
 
 
@@ -242,7 +187,7 @@ def overview() -> ResponseReturnValue:
         "dashboard/overview.html",
         funnel=funnel,
         total=sum(funnel.values()),
-        funnel_chart=charts.horizontal_bars([(state_name(k), v) for k, v in funnel.items()]),
+        funnel_chart=charts.horizontal_bars([(labels.state_name(k), v) for k, v in funnel.items()]),
         weekly=weekly,
         weekly_chart=charts.columns(
             [(str(format_date(start, "d MMM")), count) for start, count in weekly]
@@ -308,29 +253,6 @@ def _countries() -> list[tuple[str, str]]:
     )
 
 
-def _field_problem(problem: str) -> str:
-    """A field problem from the domain (English, for the API) said in the page's language."""
-    if problem == "is required":
-        return _("This field is required.")
-    if problem.startswith("is longer than"):
-        return _("This is too long.")
-    if problem.startswith("contains control characters"):
-        return _("Use one line, without special characters.")
-    if problem.startswith("is not an email"):
-        return _("Enter a valid email address.")
-    if problem.startswith("is not a domain"):
-        return _("Enter a domain name such as contoso.example.")
-    if problem.startswith("is an unknown country"):
-        return _("Choose a country.")
-    if problem.startswith("applies only to customers in Germany"):
-        return _("Only customers in Germany can need this amendment.")
-    return _("Check this field.")
-
-
-def _problems(error: InvalidFields) -> dict[str, str]:
-    return {name: _field_problem(str(text)) for name, text in error.parameters.items()}
-
-
 @bp.get("/customers/new")
 @signed_in
 def new_customer_form() -> ResponseReturnValue:
@@ -362,7 +284,7 @@ def new_customer() -> ResponseReturnValue:
             actor=_actor(),
         )
     except InvalidFields as exc:
-        problems = _problems(exc)
+        problems = labels.problems(exc)
         if "language" in problems:
             problems.setdefault("culture", problems.pop("language"))
         return render_template(
@@ -539,7 +461,7 @@ def send(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     except invitations.InvitationClosed:
         return _back_to(found, _("This invitation can no longer be sent."), 409)
     except invitations.TextRejected as exc:
-        return _invitation_screen(found, invite_, text=text, problem=_text_problem(exc)), 400
+        return _invitation_screen(found, invite_, text=text, problem=labels.text_problem(exc)), 400
     db.session().commit()
     return redirect(url_for("dashboard.customer", customer_id=found.id, done="sent"))
 
@@ -551,26 +473,6 @@ def withdraw(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     invitations.revoke(db.session(), invite_, _actor())
     db.session().commit()
     return redirect(url_for("dashboard.customer", customer_id=found.id, done="withdrawn"))
-
-
-def _text_problem(error: invitations.TextRejected) -> str:
-    if error.problem is invitations.TextProblem.EMPTY:
-        return _("Not sent: the email is empty.")
-    if error.problem is invitations.TextProblem.TOO_LONG:
-        return str(
-            gettext(
-                "Not sent: the email is longer than %(limit)s characters.",
-                limit=format_number(invitations.MAX_TEXT),
-            )
-        )
-    return str(
-        gettext(
-            # Translators: link is the customer's personal link (an https:// address).
-            "Not sent: the email must contain the invitation link, %(link)s. Without it the "
-            "customer cannot accept.",
-            link=error.link,
-        )
-    )
 
 
 def _back_to(found: Customer, notice: str, status: int) -> ResponseReturnValue:
@@ -627,7 +529,7 @@ def attest(customer_id: str) -> ResponseReturnValue:
             recorded_by=_actor(),
         )
     except InvalidFields as exc:
-        problems = {name.split(".", 1)[-1]: text for name, text in _problems(exc).items()}
+        problems = {name.split(".", 1)[-1]: text for name, text in labels.problems(exc).items()}
         renamed = {"firstName": "first_name", "lastName": "last_name", "phoneNumber": "phone"}
         return again({renamed.get(k, k): v for k, v in problems.items()})
     except AttestationExists:
