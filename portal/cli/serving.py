@@ -1,4 +1,4 @@
-"""Serving: ``portal serve`` and ``portal demo``."""
+"""``portal serve``: migrate, then serve with gunicorn; the port checked before anything is done."""
 
 from __future__ import annotations
 

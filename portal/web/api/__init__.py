@@ -1,1 +1,1 @@
-
+"""The partner API under ``/v1`` (``views``) and its contract (``openapi.json``)."""

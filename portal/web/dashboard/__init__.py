@@ -1,1 +1,1 @@
-
+"""The partner dashboard: views, the words it shows for the domain's states, and its charts."""
