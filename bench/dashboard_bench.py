@@ -14,7 +14,7 @@ What it does, in one run:
 1. makes a schema of its own in the PostgreSQL database of ``--database-url`` (dropped at the end
    unless ``--keep``; ``--schema NAME`` names it, and reuses it without seeding when it already
    holds a seeded benchmark database, e.g. one kept by an earlier ``--keep``), migrates it with
-   the project's Alembic migrations (``portal.db.upgrade``), creates two partners
+   the project's Alembic migrations (``portal.core.db.upgrade``), creates two partners
    (``portal.partners.create_partner``) and a dashboard user of the first
    (``portal.users.create_user``);
 2. seeds ``--customers`` customers for the first partner and ``--other-customers`` for the second
@@ -454,7 +454,7 @@ def seed(url: str, customers: int, other_customers: int, resellers: int = 0) -> 
     try:
         mark = time.monotonic()
         db.upgrade(engine)
-        mark = step("migrations (portal.db.upgrade)", mark)
+        mark = step("migrations (portal.core.db.upgrade)", mark)
         with Session(engine) as session:
             kind = PartnerKind.INDIRECT_PROVIDER if resellers else PartnerKind.DIRECT
             partner = partners.create_partner(session, PARTNER_NAME, kind)
