@@ -15,10 +15,19 @@ from portal.core.catalog import Catalog
 from portal.i18n import languages, templating
 from portal.web import auth, errorhandlers, extensions, security
 
-#: The project's top level: ``templates/`` and ``locales/`` sit here, beside ``portal/``.
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
-LOCALES = ROOT / "locales"
+PACKAGE = Path(__file__).resolve().parent
+#: The project's top level: in a checkout, ``templates/`` and ``locales/`` sit here, beside
+#: ``portal/``; an installed wheel carries them inside the package (``portal/_build``).
+ROOT = PACKAGE.parent
+
+
+def _folder(name: str) -> Path:
+    inside = PACKAGE / name
+    return inside if inside.is_dir() else ROOT / name
+
+
+TEMPLATES = _folder("templates")
+LOCALES = _folder("locales")
 
 
 class Portal(Flask):

@@ -50,8 +50,8 @@ def violations(sources: dict[str, str]) -> list[str]:
 def sources() -> dict[str, str]:
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
-        if "migrations" in path.parts:
-            continue
+        if "migrations" in path.parts or "_build" in path.parts:
+            continue  # Alembic's scripts; the wheel's build step (not installed)
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found[name] = path.read_text()

@@ -39,7 +39,10 @@ def _scan_locales() -> list[str]:
         base = Path(directory)
         if base.is_dir():
             found.update(
-                p.name for p in base.iterdir() if (p / "LC_MESSAGES" / "messages.po").exists()
+                p.name
+                for p in base.iterdir()
+                # A checkout has the .po files; an installed wheel, the compiled .mo only.
+                if any((p / "LC_MESSAGES" / f"messages.{kind}").exists() for kind in ("po", "mo"))
             )
     return sorted(found)
 
