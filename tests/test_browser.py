@@ -33,7 +33,7 @@ from tests.conftest import SECRET, customer_body
 from tests.mailservers import SmtpServer
 from tests.test_serve import free_port, stop, wait_for
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PORTAL = [sys.executable, "-m", "portal.cli"]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -150,6 +150,7 @@ def serve_with_mail(cli_env, server, port: int) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_serve_sends_the_outbox_by_itself(api, cli_env):
     customer = api.create_customer()
     api.post(f"/v1/customers/{customer['id']}/invitations", json={"send": True})
@@ -183,6 +184,7 @@ def children_of(parent: int) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_delivery_process_stops_when_its_server_dies(cli_env):
     """A server killed outright (no chance to clean up) leaves no mailer running behind it."""
     import signal

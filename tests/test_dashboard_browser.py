@@ -36,7 +36,7 @@ from tests import test_browser as customer_side
 from tests.conftest import SECRET, customer_body
 from tests.test_browser import AXE, MCA, WCAG_TAGS, Portal, sign_in_from_email, visit
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # The fixtures of tests/test_browser.py, under their own names: a server with its SMTP server
 # (``make_portal``), Chromium (``browser``) and a customer's browser (``open_browser``).

@@ -197,6 +197,7 @@ def test_two_concurrent_senders_deliver_each_message_once(api, cli_env):
     assert sum(sent) == 60
 
 
+@pytest.mark.slow
 def test_a_slow_smtp_server_does_not_hold_the_database(make_app, api):
     """While a sender waits on SMTP, other requests can write (SQLite has one write lock)."""
     import threading

@@ -114,6 +114,7 @@ def _form_pages(everyone: dict[str, Any]) -> list[tuple[Any, str, str]]:
     ]
 
 
+@pytest.mark.slow
 def test_hostile_form_fields_never_give_a_server_error(app, api):
     def fresh() -> dict[str, Any]:
         return _everyone(app, api)
@@ -320,6 +321,7 @@ def test_nul_in_the_api_is_a_json_400_naming_the_parameter(api):
 # --- access logs -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_access_logs_show_no_invitation_token(serving, api):
     import urllib.error
     import urllib.request

@@ -24,6 +24,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 #: The two sign-in forms: path and the name of the account field.
 FORMS = {"customer": ("/signin", "user_name"), "dashboard": ("/dashboard/signin", "email")}
 
+#: Real servers: a few seconds each.
+pytestmark = pytest.mark.slow
+
 
 def attempt(base: str, form: str, account: str, password: str) -> tuple[int, dict[str, str]]:
     """One sign-in over a fresh connection, as a new browser would: status and headers."""

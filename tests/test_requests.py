@@ -125,6 +125,7 @@ def raw_post(base: str, path: str, key: str, chunks: list[bytes]) -> tuple[int, 
     return status, answer.partition(b"\r\n\r\n")[2]
 
 
+@pytest.mark.slow
 def test_a_real_server_refuses_a_chunked_body_over_the_limit(serving, app, api):
     """Through gunicorn, which hands chunked bodies to the app as streams without a length."""
     base = serving(workers=1)

@@ -11,7 +11,7 @@ from playwright.sync_api import Page
 from tests import test_browser as customer_side
 from tests.test_browser import assert_accessible, choose_password, sign_in_from_email
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 browser = customer_side.browser
 make_portal = customer_side.make_portal

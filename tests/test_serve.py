@@ -17,6 +17,9 @@ import pytest
 
 PORTAL = [sys.executable, "-m", "portal.cli"]
 
+#: Real servers: a few seconds each.
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -349,6 +349,7 @@ def test_the_session_id_changes_at_dashboard_sign_in(app, api):
     assert browser.get_cookie("session").value != before
 
 
+@pytest.mark.slow
 def test_a_password_change_ends_the_other_session_in_every_worker(serving, api):
     """Through a real server with two workers: fresh connections land on either, and each of
     them sees the other browser's session over at once."""
