@@ -11,7 +11,6 @@ from flask import Flask
 
 from portal.core import catalog as catalog_module
 from portal.core import config, credentials, db
-from portal.core.catalog import Catalog
 from portal.i18n import languages, templating
 from portal.web import auth, errorhandlers, extensions, security
 
@@ -82,8 +81,3 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.
     extensions.csrf.exempt(api.bp)
     return app
-
-
-def catalog_of(app: Flask) -> Catalog:
-    result: Catalog = app.extensions["portal.catalog"]
-    return result

@@ -25,8 +25,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from schemathesis import BaseSchema, Case, CheckContext, HookContext, Response
 
-from portal import catalog_of
 from portal.core.catalog import CUSTOMER_AGREEMENT
+from portal.core.catalog import of as catalog_of
 from portal.core.models import PartnerKind, utcnow
 from tests.conftest import Api, customer_body
 from tests.test_api_agreements import record_direct_acceptance

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flask import Flask, current_app
+
 SHIPPED = Path(__file__).parent / "catalog.tsv"
 
 CUSTOMER_AGREEMENT = "MicrosoftCustomerAgreement"
@@ -229,3 +231,14 @@ def parse(text: str, name: str = "catalog") -> Catalog:
     catalog = Catalog(list(agreements.values()))
     catalog.countries = countries
     return catalog
+
+
+def of(app: Flask) -> Catalog:
+    """The catalog ``app`` loaded at start (``create_app``)."""
+    found: Catalog = app.extensions["portal.catalog"]
+    return found
+
+
+def current() -> Catalog:
+    """The catalog of the app handling this request."""
+    return of(current_app)

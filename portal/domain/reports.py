@@ -26,6 +26,7 @@ from portal.core.models import (
     Partner,
     Progress,
     is_id,
+    iso,
     utcnow,
 )
 
@@ -303,10 +304,6 @@ def evidence_json(
         ],
         "generatedAt": iso(utcnow()),
     }
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def export_rows(

@@ -18,7 +18,6 @@ from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from portal.core import catalog, db
-from portal.core.catalog import Catalog
 from portal.core.errors import (
     AGREEMENT_REQUIRED_CODE,
     AGREEMENT_REQUIRED_DESCRIPTION,
@@ -39,6 +38,7 @@ from portal.core.models import (
     OutboxMessage,
     Partner,
     is_id,
+    iso,
 )
 from portal.domain import acceptance, customers, invitations, partners
 from portal.domain.acceptance import Contact, Status
@@ -79,11 +79,6 @@ def authenticate() -> None:
 def _partner() -> Partner:
     partner: Partner = g.partner
     return partner
-
-
-def _catalog() -> Catalog:
-    result: Catalog = current_app.extensions["portal.catalog"]
-    return result
 
 
 # --- reading JSON bodies ----------------------------------------------------------------------
@@ -222,12 +217,6 @@ def _parse_date(value: str, field: str) -> datetime:
 # --- shaping output ---------------------------------------------------------------------------
 
 
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _collection(items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {
         "totalCount": len(items),
@@ -282,7 +271,7 @@ def customer_json(customer: Customer) -> dict[str, Any]:
 
 
 def agreement_json(acceptance: AgreementAcceptance, *, evidence: bool = False) -> dict[str, Any]:
-    agreement = _catalog().by_template(acceptance.template_id)
+    agreement = catalog.current().by_template(acceptance.template_id)
     result: dict[str, Any] = {
         "primaryContact": {
             "firstName": acceptance.first_name,
@@ -366,7 +355,7 @@ def create_customer() -> ResponseReturnValue:
         db.session(),
         partner,
         data,
-        _catalog(),
+        catalog.current(),
         current_app.extensions["portal.peppers"][0],
         actor=f"partner:{partner.id}",
     )
@@ -447,10 +436,10 @@ def get_customer(customer_id: str) -> ResponseReturnValue:
 
 def _agreement_types() -> list[str]:
     wanted = request.args.get("agreementType", catalog.DEFAULT_AGREEMENT_TYPE)
-    found = _catalog().of_type(wanted)
+    found = catalog.current().of_type(wanted)
     if not found:
         raise InvalidParameter(
-            f"agreementType must be one of {', '.join(_catalog().types)} or *.",
+            f"agreementType must be one of {', '.join(catalog.current().types)} or *.",
             agreementType=wanted[:64],
         )
     return [a.type for a in found]
@@ -466,7 +455,7 @@ def list_agreements() -> ResponseReturnValue:
             "agreementLink": a.link,
             "versionRank": a.version_rank,
         }
-        for a in _catalog().agreements
+        for a in catalog.current().agreements
         if a.type in types
     ]
     return jsonify(_collection(items))
@@ -474,7 +463,7 @@ def list_agreements() -> ResponseReturnValue:
 
 @bp.get("/agreementtemplates/<template_id>/document")
 def agreement_document(template_id: str) -> ResponseReturnValue:
-    agreement = _catalog().by_template(template_id)
+    agreement = catalog.current().by_template(template_id)
     if agreement is None:
         raise TemplateNotFound(templateId=template_id[:64])
     country = request.args.get("country", catalog.FALLBACK_COUNTRY)
@@ -518,7 +507,7 @@ def attest(customer_id: str) -> ResponseReturnValue:
         db.session(),
         partner,
         customer,
-        _catalog(),
+        catalog.current(),
         agreement_type=agreement_type,
         template_id=template_id,
         date_agreed=_parse_date(date_text, "dateAgreed"),
@@ -528,7 +517,7 @@ def attest(customer_id: str) -> ResponseReturnValue:
         db.session(),
         customer,
         recorded,
-        _catalog(),
+        catalog.current(),
         base_url=current_app.config["BASE_URL"],
         locales=languages.available_locales(),
     )

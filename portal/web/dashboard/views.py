@@ -33,8 +33,8 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, format_number
 
-from portal.core import db
-from portal.core.catalog import CUSTOMER_AGREEMENT, Catalog
+from portal.core import catalog, db
+from portal.core.catalog import CUSTOMER_AGREEMENT
 from portal.core.errors import (
     AttestationExists,
     DomainTaken,
@@ -43,7 +43,7 @@ from portal.core.errors import (
     NotFound,
     PortalError,
 )
-from portal.core.models import Customer, Invitation, Partner, PartnerUser, UserRole
+from portal.core.models import Customer, Invitation, Partner, PartnerUser, UserRole, iso
 from portal.domain import acceptance, bulk, customers, invitations, receipts, reports, users
 from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
@@ -110,11 +110,6 @@ def _partner() -> Partner:
 
 def _actor() -> str:
     return f"user:{_user().email}"
-
-
-def _catalog() -> Catalog:
-    result: Catalog = current_app.extensions["portal.catalog"]
-    return result
 
 
 def _customer(customer_id: str) -> Customer:
@@ -248,7 +243,7 @@ def _countries() -> list[tuple[str, str]]:
     """(code, name in the page's language), sorted by name."""
     names = Locale.parse(languages.current_locale()).territories
     return sorted(
-        ((code, names.get(code, name)) for code, name in _catalog().countries.items()),
+        ((code, names.get(code, name)) for code, name in catalog.current().countries.items()),
         key=lambda item: item[1].casefold(),
     )
 
@@ -279,7 +274,7 @@ def new_customer() -> ResponseReturnValue:
             db.session(),
             _partner(),
             data,
-            _catalog(),
+            catalog.current(),
             current_app.extensions["portal.peppers"][0],
             actor=_actor(),
         )
@@ -336,7 +331,7 @@ def _customer_context(found: Customer, **extra: Any) -> dict[str, Any]:
 
 
 def _mca_template() -> str:
-    agreement = _catalog().by_type(CUSTOMER_AGREEMENT)
+    agreement = catalog.current().by_type(CUSTOMER_AGREEMENT)
     return agreement.template_id if agreement else ""
 
 
@@ -356,7 +351,7 @@ def evidence_json(customer_id: str) -> ResponseReturnValue:
 @signed_in
 def receipt_pdf(customer_id: str) -> ResponseReturnValue:
     found = _customer(customer_id)
-    pdf = receipts.receipt_pdf(found, reports.evidence(db.session(), found), _catalog())
+    pdf = receipts.receipt_pdf(found, reports.evidence(db.session(), found), catalog.current())
     return Response(
         pdf,
         mimetype="application/pdf",
@@ -521,7 +516,7 @@ def attest(customer_id: str) -> ResponseReturnValue:
             db.session(),
             _partner(),
             found,
-            _catalog(),
+            catalog.current(),
             agreement_type=CUSTOMER_AGREEMENT,
             template_id=_mca_template(),
             date_agreed=agreed,
@@ -539,7 +534,7 @@ def attest(customer_id: str) -> ResponseReturnValue:
         db.session(),
         found,
         recorded,
-        _catalog(),
+        catalog.current(),
         base_url=current_app.config["BASE_URL"],
         locales=languages.available_locales(),
     )
@@ -591,8 +586,8 @@ def export_csv() -> ResponseReturnValue:
                     customer_.culture,
                     customer_.contact_email,
                     row.state,
-                    reports.iso(customer_.created_at),
-                    reports.iso(accepted.date_agreed) if accepted else "",
+                    iso(customer_.created_at),
+                    iso(accepted.date_agreed) if accepted else "",
                     accepted.method.value if accepted else "",
                     f"{accepted.first_name} {accepted.last_name}" if accepted else "",
                 )

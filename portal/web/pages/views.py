@@ -24,8 +24,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import PathConverter
 
-from portal.core import db
-from portal.core.catalog import Catalog
+from portal.core import catalog, db
 from portal.core.errors import InvalidFields
 from portal.core.models import AcceptanceMethod, AgreementAcceptance, Customer
 from portal.domain import acceptance, customers, invitations, signin
@@ -58,18 +57,13 @@ SESSION_KEY = "sid"
 @bp.app_template_global()
 def agreement_name(template_id: str) -> str:
     """The catalog's agreement, named in the page's language."""
-    agreement = _catalog().by_template(template_id)
+    agreement = catalog.current().by_template(template_id)
     return wording.agreement_name(agreement.type, agreement.name) if agreement else ""
 
 
 # Template globals rather than a context processor's: nothing to make per render.
 bp.add_app_template_global(wording.agreement_summary, "agreement_summary")
 bp.add_app_template_global(wording.person_name, "person_name")
-
-
-def _catalog() -> Catalog:
-    result: Catalog = current_app.extensions["portal.catalog"]
-    return result
 
 
 def _peppers() -> list[bytes]:
@@ -321,7 +315,7 @@ def _document_language(customer: customers.PageCustomer) -> str:
 
 
 def _agreement_context(customer: customers.PageCustomer, **extra: Any) -> dict[str, Any]:
-    shown = acceptance.to_accept(customer, _catalog(), _document_language(customer))
+    shown = acceptance.to_accept(customer, catalog.current(), _document_language(customer))
     return {"customer": customer, "partner_name": customer.partner_name, "shown": shown, **extra}
 
 
@@ -374,7 +368,7 @@ def agreement() -> ResponseReturnValue:
             db.session(),
             customer,
             recorded,
-            _catalog(),
+            catalog.current(),
             locale=str(languages.current_locale()),
             base_url=current_app.config["BASE_URL"],
         )
