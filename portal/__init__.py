@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,8 @@ from flask import Flask
 
 from portal.core import catalog as catalog_module
 from portal.core import config, credentials, db
-from portal.i18n import languages, templating
-from portal.web import auth, errorhandlers, extensions, security
+from portal.i18n import languages
+from portal.web import auth, errorhandlers, extensions, fastpath, security
 
 PACKAGE = Path(__file__).resolve().parent
 #: The project's top level: in a checkout, ``templates/`` and ``locales/`` sit here, beside
@@ -29,27 +28,9 @@ TEMPLATES = _folder("templates")
 LOCALES = _folder("locales")
 
 
-class Portal(Flask):
-    """Flask with one compiled template set per language, which remembers that its views and
-    hooks are plain functions (Flask asks again for each of them on every request, ten times a
-    page)."""
-
-    jinja_environment = templating.Environment
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._synchronous: dict[Callable[..., Any], Callable[..., Any]] = {}
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        made = self._synchronous.get(func)
-        if made is None:
-            made = self._synchronous[func] = super().ensure_sync(func)
-        return made
-
-
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the portal. Raises ConfigError or CatalogError when it cannot work as configured."""
-    app = Portal(
+    app = fastpath.Portal(
         __name__,
         instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or None,
         template_folder=str(TEMPLATES),
@@ -67,6 +48,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     errorhandlers.init_app(app)
     languages.init_app(app)
     security.init_app(app)
+    fastpath.init_app(app)
 
     from portal.web.api import views as api
     from portal.web.dashboard import views as dashboard

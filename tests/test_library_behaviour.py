@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+import flask
 import pytest
 import time_machine
 from flask import render_template, render_template_string
@@ -25,7 +26,7 @@ from sqlalchemy import select
 from portal.core import db, fastsql, tokens
 from portal.core.signing import TimedSerializer
 from portal.i18n import templating
-from portal.web import security
+from portal.web import fastpath
 from tests.test_i18n import translate
 from tests.test_pages import change_password, csrf, invited, sign_in_from_link
 
@@ -39,7 +40,7 @@ FLASK_SESSION = {
 }
 
 
-@pytest.mark.parametrize("options", [{"salt": security.CSRF_SALT}, FLASK_SESSION])
+@pytest.mark.parametrize("options", [{"salt": fastpath.CSRF_SALT}, FLASK_SESSION])
 def test_signatures_are_itsdangerous_own_and_verify_both_ways(options):
     ours = TimedSerializer([OLD, NEW], **options)
     stock = URLSafeTimedSerializer([OLD, NEW], **options)
@@ -93,7 +94,7 @@ def test_invitation_links_are_signed_as_before_at_their_issue_time():
 )
 def test_the_session_is_written_as_flasks_tagged_json_and_reads_back(app, session):
     interface = app.session_interface
-    assert isinstance(interface, security.SessionInterface)
+    assert isinstance(interface, fastpath.SessionInterface)
     with app.app_context():
         written = interface.serializer.dumps(session)
         assert written == TaggedJSONSerializer().dumps(session)
@@ -466,3 +467,18 @@ def _stored_customer(session):
     fastsql.insert_now(session, customer)
     session.commit()
     return customer
+
+
+def test_flask_wtfs_context_processor_is_left_out_and_the_global_is_ours(app):
+    """Flask-WTF registers a context processor (a lambda of its module) that would put its own
+    ``csrf_token`` over the template global; the fast path removes it by that module."""
+    processors = app.template_context_processors[None]
+    assert not [p for p in processors if getattr(p, "__module__", "") == "flask_wtf.csrf"]
+    assert app.jinja_env.globals["csrf_token"] is fastpath.csrf_token
+    from flask_wtf.csrf import CSRFProtect
+
+    bare = flask.Flask("bare")
+    bare.config["SECRET_KEY"] = "x" * 40
+    CSRFProtect(bare)
+    added = bare.template_context_processors[None]
+    assert [p for p in added if getattr(p, "__module__", "") == "flask_wtf.csrf"]

@@ -26,9 +26,5 @@ def init_app(app: Flask, locales: Path) -> None:
     catalogs.prepare(app)
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     catalogs.forget_loaded(babel)
-    processors = list(app.template_context_processors[None])
     csrf.init_app(app)
-    # Flask-WTF's context processor would put its ``csrf_token`` over the template global that
-    # ``security`` sets, and costs every render a call: the global alone is enough.
-    app.template_context_processors[None] = processors
     mail.init_app(app)

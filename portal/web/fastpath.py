@@ -1,0 +1,186 @@
+"""The web's speed layer, fenced: each trick here leans on Flask, Flask-WTF, itsdangerous or
+Jinja internals, which ``tests/test_library_behaviour.py`` pins and ``pyproject.toml`` bounds.
+
+- ``Portal``: Flask with one compiled template set per language (``i18n.templating``), which
+  remembers that its views and hooks are plain functions (Flask asks again for each of them on
+  every request, ten times a page).
+- ``SessionInterface``: Flask's signed cookie session, but none at all for the partner API, a
+  cookie checked once per process remembered, and plain values written as plain JSON.
+- ``csrf_token``: Flask-WTF's form token, signed by a serializer made once and handed out again
+  for a minute, in place of Flask-WTF's context processor (which costs every render a call).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app, g, session
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
+
+from portal.core.signing import TimedSerializer
+from portal.i18n import templating
+
+
+class Portal(Flask):
+    """Flask with one compiled template set per language, which remembers that its views and
+    hooks are plain functions (Flask asks again for each of them on every request, ten times a
+    page)."""
+
+    jinja_environment = templating.Environment
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synchronous: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        made = self._synchronous.get(func)
+        if made is None:
+            made = self._synchronous[func] = super().ensure_sync(func)
+        return made
+
+
+#: Flask-WTF's: its ``validate_csrf`` checks the tokens ``csrf_token`` makes.
+CSRF_SALT = "wtf-csrf-token"
+#: How many recent sessions the per-process memos below keep (emptied when full).
+_REMEMBERED = 10_000
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class _SessionJSON(TaggedJSONSerializer):
+    """Flask's tagged JSON for the session. A session of plain values only (as ours are) tags
+    to itself, so it is written as plain JSON without asking each value about each tag."""
+
+    def dumps(self, value: Any) -> str:
+        if (
+            type(value) is dict
+            and all(type(k) is str and type(v) in _PLAIN for k, v in value.items())
+            and not (len(value) == 1 and next(iter(value)) in self.tags)
+        ):
+            return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return super().dumps(value)
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The signed cookie session, but none at all for the partner API: it uses bearer keys, sets
+    no cookie, and its requests need not pay for reading one."""
+
+    serializer = _SessionJSON()
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], TimedSerializer] = {}
+        #: Cookies verified lately: their signing time and contents. A browser sends the same
+        #: cookie with every page until the session changes; checking its signature and
+        #: decoding it again each time cost a page view more than its database query.
+        self._opened: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if request.path.startswith("/v1/"):
+            return None  # Flask then uses a null session that cannot be written
+        value = request.cookies.get(self.get_cookie_name(app))
+        if not value:
+            return self.session_class()
+        max_age = app.permanent_session_lifetime.total_seconds()
+        known = self._opened.get(value)
+        if known is not None and 0 <= time.time() - known[0] <= max_age:
+            return self.session_class(known[1])
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        try:
+            data, signed_at = serializer.loads(value, max_age=int(max_age), return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        if isinstance(data, dict) and all(isinstance(v, _PLAIN) for v in data.values()):
+            # Plain values only: the session gets a copy of the dict and cannot change them.
+            if len(self._opened) >= _REMEMBERED:
+                self._opened.clear()
+            self._opened[value] = (signed_at.timestamp(), data)
+        return self.session_class(data)
+
+    def get_signing_serializer(self, app: Flask) -> TimedSerializer | None:
+        """Flask's serializer (same keys, salt and format), made once per set of keys and
+        without compressing."""
+        if not app.secret_key:
+            return None
+        # Old keys first: itsdangerous signs with the last one and verifies with all.
+        keys = (*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key)
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = self._serializers[keys] = TimedSerializer(
+                list(keys),
+                salt=self.salt,
+                serializer=self.serializer,
+                signer_kwargs={
+                    "key_derivation": self.key_derivation,
+                    "digest_method": self.digest_method,
+                },
+            )
+        return serializer
+
+
+def csrf_token() -> str:
+    """The form token Flask-WTF's ``generate_csrf`` makes for this request (and its
+    ``CSRFProtect`` checks), signed by a serializer made once per key that does not compress:
+    every page has a form, and this was a tenth of a page's cost."""
+    field: str = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    token: str | None = g.get(field)
+    if token is None:
+        if not isinstance(session.get(field), str):
+            session[field] = secrets.token_hex(20)  # as long as Flask-WTF's
+        token = _signed_csrf(session[field])
+        setattr(g, field, token)
+    return token
+
+
+#: A form token signed for a session is handed out again for this many seconds (a signature
+#: per page costs more than the page's database query); it stays valid for
+#: ``WTF_CSRF_TIME_LIMIT`` (an hour) from its signing, so forms live at most this much shorter.
+CSRF_REUSE_SECONDS = 60
+
+
+def _signed_csrf(raw: str) -> str:
+    minted: dict[str, tuple[float, str]] = current_app.extensions.setdefault(
+        "portal.csrf_minted", {}
+    )
+    now = time.time()
+    known = minted.get(raw)
+    if known is not None and 0 <= now - known[0] < CSRF_REUSE_SECONDS:
+        return known[1]
+    token: str = _csrf_serializer().dumps(raw)
+    if len(minted) >= _REMEMBERED:
+        minted.clear()
+    minted[raw] = (now, token)
+    return token
+
+
+def _csrf_serializer() -> TimedSerializer:
+    secret: str | bytes | None = (
+        current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+    )
+    if not secret:
+        raise RuntimeError("A secret key is required to use CSRF.")
+    made: dict[Any, TimedSerializer] = current_app.extensions.setdefault(
+        "portal.csrf_serializers", {}
+    )
+    serializer = made.get(secret)
+    if serializer is None:
+        serializer = made[secret] = TimedSerializer(secret, salt=CSRF_SALT)
+    return serializer
+
+
+def init_app(app: Flask) -> None:
+    app.session_interface = SessionInterface()
+    # In place of Flask-WTF's ``generate_csrf``, whose context processor would put its own
+    # ``csrf_token`` over this global; ``CSRFProtect`` still checks every form.
+    app.template_context_processors[None] = [
+        processor
+        for processor in app.template_context_processors[None]
+        if getattr(processor, "__module__", "") != "flask_wtf.csrf"
+    ]
+    app.jinja_env.globals["csrf_token"] = csrf_token
