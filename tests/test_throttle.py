@@ -168,3 +168,32 @@ def test_a_client_over_its_address_limit_adds_no_counter_per_account_tried(app, 
     with app.app_context():
         rows = db.session().scalar(select(func.count()).select_from(RateLimitCounter))
     assert rows == 1 + 3  # the address's, and the three accounts tried before it was refused
+
+
+def test_sweeps_at_once_neither_fail_nor_lose_a_count(app, storage):
+    """Twenty failed sign-ins at once, each sweeping the same expired counters (PostgreSQL would
+    deadlock two sweeps that lock the same rows in another order): every count is kept."""
+    from sqlalchemy import func, select
+
+    from portal.core.models import RateLimitCounter
+
+    start = time.time() - 3600
+    with time_machine.travel(start, tick=False):
+        for n in range(300):
+            storage.incr(f"old {n}", 60)
+    ready = threading.Barrier(20)
+    counts: list[int] = []
+
+    def one(n: int) -> None:
+        ready.wait()
+        counts.append(storage.incr(f"new {n}", 60))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counts == [1] * 20
+    with app.app_context():
+        left = db.session().scalar(select(func.count()).select_from(RateLimitCounter))
+    assert left == 20

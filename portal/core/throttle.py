@@ -16,6 +16,7 @@ that nothing counted.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -34,6 +35,9 @@ from portal.core.models import RateLimitCounter
 
 #: The default storage: the portal's own database.
 DATABASE = "database://"
+#: Most expired counters one sweep drops (each failed sign-in sweeps).
+SWEEP = 500
+log = logging.getLogger(__name__)
 
 
 class TooManyAttempts(PortalError):
@@ -101,8 +105,22 @@ class DatabaseStorage(Storage):
         )
         with self.engine.begin() as connection:
             count = connection.execute(statement).scalar_one()
-            connection.execute(delete(table).where(table.expires_at <= now))
+        self._sweep(now)
         return int(count)
+
+    def _sweep(self, now: float) -> None:
+        """Drop counters whose window is over, apart from the count: rows another sweep holds
+        are left to it (PostgreSQL: ``SKIP LOCKED``), so sweeps at once neither wait nor
+        deadlock, and a sweep that fails loses nothing that counts."""
+        table = RateLimitCounter
+        over = select(table.key).where(table.expires_at <= now).limit(SWEEP)
+        if self.engine.dialect.name == "postgresql":
+            over = over.with_for_update(skip_locked=True)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(delete(table).where(table.key.in_(over.scalar_subquery())))
+        except SQLAlchemyError as exc:
+            log.info("rate-limit counters not swept this time: %s", exc)
 
     def get(self, key: str) -> int:
         table = RateLimitCounter
