@@ -4,7 +4,7 @@ written at once outside the unit of work.
 Fenced here because each trick leans on SQLAlchemy internals (``SQLCompiler`` parameter
 processing, result processors by driver type code, ``make_transient_to_detached``): the
 behaviour they rely on is pinned by ``tests/test_library_behaviour.py``, and ``pyproject.toml``
-bounds SQLAlchemy from above. Each class says what it saves and on which benchmark.
+bounds SQLAlchemy from above. Each class says why it is here.
 """
 
 from __future__ import annotations
