@@ -8,6 +8,7 @@ module is what both HTML edges do around it.
 from __future__ import annotations
 
 from flask import Flask, current_app, request, session
+from limits.errors import ConfigurationError
 
 from portal.core import throttle
 from portal.core.config import ConfigError
@@ -31,7 +32,7 @@ def init_app(app: Flask) -> None:
             },
             prefix=str(config.get("RATELIMIT_KEY_PREFIX") or ""),
         )
-    except Exception as exc:  # the library raises several kinds for a bad setting
+    except (ValueError, ConfigurationError) as exc:  # a limit it cannot read; a storage it lacks
         raise ConfigError(
             f"the sign-in limits cannot work as configured (PORTAL_RATELIMIT_STORAGE_URI, "
             f"PORTAL_SIGNIN_LIMIT_ACCOUNT, PORTAL_SIGNIN_LIMIT_ADDRESS): {exc}"
