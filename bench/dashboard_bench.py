@@ -35,8 +35,9 @@ What it does, in one run:
    dashboard over HTTP like a browser (CSRF token from the sign-in form, the session cookie kept);
 4. measures ``GET /dashboard/customers``: the first page; pages 2, 50 and 200 reached by following
    the "Next page" links; a cursor half-way down the list (row 500,000; made from the database as
-   the link would be); the state filters ``accepted``, ``invited``, ``expired`` and ``opened`` (and
-   page 10 of ``invited``); a search for a common company word and one for one company's name.
+   the link would be); the state filters ``accepted``, ``invited``, ``expired`` and
+   ``link-opened`` (and page 10 of ``invited``); a search for a common company word and one for
+   one company's name.
    Each case gets ``--requests`` requests from ``--clients`` keep-alive connections, after a few
    unmeasured ones, but none started after ``--max-seconds`` (a page of seconds measures a few);
    the baseline gets as many next to it (before and after in turn, ABBA). Every
@@ -190,7 +191,7 @@ FROM (
         CASE WHEN t.g % 10 = 0 THEN date_trunc('hour', t.raw_created)
              ELSE t.raw_created END AS created,
         CASE WHEN t.r1 < 0.15 THEN 'not-invited' WHEN t.r1 < 0.35 THEN 'invited'
-             WHEN t.r1 < 0.40 THEN 'opened' WHEN t.r1 < 0.45 THEN 'signed-in'
+             WHEN t.r1 < 0.40 THEN 'link-opened' WHEN t.r1 < 0.45 THEN 'signed-in'
              WHEN t.r1 < 0.85 THEN 'accepted' ELSE 'attested' END AS progress
     FROM (
         SELECT
@@ -215,7 +216,7 @@ CREATE TEMPORARY TABLE bench_plan ON COMMIT DROP AS
 SELECT
     c.id, c.partner_id, c.progress, c.contact_email, c.culture, c.created_at, c.progress_at,
     c.company_name, c.contact_first_name, c.contact_last_name, p.first_at,
-    CASE WHEN c.progress IN ('invited', 'opened', 'signed-in') AND p.r < 0.15
+    CASE WHEN c.progress IN ('invited', 'link-opened', 'signed-in') AND p.r < 0.15
          THEN p.first_at + (CAST(:now AS timestamp) - p.first_at) * random() END AS second_at
 FROM customers AS c
 CROSS JOIN LATERAL (
@@ -257,14 +258,14 @@ INVITATIONS_SQL = [
     f"""
 INSERT INTO invitations ({INVITATION_COLUMNS})
 SELECT {_invitation_values(1, "second_at IS NULL")}, NULL, second_at,
-       CASE WHEN second_at IS NULL AND progress IN ('opened', 'signed-in', 'accepted')
+       CASE WHEN second_at IS NULL AND progress IN ('link-opened', 'signed-in', 'accepted')
             THEN first_at + interval '2 hours' END
 FROM bench_plan
 """,  # noqa: S608 - constants of this file only
     f"""
 INSERT INTO invitations ({INVITATION_COLUMNS})
 SELECT {_invitation_values(2, "true")}, NULL, NULL,
-       CASE WHEN progress IN ('opened', 'signed-in') THEN second_at + interval '2 hours' END
+       CASE WHEN progress IN ('link-opened', 'signed-in') THEN second_at + interval '2 hours' END
 FROM bench_plan WHERE second_at IS NOT NULL
 """,  # noqa: S608 - constants of this file only
     # What invitations.create keeps on the customer: when the current link stops working.
@@ -682,7 +683,7 @@ def build_cases(port: int, cookie: str, url: str, partner_id: str, total: int) -
                 {},
             )
         )
-        for state in ("accepted", "invited", "expired", "opened"):
+        for state in ("accepted", "invited", "expired", "link-opened"):
             cases.append(Case(f"state={state}", list_path(state=state), TABLE_MARKER, {}))
         cases.append(
             Case(

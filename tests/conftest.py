@@ -61,6 +61,23 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 
 @pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, to migrate step by step: a SQLite file, or a PostgreSQL
+    schema of its own (dropped afterwards)."""
+    if PG_URL:
+        schema = f"portal_empty_{uuid.uuid4().hex[:12]}"
+        admin = db.make_engine(normalise_database_url(PG_URL))
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield _pg_url_with_schema(PG_URL, schema)
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    else:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+
+
+@pytest.fixture
 def database_url(database_template: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database for one test."""
     if PG_URL:

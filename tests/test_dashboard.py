@@ -16,6 +16,7 @@ from portal.core.models import (
     AgreementAcceptance,
     Customer,
     Event,
+    EventKind,
     Invitation,
     OutboxMessage,
     Partner,
@@ -320,7 +321,7 @@ def test_progress_follows_each_step(app: Any, api: Any) -> None:
     # Nothing moves a customer back from an acceptance.
     with app.app_context():
         session = db.session()
-        events.record(session, events.INVITATION_CREATED, actor="test", customer_id=made["id"])
+        events.record(session, EventKind.INVITATION_CREATED, actor="test", customer_id=made["id"])
         session.commit()
     assert progress() is Progress.ATTESTED
 

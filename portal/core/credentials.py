@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from portal.core.errors import Problem, ProblemCode
+
 API_KEY_PREFIX = "ptl_"
 #: Shortest password a person may choose (customers and dashboard users alike).
 MIN_PASSWORD_LENGTH = 12
@@ -27,6 +29,15 @@ _TEMPORARY = "hmac-sha256$"
 _SLOW = ("scrypt:", "pbkdf2:")
 #: A password hash nothing verifies against: the credentials of a withdrawn invitation.
 DEAD = "!revoked"  # noqa: S105 - matches no hash scheme, so no password
+
+
+def length_problem(password: str) -> Problem | None:
+    """Whether a chosen password is too short or too long (customers and dashboard users)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return Problem(ProblemCode.TOO_SHORT, f"is shorter than {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return Problem(ProblemCode.TOO_LONG, f"is longer than {MAX_PASSWORD_LENGTH} characters")
+    return None
 
 
 def new_api_key() -> str:

@@ -7,7 +7,54 @@ the OpenAPI document; ``portal.web.errorhandlers`` turns them into answers.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
+
+
+class ProblemCode(enum.StrEnum):
+    """What is wrong with a value, whatever the words: each edge says it in its own (the API in
+    English, the pages in the reader's language)."""
+
+    REQUIRED = "required"
+    TOO_SHORT = "too-short"
+    TOO_LONG = "too-long"
+    #: A line break or another character a single line of text may not hold.
+    CONTROL = "control"
+    NOT_EMAIL = "not-email"
+    NOT_DOMAIN = "not-domain"
+    NOT_PHONE = "not-phone"
+    NOT_CULTURE = "not-culture"
+    NOT_LANGUAGE = "not-language"
+    UNKNOWN_COUNTRY = "unknown-country"
+    #: The secrecy amendment, asked for a customer outside Germany.
+    GERMANY_ONLY = "germany-only"
+    NOT_DATE = "not-date"
+    IN_FUTURE = "in-future"
+    #: A JSON value of the wrong type, or bytes that are not text.
+    WRONG_TYPE = "wrong-type"
+    #: Not one of the values this field takes (an agreement type, a template id).
+    NOT_ONE_OF = "not-one-of"
+    #: A new password and its repetition differ.
+    MISMATCH = "mismatch"
+    SAME_AS_USER = "same-as-user"
+    SAME_AS_CURRENT = "same-as-current"
+    #: An invitation's edited email without the invitation's link.
+    NO_LINK = "no-link"
+    WRONG_CURRENT = "wrong-current"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A field's problem: its code, and the English sentence the API answers with."""
+
+    code: ProblemCode
+    #: Completes the field's name: "is longer than 200 characters".
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class PortalError(Exception):
@@ -49,7 +96,9 @@ class InvalidFields(PortalError):
     error_name = "InvalidFields"
     description = "Some fields are missing or invalid."
 
-    def __init__(self, fields: dict[str, str]) -> None:
+    def __init__(self, fields: Mapping[str, Problem]) -> None:
+        #: Each field's problem, for an edge to put in its own words.
+        self.problems = dict(fields)
         listed = "; ".join(f"{name}: {problem}" for name, problem in fields.items())
         super().__init__(f"Some fields are missing or invalid. {listed}", **fields)
 

@@ -133,12 +133,77 @@ class Progress(enum.StrEnum):
 
     NOT_INVITED = "not-invited"
     INVITED = "invited"
-    OPENED = "opened"
+    OPENED = "link-opened"
     SIGNED_IN = "signed-in"
     #: Accepted by the customer on the portal (``isSigned``).
     ACCEPTED = "accepted"
     #: Attested by the partner (and not, or not yet, accepted directly).
     ATTESTED = "attested"
+
+
+class InvitationStatus(enum.StrEnum):
+    """Where an invitation stands (see ``invitations.status``): closed, or the delivery state of
+    its latest email."""
+
+    #: Generated, never sent.
+    CREATED = "created"
+    QUEUED = DeliveryStatus.QUEUED.value
+    SENDING = DeliveryStatus.SENDING.value
+    SENT = DeliveryStatus.SENT.value
+    FAILED = DeliveryStatus.FAILED.value
+    CANCELLED = DeliveryStatus.CANCELLED.value
+    #: Withdrawn by the partner: its link and password no longer work.
+    REVOKED = "revoked"
+    #: Replaced by a newer invitation for the same customer.
+    SUPERSEDED = "superseded"
+    EXPIRED = "expired"
+
+    @property
+    def closed(self) -> bool:
+        """Whether its link and temporary password have stopped working."""
+        return self in _CLOSED
+
+
+_CLOSED = frozenset(
+    {InvitationStatus.REVOKED, InvitationStatus.SUPERSEDED, InvitationStatus.EXPIRED}
+)
+
+
+class LinkState(enum.StrEnum):
+    """Where a followed invitation link leads (see ``invitations.follow``); the closed states
+    are named as the invitation's status is."""
+
+    VALID = "valid"
+    #: The customer has already accepted; the link leads to signing in.
+    ACCEPTED = "accepted"
+    REVOKED = InvitationStatus.REVOKED.value
+    SUPERSEDED = InvitationStatus.SUPERSEDED.value
+    EXPIRED = InvitationStatus.EXPIRED.value
+    #: Not a link of the portal's (forged, mangled, or its invitation is gone).
+    INVALID = "invalid"
+
+
+class EventKind(enum.StrEnum):
+    """What an ``Event`` records; stored as its value."""
+
+    PARTNER_CREATED = "partner.created"
+    API_KEY_CREATED = "api_key.created"
+    API_KEY_REVOKED = "api_key.revoked"
+    USER_CREATED = "partner_user.created"
+    USER_SIGNED_IN = "partner_user.signed_in"
+    USER_ROLE_CHANGED = "partner_user.role_changed"
+    USER_PASSWORD_CHANGED = "partner_user.password_changed"  # noqa: S105 - an event kind
+    USER_REMOVED = "partner_user.removed"
+    CUSTOMER_CREATED = "customer.created"
+    INVITATION_CREATED = "invitation.created"
+    #: An invitation's email queued for sending on request (the first time or again).
+    INVITATION_RESENT = "invitation.resent"
+    INVITATION_OPENED = "invitation.opened"
+    INVITATION_REVOKED = "invitation.revoked"
+    CUSTOMER_SIGNED_IN = "customer.signed_in"
+    CUSTOMER_PASSWORD_CHANGED = "customer.password_changed"  # noqa: S105 - an event kind
+    AGREEMENT_ACCEPTED = "agreement.accepted"
+    AGREEMENT_ATTESTED = "agreement.attested"
 
 
 class UserRole(enum.StrEnum):
@@ -332,7 +397,7 @@ class Event(Base):
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    #: Dotted name such as ``customer.created`` (see ``events.py``).
+    #: An ``EventKind`` value such as ``customer.created``.
     kind: Mapped[str] = mapped_column(String(64))
     partner_id: Mapped[str | None] = mapped_column(String(36))
     customer_id: Mapped[str | None] = mapped_column(String(36))

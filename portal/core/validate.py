@@ -1,6 +1,7 @@
 """Checks on single values that reach people: names, addresses, domains, locales.
 
-Each returns a short problem description, or None when the value is fine. A single-line value
+Each returns a ``Problem`` (its code, and the words the API says it in), or None when the value
+is fine. A single-line value
 holds no control character of any kind: CR and LF would inject mail headers, and Python's
 ``splitlines``, mail clients and browsers also break lines at NEL (U+0085), VT, FF, the file,
 group and record separators and the Unicode line and paragraph separators; the bidirectional
@@ -14,12 +15,19 @@ import unicodedata
 
 from babel import Locale, UnknownLocaleError
 
+from portal.core.errors import Problem, ProblemCode
+
 #: Unicode categories never allowed in a single line: controls (C0 and C1: NUL, CR, LF, NEL...),
 #: line and paragraph separators, surrogates (not text).
 _CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 #: Format characters that reorder what is shown (Trojan Source): embeddings, overrides, isolates.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-CONTROL_PROBLEM = "contains control characters such as line breaks"
+CONTROL_PROBLEM = Problem(ProblemCode.CONTROL, "contains control characters such as line breaks")
+REQUIRED = Problem(ProblemCode.REQUIRED, "is required")
+
+
+def too_long(max_length: int) -> Problem:
+    return Problem(ProblemCode.TOO_LONG, f"is longer than {max_length} characters")
 
 
 def has_control(value: str) -> bool:
@@ -35,57 +43,60 @@ _CULTURE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?-[A-Z]{2}\Z")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
 
 
-def text(value: str, max_length: int, required: bool = True) -> str | None:
+def text(value: str, max_length: int, required: bool = True) -> Problem | None:
     if not value.strip():
-        return "is required" if required else None
+        return REQUIRED if required else None
     if len(value) > max_length:
-        return f"is longer than {max_length} characters"
+        return too_long(max_length)
     if has_control(value):
         return CONTROL_PROBLEM
     return None
 
 
-def email(value: str) -> str | None:
+def email(value: str) -> Problem | None:
     if not value:
-        return "is required"
+        return REQUIRED
     if has_control(value):
         return CONTROL_PROBLEM
     if len(value) > 254 or not _EMAIL.match(value):
-        return "is not an email address"
+        return Problem(ProblemCode.NOT_EMAIL, "is not an email address")
     return None
 
 
-def domain(value: str) -> str | None:
+def domain(value: str) -> Problem | None:
     if not value:
-        return "is required"
+        return REQUIRED
     labels = value.split(".")
     if len(value) > 253 or len(labels) < 2 or not all(_DOMAIN_LABEL.match(x) for x in labels):
-        return "is not a domain name such as contoso.example (lower-case letters, digits, hyphens)"
+        return Problem(
+            ProblemCode.NOT_DOMAIN,
+            "is not a domain name such as contoso.example (lower-case letters, digits, hyphens)",
+        )
     return None
 
 
-def phone(value: str) -> str | None:
+def phone(value: str) -> Problem | None:
     if value and not _PHONE.match(value):
-        return "is not a phone number"
+        return Problem(ProblemCode.NOT_PHONE, "is not a phone number")
     return None
 
 
-def culture(value: str) -> str | None:
+def culture(value: str) -> Problem | None:
     """A culture such as ``de-DE`` that Babel knows."""
     if not _CULTURE.match(value):
-        return "is not a culture such as en-US or de-DE"
+        return Problem(ProblemCode.NOT_CULTURE, "is not a culture such as en-US or de-DE")
     try:
         Locale.parse(value, sep="-")
     except (UnknownLocaleError, ValueError):
-        return f"is an unknown culture {value!r}"
+        return Problem(ProblemCode.NOT_CULTURE, f"is an unknown culture {value!r}")
     return None
 
 
-def language(value: str) -> str | None:
+def language(value: str) -> Problem | None:
     if not _LANGUAGE.match(value) or len(value) > 35:
-        return "is not a language such as en or de"
+        return Problem(ProblemCode.NOT_LANGUAGE, "is not a language such as en or de")
     try:
         Locale.parse(value, sep="-")
     except (UnknownLocaleError, ValueError):
-        return f"is an unknown language {value!r}"
+        return Problem(ProblemCode.NOT_LANGUAGE, f"is an unknown language {value!r}")
     return None

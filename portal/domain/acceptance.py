@@ -19,6 +19,8 @@ from portal.core.errors import (
     AttestationNotAllowed,
     DateAgreedInFuture,
     InvalidFields,
+    Problem,
+    ProblemCode,
 )
 from portal.core.models import (
     AcceptanceMethod,
@@ -26,7 +28,9 @@ from portal.core.models import (
     ApiKey,
     Customer,
     Event,
+    EventKind,
     Partner,
+    Progress,
     utcnow,
 )
 from portal.domain import events
@@ -47,7 +51,7 @@ class Contact:
     phone: str = ""
 
 
-def _contact_problems(contact: Contact, prefix: str) -> dict[str, str]:
+def _contact_problems(contact: Contact, prefix: str) -> dict[str, Problem]:
     checks = {
         "firstName": validate.text(contact.first_name, 100),
         "lastName": validate.text(contact.last_name, 100),
@@ -100,16 +104,21 @@ def attest(
     problems = _contact_problems(contact, "primaryContact")
     agreement = catalog.by_type(agreement_type)
     if agreement is None:
-        problems["type"] = f"is not one of {', '.join(catalog.types)}"
+        problems["type"] = Problem(
+            ProblemCode.NOT_ONE_OF, f"is not one of {', '.join(catalog.types)}"
+        )
     elif agreement.template_id != template_id:
-        problems["templateId"] = (
-            f"is not the template of {agreement_type} ({agreement.template_id})"
+        problems["templateId"] = Problem(
+            ProblemCode.NOT_ONE_OF,
+            f"is not the template of {agreement_type} ({agreement.template_id})",
         )
     if problems:
         raise InvalidFields(problems)
     assert agreement is not None  # noqa: S101 - narrowed by the checks above
     if date_agreed > utcnow() + CLOCK_SKEW:
-        raise DateAgreedInFuture({"dateAgreed": "must not be in the future"})
+        raise DateAgreedInFuture(
+            {"dateAgreed": Problem(ProblemCode.IN_FUTURE, "must not be in the future")}
+        )
 
     dedupe = _attestation_key(contact)
     if _recorded(session, customer.id, template_id, dedupe) is not None:
@@ -142,7 +151,7 @@ def attest(
         raise AttestationExists() from exc
     events.record(
         session,
-        events.AGREEMENT_ATTESTED,
+        EventKind.AGREEMENT_ATTESTED,
         actor=f"partner:{partner.id}",
         partner_id=partner.id,
         customer_id=customer.id,
@@ -246,7 +255,7 @@ def accept_directly(
         recorded.append(acceptance)
         events.record(
             session,
-            events.AGREEMENT_ACCEPTED,
+            EventKind.AGREEMENT_ACCEPTED,
             actor=f"customer:{user_name}",
             partner_id=customer.partner_id,
             customer_id=customer.id,
@@ -416,18 +425,20 @@ class Status:
         return self.direct is not None or self.attested is not None
 
     @property
-    def state(self) -> str:
+    def state(self) -> Progress:
+        """The furthest step reached (the API's ``state``). Unlike ``Customer.progress``, a
+        withdrawn invitation does not take the customer back: this is the story so far."""
         if self.direct:
-            return "accepted"
+            return Progress.ACCEPTED
         if self.attested:
-            return "attested"
+            return Progress.ATTESTED
         if self.signed_in_at:
-            return "signed-in"
+            return Progress.SIGNED_IN
         if self.opened_at:
-            return "link-opened"
+            return Progress.OPENED
         if self.invited_at:
-            return "invited"
-        return "not-invited"
+            return Progress.INVITED
+        return Progress.NOT_INVITED
 
 
 def status(session: Session, customer: Customer) -> Status:
@@ -436,7 +447,11 @@ def status(session: Session, customer: Customer) -> Status:
     direct = next((a for a in mca if a.method is AcceptanceMethod.DIRECT), None)
     attested = next((a for a in mca if a.method is AcceptanceMethod.ATTESTED), None)
     latest: dict[str, datetime] = {}
-    kinds = (events.INVITATION_CREATED, events.INVITATION_OPENED, events.CUSTOMER_SIGNED_IN)
+    kinds = (
+        EventKind.INVITATION_CREATED,
+        EventKind.INVITATION_OPENED,
+        EventKind.CUSTOMER_SIGNED_IN,
+    )
     rows = session.execute(
         select(Event.kind, Event.occurred_at)
         .where(Event.customer_id == customer.id, Event.kind.in_(kinds))
@@ -446,9 +461,9 @@ def status(session: Session, customer: Customer) -> Status:
         latest.setdefault(kind, occurred_at)
     return Status(
         customer=customer,
-        invited_at=latest.get(events.INVITATION_CREATED),
-        opened_at=latest.get(events.INVITATION_OPENED),
-        signed_in_at=latest.get(events.CUSTOMER_SIGNED_IN),
+        invited_at=latest.get(EventKind.INVITATION_CREATED),
+        opened_at=latest.get(EventKind.INVITATION_OPENED),
+        signed_in_at=latest.get(EventKind.CUSTOMER_SIGNED_IN),
         direct=direct,
         attested=attested,
         acceptances=found,

@@ -15,8 +15,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import credentials, fastsql, validate
 from portal.core.catalog import Catalog
-from portal.core.errors import CustomerNotFound, DomainTaken, InvalidFields
-from portal.core.models import Customer, CustomerCredential, Partner, is_id, new_id
+from portal.core.errors import CustomerNotFound, DomainTaken, InvalidFields, Problem, ProblemCode
+from portal.core.models import Customer, CustomerCredential, EventKind, Partner, is_id, new_id
 from portal.domain import events
 from portal.domain.partners import visible_to
 
@@ -53,7 +53,7 @@ class NewCustomer:
     names: dict[str, str] = field(default_factory=dict)
 
 
-def check(data: NewCustomer, catalog: Catalog) -> dict[str, str]:
+def check(data: NewCustomer, catalog: Catalog) -> dict[str, Problem]:
     """Problems with ``data``, keyed by field name; empty when it can be created."""
     checks = {
         "domain": validate.domain(data.domain),
@@ -75,11 +75,16 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, str]:
         "contact_phone": validate.phone(data.contact_phone),
     }
     if not checks["domain"] and len(data.domain) > MAX_DOMAIN:
-        checks["domain"] = f"is longer than {MAX_DOMAIN} characters"
+        checks["domain"] = validate.too_long(MAX_DOMAIN)
     if data.requires_secrecy_amendment and data.country != "DE":
-        checks["requires_secrecy_amendment"] = "applies only to customers in Germany (DE)"
+        checks["requires_secrecy_amendment"] = Problem(
+            ProblemCode.GERMANY_ONLY, "applies only to customers in Germany (DE)"
+        )
     if data.country not in catalog.countries:
-        checks["country"] = f"is an unknown country {data.country!r} (ISO 3166 alpha-2, e.g. DE)"
+        checks["country"] = Problem(
+            ProblemCode.UNKNOWN_COUNTRY,
+            f"is an unknown country {data.country!r} (ISO 3166 alpha-2, e.g. DE)",
+        )
     return {data.names.get(k, k): v for k, v in checks.items() if v}
 
 
@@ -150,7 +155,7 @@ def create_customer(
             fastsql.insert_now(session, customer, credential)
             events.record(
                 session,
-                events.CUSTOMER_CREATED,
+                EventKind.CUSTOMER_CREATED,
                 actor=actor,
                 partner_id=partner.id,
                 customer_id=customer.id,

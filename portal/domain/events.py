@@ -9,38 +9,29 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from portal.core import fastsql
-from portal.core.models import Customer, Event, Invitation, Progress, utcnow
-
-PARTNER_CREATED = "partner.created"
-API_KEY_CREATED = "api_key.created"
-API_KEY_REVOKED = "api_key.revoked"
-CUSTOMER_CREATED = "customer.created"
-AGREEMENT_ATTESTED = "agreement.attested"
-AGREEMENT_ACCEPTED = "agreement.accepted"
-# Written by the invitation and customer pages.
-INVITATION_CREATED = "invitation.created"
-INVITATION_OPENED = "invitation.opened"
-CUSTOMER_SIGNED_IN = "customer.signed_in"
-INVITATION_REVOKED = "invitation.revoked"
+from portal.core.models import Customer, Event, EventKind, Invitation, Progress, utcnow
 
 _BEFORE_ACCEPTANCE = frozenset(
     {Progress.NOT_INVITED, Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN}
 )
 #: The step an event brings its customer to, and the steps it moves on from. A direct
 #: acceptance outranks an attestation; nothing moves a customer back from either.
-STEPS: dict[str, tuple[Progress, frozenset[Progress]]] = {
-    INVITATION_CREATED: (Progress.INVITED, _BEFORE_ACCEPTANCE),
-    INVITATION_OPENED: (Progress.OPENED, frozenset({Progress.INVITED})),
-    CUSTOMER_SIGNED_IN: (Progress.SIGNED_IN, _BEFORE_ACCEPTANCE - {Progress.SIGNED_IN}),
-    INVITATION_REVOKED: (Progress.NOT_INVITED, frozenset({Progress.INVITED, Progress.OPENED})),
-    AGREEMENT_ATTESTED: (Progress.ATTESTED, _BEFORE_ACCEPTANCE),
-    AGREEMENT_ACCEPTED: (Progress.ACCEPTED, _BEFORE_ACCEPTANCE | {Progress.ATTESTED}),
+STEPS: dict[EventKind, tuple[Progress, frozenset[Progress]]] = {
+    EventKind.INVITATION_CREATED: (Progress.INVITED, _BEFORE_ACCEPTANCE),
+    EventKind.INVITATION_OPENED: (Progress.OPENED, frozenset({Progress.INVITED})),
+    EventKind.CUSTOMER_SIGNED_IN: (Progress.SIGNED_IN, _BEFORE_ACCEPTANCE - {Progress.SIGNED_IN}),
+    EventKind.INVITATION_REVOKED: (
+        Progress.NOT_INVITED,
+        frozenset({Progress.INVITED, Progress.OPENED}),
+    ),
+    EventKind.AGREEMENT_ATTESTED: (Progress.ATTESTED, _BEFORE_ACCEPTANCE),
+    EventKind.AGREEMENT_ACCEPTED: (Progress.ACCEPTED, _BEFORE_ACCEPTANCE | {Progress.ATTESTED}),
 }
 
 
 def record(
     session: Session,
-    kind: str,
+    kind: EventKind,
     *,
     actor: str,
     partner_id: str | None = None,
@@ -62,10 +53,10 @@ def record(
     return event
 
 
-def _advance(session: Session, kind: str, customer_id: str, write_now: bool = False) -> None:
+def _advance(session: Session, kind: EventKind, customer_id: str, write_now: bool = False) -> None:
     """Keep ``Customer.progress`` in step with the event just recorded."""
     step, moves_from = STEPS[kind]
-    if kind == INVITATION_REVOKED and session.scalar(
+    if kind == EventKind.INVITATION_REVOKED and session.scalar(
         select(
             exists().where(
                 Invitation.customer_id == customer_id,

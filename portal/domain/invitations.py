@@ -6,7 +6,6 @@ password stop working. The link carries the invitation's id and a nonce only.
 
 from __future__ import annotations
 
-import enum
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -21,14 +20,17 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import credentials, fastsql, tokens, validate
 from portal.core.catalog import CUSTOMER_AGREEMENT
-from portal.core.errors import InvalidFields, NotFound, PortalError
+from portal.core.errors import InvalidFields, NotFound, PortalError, Problem, ProblemCode
 from portal.core.models import (
     AcceptanceMethod,
     AgreementAcceptance,
     Customer,
     CustomerCredential,
     CustomerSession,
+    EventKind,
     Invitation,
+    InvitationStatus,
+    LinkState,
     OutboxMessage,
     is_id,
     new_id,
@@ -74,19 +76,13 @@ class InvitationClosed(PortalError):
 MAX_TEXT = 20_000
 
 
-class TextProblem(enum.Enum):
-    EMPTY = "is empty"
-    TOO_LONG = f"is longer than {MAX_TEXT} characters"
-    NO_LINK = "lacks the invitation's link"
-
-
 class TextRejected(InvalidFields):
     """An edited email the portal will not send: empty, too long, or without ``link``, the
     invitation's link, without which the customer cannot accept."""
 
-    def __init__(self, problem: TextProblem, link: str = "") -> None:
-        super().__init__({"textBody": problem.value})
-        self.problem = problem
+    def __init__(self, problem: Problem, link: str = "") -> None:
+        super().__init__({"textBody": problem})
+        self.problem = problem.code
         self.link = link
 
 
@@ -283,7 +279,7 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
     set_committed_value(customer, "invitation_expires_at", invitation.expires_at)
     events.record(
         session,
-        events.INVITATION_CREATED,
+        EventKind.INVITATION_CREATED,
         actor=actor,
         partner_id=customer.partner_id,
         customer_id=customer.id,
@@ -404,23 +400,23 @@ def get(session: Session, customer_id: str, invitation_id: str) -> Invitation:
     return invitation
 
 
-def status(invitation: Invitation, now: datetime | None = None) -> str:
-    """``revoked``, ``superseded``, ``expired``, or the delivery state of its latest message
-    (``queued``, ``sending``, ``sent``, ``failed``); ``created`` when it was never sent."""
+def status(invitation: Invitation, now: datetime | None = None) -> InvitationStatus:
+    """Closed (revoked, superseded, expired), or the delivery state of its latest message;
+    ``created`` when it was never sent."""
     now = now or utcnow()
     if invitation.revoked_at:
-        return "revoked"
+        return InvitationStatus.REVOKED
     if invitation.superseded_at:
-        return "superseded"
+        return InvitationStatus.SUPERSEDED
     if invitation.expires_at <= now:
-        return "expired"
+        return InvitationStatus.EXPIRED
     if invitation.messages:
-        return invitation.messages[-1].status.value
-    return "created"
+        return InvitationStatus(invitation.messages[-1].status.value)
+    return InvitationStatus.CREATED
 
 
 def is_open(invitation: Invitation, now: datetime | None = None) -> bool:
-    return status(invitation, now) not in {"revoked", "superseded", "expired"}
+    return not status(invitation, now).closed
 
 
 def resend(
@@ -467,7 +463,7 @@ def resend(
         data["edited"] = True
     events.record(
         session,
-        "invitation.resent",
+        EventKind.INVITATION_RESENT,
         actor=actor,
         customer_id=invitation.customer_id,
         partner_id=invitation.customer.partner_id,
@@ -490,13 +486,13 @@ def _check_text(text: str, sent_before: str) -> None:
     """Raise TextRejected unless ``text`` can go to the customer: not empty, not too long, and
     still holding every invitation link of the text it replaces."""
     if not text.strip():
-        raise TextRejected(TextProblem.EMPTY)
+        raise TextRejected(Problem(ProblemCode.REQUIRED, "is empty"))
     if len(text) > MAX_TEXT:
-        raise TextRejected(TextProblem.TOO_LONG)
+        raise TextRejected(validate.too_long(MAX_TEXT))
     present = set(emails.web_addresses(text))
     for link in emails.web_addresses(sent_before):
         if "/invite/" in link and link not in present:
-            raise TextRejected(TextProblem.NO_LINK, link)
+            raise TextRejected(Problem(ProblemCode.NO_LINK, "lacks the invitation's link"), link)
 
 
 def revoke(session: Session, invitation: Invitation, actor: str) -> None:
@@ -524,7 +520,7 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
             )
     events.record(
         session,
-        events.INVITATION_REVOKED,
+        EventKind.INVITATION_REVOKED,
         actor=actor,
         customer_id=invitation.customer_id,
         partner_id=invitation.customer.partner_id,
@@ -537,11 +533,10 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
 
 @dataclass(frozen=True)
 class Landing:
-    """Where a link leads: ``valid``, ``expired``, ``withdrawn``, ``replaced`` (a newer
-    invitation exists), ``accepted`` or ``invalid``; and, unless invalid, whose link it is, as
-    the pages show the customer."""
+    """Where a link leads and, unless invalid, whose link it is, as the pages show the
+    customer."""
 
-    state: str
+    state: LinkState
     customer: PageCustomer | None = None
     invitation_id: str | None = None
 
@@ -570,27 +565,27 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
     too, so a GET may not use a link up)."""
     checked = tokens.check_invitation_token(links.secret_key, links.fallbacks, token, links.max_age)
     if checked.outcome is tokens.Outcome.INVALID:
-        return Landing("invalid")
+        return Landing(LinkState.INVALID)
     row = _LINK.first(session, invitation_id=checked.invitation_id)
     if row is None:
-        return Landing("invalid")
+        return Landing(LinkState.INVALID)
     nonce, revoked, superseded, opened, accepted, *customer_row = row
     if not secrets.compare_digest(nonce, checked.nonce):
-        return Landing("invalid")
+        return Landing(LinkState.INVALID)
     invitation_id = checked.invitation_id
     customer = page_customer(customer_row)
     if accepted:
-        return Landing("accepted", customer, invitation_id)
+        return Landing(LinkState.ACCEPTED, customer, invitation_id)
     if revoked:
-        return Landing("withdrawn", customer, invitation_id)
+        return Landing(LinkState.REVOKED, customer, invitation_id)
     if superseded:
-        return Landing("replaced", customer, invitation_id)
+        return Landing(LinkState.SUPERSEDED, customer, invitation_id)
     # The signed timestamp decides expiry (exactly max_age old is still valid).
     if checked.outcome is tokens.Outcome.EXPIRED:
-        return Landing("expired", customer, invitation_id)
+        return Landing(LinkState.EXPIRED, customer, invitation_id)
     if not opened:
         _note_opened(session, invitation_id)
-    return Landing("valid", customer, invitation_id)
+    return Landing(LinkState.VALID, customer, invitation_id)
 
 
 def _note_opened(session: Session, invitation_id: str) -> None:
@@ -603,7 +598,7 @@ def _note_opened(session: Session, invitation_id: str) -> None:
     invitation.opened_at = utcnow()
     events.record(
         session,
-        events.INVITATION_OPENED,
+        EventKind.INVITATION_OPENED,
         actor="link",
         customer_id=invitation.customer_id,
         partner_id=partner_id,

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from portal.core import credentials, validate
 from portal.core.errors import NotFound, PortalError
-from portal.core.models import ApiKey, Customer, Partner, PartnerKind, utcnow
+from portal.core.models import ApiKey, Customer, EventKind, Partner, PartnerKind, utcnow
 from portal.domain import events
 
 
@@ -45,7 +45,7 @@ def create_partner(
     session.flush()
     events.record(
         session,
-        events.PARTNER_CREATED,
+        EventKind.PARTNER_CREATED,
         actor=actor,
         partner_id=partner.id,
         data={"name": name, "kind": kind.value, "provider_id": provider_id},
@@ -75,7 +75,7 @@ def create_key(session: Session, partner: Partner, label: str = "", actor: str =
     session.flush()
     events.record(
         session,
-        events.API_KEY_CREATED,
+        EventKind.API_KEY_CREATED,
         actor=actor,
         partner_id=partner.id,
         data={"key_id": key.id, "prefix": key.prefix},
@@ -94,7 +94,7 @@ def revoke_key(session: Session, key_id: str, actor: str = "cli") -> ApiKey:
         key.revoked_at = utcnow()
         events.record(
             session,
-            events.API_KEY_REVOKED,
+            EventKind.API_KEY_REVOKED,
             actor=actor,
             partner_id=key.partner_id,
             data={"key_id": key.id},

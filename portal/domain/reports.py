@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from portal.core.models import (
     Customer,
     DeliveryStatus,
     Event,
+    InvitationStatus,
     OutboxMessage,
     Partner,
     Progress,
@@ -32,8 +34,8 @@ from portal.core.models import (
 
 #: The states a partner filters by: the progress steps, and "expired" (invited, but no link
 #: that still works).
-EXPIRED = "expired"
-STATES = [p.value for p in Progress] + [EXPIRED]
+EXPIRED = InvitationStatus.EXPIRED
+STATES: list[str] = [*Progress, EXPIRED]
 _WAITING = (Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN)
 PAGE_SIZE = 50
 
@@ -220,10 +222,17 @@ def display_state(customer: Customer) -> str:
 # --- one customer -------------------------------------------------------------------------------
 
 
+class MailOutcome(enum.StrEnum):
+    """What became of an email, as a customer's timeline shows it beside the events."""
+
+    SENT = "email.sent"
+    FAILED = "email.failed"
+
+
 @dataclass(frozen=True)
 class Moment:
     at: datetime
-    #: What happened: an event kind, or ``email.sent`` / ``email.failed`` / ``email.queued``.
+    #: What happened: an ``EventKind`` or a ``MailOutcome`` value.
     kind: str
     actor: str = ""
     detail: str = ""
@@ -241,10 +250,10 @@ def timeline(session: Session, customer: Customer) -> list[Moment]:
         select(OutboxMessage).where(OutboxMessage.customer_id == customer.id)
     ):
         if message.status is DeliveryStatus.SENT and message.sent_at is not None:
-            moments.append(Moment(message.sent_at, "email.sent", "", message.to_address))
+            moments.append(Moment(message.sent_at, MailOutcome.SENT, "", message.to_address))
         elif message.status is DeliveryStatus.FAILED:
             at = message.next_attempt_at or message.created_at
-            moments.append(Moment(at, "email.failed", "", message.last_error[:200]))
+            moments.append(Moment(at, MailOutcome.FAILED, "", message.last_error[:200]))
     moments.sort(key=lambda m: m.at)
     return moments
 

@@ -11,11 +11,12 @@ from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from portal.core import credentials, fastsql
-from portal.core.errors import PortalError
+from portal.core.errors import PortalError, ProblemCode
 from portal.core.models import (
     Customer,
     CustomerCredential,
     CustomerSession,
+    EventKind,
     utcnow,
 )
 from portal.domain import customers, events, invitations, sessions
@@ -113,7 +114,7 @@ def start(
     customer = session.get(Customer, credential.customer_id)
     events.record(
         session,
-        events.CUSTOMER_SIGNED_IN,
+        EventKind.CUSTOMER_SIGNED_IN,
         actor=f"customer:{credential.user_name}",
         customer_id=credential.customer_id,
         partner_id=customer.partner_id if customer else None,
@@ -214,15 +215,15 @@ def end(session: Session, signed_in: SignedIn) -> None:
     sessions.write(session, CustomerSession, signed_in.session_id, ended_at=utcnow())
 
 
-def password_problem(password: str, repeated: str, user_name: str) -> str | None:
+def password_problem(password: str, repeated: str, user_name: str) -> ProblemCode | None:
+    """What is wrong with a new password the customer typed twice."""
     if password != repeated:
-        return "mismatch"
-    if len(password) < credentials.MIN_PASSWORD_LENGTH:
-        return "short"
-    if len(password) > credentials.MAX_PASSWORD_LENGTH:
-        return "long"
+        return ProblemCode.MISMATCH
+    length = credentials.length_problem(password)
+    if length is not None:
+        return length.code
     if password.lower() == user_name.lower():
-        return "same-as-user"
+        return ProblemCode.SAME_AS_USER
     return None
 
 
@@ -293,7 +294,7 @@ def change_password(
     sessions.end_all(session, CustomerSession, CustomerSession.customer_id, customer_id, now)
     events.record(
         session,
-        "customer.password_changed",
+        EventKind.CUSTOMER_PASSWORD_CHANGED,
         actor=f"customer:{signed_in.customer.user_name}",
         customer_id=customer_id,
     )

@@ -15,14 +15,8 @@ from sqlalchemy.orm import Session
 
 from portal.core import credentials, validate
 from portal.core.errors import InvalidFields, NotFound, PortalError
-from portal.core.models import Partner, PartnerUser, PartnerUserSession, UserRole, utcnow
+from portal.core.models import EventKind, Partner, PartnerUser, PartnerUserSession, UserRole, utcnow
 from portal.domain import events, sessions
-
-USER_CREATED = "partner_user.created"
-USER_SIGNED_IN = "partner_user.signed_in"
-USER_ROLE_CHANGED = "partner_user.role_changed"
-USER_PASSWORD_CHANGED = "partner_user.password_changed"  # noqa: S105 - an event kind
-USER_REMOVED = "partner_user.removed"
 
 
 class UserExists(PortalError):
@@ -55,7 +49,7 @@ def create_user(
         field: problem
         for field, problem in {
             "email": validate.email(email),
-            "password": password_problem(password),
+            "password": credentials.length_problem(password),
             "name": validate.text(name, 200, required=False),
         }.items()
         if problem
@@ -77,20 +71,12 @@ def create_user(
         raise UserExists(email=email) from exc
     events.record(
         session,
-        USER_CREATED,
+        EventKind.USER_CREATED,
         actor=actor,
         partner_id=partner.id,
         data={"user_id": user.id, "email": email, "role": role.value},
     )
     return user
-
-
-def password_problem(password: str) -> str | None:
-    if len(password) < credentials.MIN_PASSWORD_LENGTH:
-        return f"is shorter than {credentials.MIN_PASSWORD_LENGTH} characters"
-    if len(password) > credentials.MAX_PASSWORD_LENGTH:
-        return f"is longer than {credentials.MAX_PASSWORD_LENGTH} characters"
-    return None
 
 
 def list_users(session: Session, partner_id: str | None = None) -> list[PartnerUser]:
@@ -112,7 +98,7 @@ def find(session: Session, email_or_id: str, partner_id: str | None = None) -> P
     return user
 
 
-def _changed(session: Session, user: PartnerUser, kind: str, actor: str, **data: Any) -> None:
+def _changed(session: Session, user: PartnerUser, kind: EventKind, actor: str, **data: Any) -> None:
     """Record a change to ``user`` that ends all of its sessions."""
     user.generation = user.generation + 1
     sessions.end_all(session, PartnerUserSession, PartnerUserSession.user_id, user.id, utcnow())
@@ -130,15 +116,17 @@ def set_role(session: Session, user: PartnerUser, role: UserRole, actor: str) ->
         return
     before = user.role
     user.role = role
-    _changed(session, user, USER_ROLE_CHANGED, actor, role=role.value, before=before.value)
+    _changed(
+        session, user, EventKind.USER_ROLE_CHANGED, actor, role=role.value, before=before.value
+    )
 
 
 def set_password(session: Session, user: PartnerUser, password: str, actor: str) -> None:
-    problem = password_problem(password)
+    problem = credentials.length_problem(password)
     if problem:
         raise InvalidFields({"password": problem})
     user.password_hash = credentials.hash_password(password)
-    _changed(session, user, USER_PASSWORD_CHANGED, actor)
+    _changed(session, user, EventKind.USER_PASSWORD_CHANGED, actor)
 
 
 def remove(session: Session, user: PartnerUser, actor: str) -> None:
@@ -146,7 +134,7 @@ def remove(session: Session, user: PartnerUser, actor: str) -> None:
     if user.disabled_at is not None:
         return
     user.disabled_at = utcnow()
-    _changed(session, user, USER_REMOVED, actor)
+    _changed(session, user, EventKind.USER_REMOVED, actor)
 
 
 def authenticate(session: Session, email: str, password: str) -> PartnerUser:
@@ -170,7 +158,7 @@ def start(session: Session, user: PartnerUser, ip_address: str) -> Started:
     session.add(record)
     events.record(
         session,
-        USER_SIGNED_IN,
+        EventKind.USER_SIGNED_IN,
         actor=f"user:{user.email}",
         partner_id=user.partner_id,
         data={"user_id": user.id, "ip": ip_address[:45]},

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from portal.core import catalog, db
+from portal.core import catalog, db, validate
 from portal.core.errors import (
     AGREEMENT_REQUIRED_CODE,
     AGREEMENT_REQUIRED_DESCRIPTION,
@@ -26,6 +26,8 @@ from portal.core.errors import (
     InvalidFields,
     InvalidParameter,
     NoDocuments,
+    Problem,
+    ProblemCode,
     TemplateNotFound,
     Unauthorized,
     UnsupportedMediaType,
@@ -34,6 +36,7 @@ from portal.core.models import (
     AcceptanceMethod,
     AgreementAcceptance,
     Customer,
+    DeliveryStatus,
     Invitation,
     OutboxMessage,
     Partner,
@@ -146,6 +149,11 @@ def _json_body(optional: bool = False) -> dict[str, Any]:
 #: JSON can spell lone UTF-16 surrogates (\\ud800) and NUL (\\u0000): neither is text, and
 #: neither can be stored.
 _NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+_MUST_BE_OBJECT = Problem(ProblemCode.WRONG_TYPE, "must be an object")
+_MUST_BE_STRING = Problem(ProblemCode.WRONG_TYPE, "must be a string")
+_MUST_BE_BOOLEAN = Problem(ProblemCode.WRONG_TYPE, "must be true or false")
+_NOT_VALID_TEXT = Problem(ProblemCode.WRONG_TYPE, "contains characters that are not valid text")
+_NOT_DATE = Problem(ProblemCode.NOT_DATE, "is not an ISO 8601 date such as 2024-06-14T00:00:00Z")
 
 
 _ABSENT = object()
@@ -156,7 +164,7 @@ class Fields:
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.body = body
-        self.problems: dict[str, str] = {}
+        self.problems: dict[str, Problem] = {}
 
     def _lookup(self, path: str, absent: Any = None) -> Any:
         """The value at ``path``; ``absent`` when a key on the way is missing."""
@@ -167,7 +175,7 @@ class Fields:
             if value is None:
                 return absent
             if not isinstance(value, dict):
-                self.problems.setdefault(".".join(walked[:-1]), "must be an object")
+                self.problems.setdefault(".".join(walked[:-1]), _MUST_BE_OBJECT)
                 return absent
             if part not in value:
                 return absent
@@ -178,16 +186,16 @@ class Fields:
         value = self._lookup(path)
         if value is None:
             if required:
-                self.problems.setdefault(path, "is required")
+                self.problems.setdefault(path, validate.REQUIRED)
             return ""
         if not isinstance(value, str):
-            self.problems.setdefault(path, "must be a string")
+            self.problems.setdefault(path, _MUST_BE_STRING)
             return ""
         if _NOT_TEXT.search(value):
-            self.problems.setdefault(path, "contains characters that are not valid text")
+            self.problems.setdefault(path, _NOT_VALID_TEXT)
             return ""
         if required and not value.strip():
-            self.problems.setdefault(path, "is required")
+            self.problems.setdefault(path, validate.REQUIRED)
         return value
 
     def boolean(self, path: str, default: bool) -> bool:
@@ -195,7 +203,7 @@ class Fields:
         if value is _ABSENT:
             return default
         if not isinstance(value, bool):  # null too: a switch is true or false
-            self.problems.setdefault(path, "must be true or false")
+            self.problems.setdefault(path, _MUST_BE_BOOLEAN)
             return default
         return value
 
@@ -209,9 +217,7 @@ def _parse_date(value: str, field: str) -> datetime:
         parsed = datetime.fromisoformat(value)
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
-        raise InvalidFields(
-            {field: "is not an ISO 8601 date such as 2024-06-14T00:00:00Z"}
-        ) from exc
+        raise InvalidFields({field: _NOT_DATE}) from exc
 
 
 # --- shaping output ---------------------------------------------------------------------------
@@ -630,7 +636,9 @@ def message_json(message: OutboxMessage) -> dict[str, Any]:
         "attempts": message.attempts,
         "lastError": message.last_error or None,
         "createdAt": iso(message.created_at),
-        "nextAttemptAt": iso(message.next_attempt_at) if message.status.value == "queued" else None,
+        "nextAttemptAt": iso(message.next_attempt_at)
+        if message.status is DeliveryStatus.QUEUED
+        else None,
         "sentAt": iso(message.sent_at),
     }
 

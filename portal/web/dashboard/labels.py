@@ -6,7 +6,8 @@ from __future__ import annotations
 from flask import g
 from flask_babel import format_number, gettext
 
-from portal.core.errors import InvalidFields
+from portal.core.errors import InvalidFields, Problem, ProblemCode
+from portal.core.models import EventKind, InvitationStatus, Progress
 from portal.domain import invitations, reports
 
 
@@ -21,12 +22,12 @@ def state_name(state: str) -> str:
     names: dict[str, str] | None = g.get("state_names")
     if names is None:
         names = g.state_names = {
-            "not-invited": _("Not invited"),
-            "invited": _("Invited"),
-            "opened": _("Link opened"),
-            "signed-in": _("Signed in"),
-            "accepted": _("Accepted"),
-            "attested": _("Attested"),
+            Progress.NOT_INVITED: _("Not invited"),
+            Progress.INVITED: _("Invited"),
+            Progress.OPENED: _("Link opened"),
+            Progress.SIGNED_IN: _("Signed in"),
+            Progress.ACCEPTED: _("Accepted"),
+            Progress.ATTESTED: _("Attested"),
             reports.EXPIRED: _("Invitation expired"),
         }
     return names.get(state, state)
@@ -34,65 +35,60 @@ def state_name(state: str) -> str:
 
 def delivery_name(status: str) -> str:
     """An invitation's status (see ``invitations.status``) as the partner reads it."""
-    names = {
-        "created": _("Not sent"),
-        "queued": _("Waiting to be sent"),
-        "sending": _("Being sent"),
-        "sent": _("Delivered to the mail server"),
-        "failed": _("Delivery failed"),
-        "cancelled": _("Not sent (cancelled)"),
-        "revoked": _("Withdrawn"),
-        "superseded": _("Replaced by a newer invitation"),
-        "expired": _("Expired"),
+    names: dict[str, str] = {
+        InvitationStatus.CREATED: _("Not sent"),
+        InvitationStatus.QUEUED: _("Waiting to be sent"),
+        InvitationStatus.SENDING: _("Being sent"),
+        InvitationStatus.SENT: _("Delivered to the mail server"),
+        InvitationStatus.FAILED: _("Delivery failed"),
+        InvitationStatus.CANCELLED: _("Not sent (cancelled)"),
+        InvitationStatus.REVOKED: _("Withdrawn"),
+        InvitationStatus.SUPERSEDED: _("Replaced by a newer invitation"),
+        InvitationStatus.EXPIRED: _("Expired"),
     }
     return names.get(status, status)
 
 
 def moment_name(kind: str) -> str:
     """A timeline entry's kind (an event kind or an email outcome) as the partner reads it."""
-    names = {
-        "customer.created": _("Customer created"),
-        "invitation.created": _("Invitation created"),
-        "invitation.resent": _("Invitation sent again"),
-        "invitation.revoked": _("Invitation withdrawn"),
-        "invitation.opened": _("Invitation link opened"),
-        "customer.signed_in": _("Customer signed in"),
-        "customer.password_changed": _("Customer chose a password"),
-        "agreement.accepted": _("Customer accepted"),
-        "agreement.attested": _("Partner attested acceptance"),
-        "email.sent": _("Email delivered to the mail server"),
-        "email.failed": _("Email delivery failed"),
+    names: dict[str, str] = {
+        EventKind.CUSTOMER_CREATED: _("Customer created"),
+        EventKind.INVITATION_CREATED: _("Invitation created"),
+        EventKind.INVITATION_RESENT: _("Invitation sent again"),
+        EventKind.INVITATION_REVOKED: _("Invitation withdrawn"),
+        EventKind.INVITATION_OPENED: _("Invitation link opened"),
+        EventKind.CUSTOMER_SIGNED_IN: _("Customer signed in"),
+        EventKind.CUSTOMER_PASSWORD_CHANGED: _("Customer chose a password"),
+        EventKind.AGREEMENT_ACCEPTED: _("Customer accepted"),
+        EventKind.AGREEMENT_ATTESTED: _("Partner attested acceptance"),
+        reports.MailOutcome.SENT: _("Email delivered to the mail server"),
+        reports.MailOutcome.FAILED: _("Email delivery failed"),
     }
     return names.get(kind, kind)
 
 
-def field_problem(problem: str) -> str:
-    """A field problem from the domain (English, for the API) said in the page's language."""
-    if problem == "is required":
-        return _("This field is required.")
-    if problem.startswith("is longer than"):
-        return _("This is too long.")
-    if problem.startswith("contains control characters"):
-        return _("Use one line, without special characters.")
-    if problem.startswith("is not an email"):
-        return _("Enter a valid email address.")
-    if problem.startswith("is not a domain"):
-        return _("Enter a domain name such as contoso.example.")
-    if problem.startswith("is an unknown country"):
-        return _("Choose a country.")
-    if problem.startswith("applies only to customers in Germany"):
-        return _("Only customers in Germany can need this amendment.")
-    return _("Check this field.")
+def field_problem(problem: Problem) -> str:
+    """A field's problem from the domain, said in the page's language."""
+    words = {
+        ProblemCode.REQUIRED: _("This field is required."),
+        ProblemCode.TOO_LONG: _("This is too long."),
+        ProblemCode.CONTROL: _("Use one line, without special characters."),
+        ProblemCode.NOT_EMAIL: _("Enter a valid email address."),
+        ProblemCode.NOT_DOMAIN: _("Enter a domain name such as contoso.example."),
+        ProblemCode.UNKNOWN_COUNTRY: _("Choose a country."),
+        ProblemCode.GERMANY_ONLY: _("Only customers in Germany can need this amendment."),
+    }
+    return words.get(problem.code) or _("Check this field.")
 
 
 def problems(error: InvalidFields) -> dict[str, str]:
-    return {name: field_problem(str(text)) for name, text in error.parameters.items()}
+    return {name: field_problem(problem) for name, problem in error.problems.items()}
 
 
 def text_problem(error: invitations.TextRejected) -> str:
-    if error.problem is invitations.TextProblem.EMPTY:
+    if error.problem is ProblemCode.REQUIRED:
         return _("Not sent: the email is empty.")
-    if error.problem is invitations.TextProblem.TOO_LONG:
+    if error.problem is ProblemCode.TOO_LONG:
         return str(
             gettext(
                 "Not sent: the email is longer than %(limit)s characters.",

@@ -25,8 +25,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.routing import PathConverter
 
 from portal.core import catalog, db
-from portal.core.errors import InvalidFields
-from portal.core.models import AcceptanceMethod, AgreementAcceptance, Customer
+from portal.core.errors import InvalidFields, ProblemCode
+from portal.core.models import AcceptanceMethod, AgreementAcceptance, Customer, LinkState
 from portal.domain import acceptance, customers, invitations, signin
 from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
@@ -44,12 +44,12 @@ class LinkConverter(PathConverter):
 
 #: HTTP status of each landing page: the link is bad or used up, but none of them is a 5xx.
 _LANDING_STATUS = {
-    "valid": 200,
-    "accepted": 200,
-    "expired": 410,
-    "withdrawn": 410,
-    "replaced": 410,
-    "invalid": 404,
+    LinkState.VALID: 200,
+    LinkState.ACCEPTED: 200,
+    LinkState.EXPIRED: 410,
+    LinkState.REVOKED: 410,
+    LinkState.SUPERSEDED: 410,
+    LinkState.INVALID: 404,
 }
 SESSION_KEY = "sid"
 
@@ -176,7 +176,7 @@ def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
             # Who accepted, and when, only for the customer signed in: anyone may hold an old
             # link (a forwarded email).
             accepted=_direct_acceptances(customer.id)
-            if landing.state == "accepted" and _signed_in_as(customer.id)
+            if landing.state is LinkState.ACCEPTED and _signed_in_as(customer.id)
             else [],
         )
     _commit_noted("invitation opening")
@@ -247,7 +247,7 @@ def password_form() -> ResponseReturnValue:
     return _password_page()
 
 
-def _password_page(problem: str | None = None, status: int = 200) -> ResponseReturnValue:
+def _password_page(problem: ProblemCode | None = None, status: int = 200) -> ResponseReturnValue:
     signed_in: signin.SignedIn = g.signed_in
     return render_template(
         "password.html", first=signed_in.must_change_password, problem=problem
@@ -274,11 +274,11 @@ def password() -> ResponseReturnValue:
             db.session(), signed_in, new, request.form.get("current"), _peppers()
         )
     except signin.WrongCurrentPassword:
-        return _password_page("current", 401)
+        return _password_page(ProblemCode.WRONG_CURRENT, 401)
     except signin.WeakPassword:  # the password in use (so a right current password)
         if attempt is not None:
             attempt.succeeded()
-        return _password_page("same-as-current", 400)
+        return _password_page(ProblemCode.SAME_AS_CURRENT, 400)
     except signin.SessionOver:
         return _session_over()
     db.session().commit()  # the checks wrote nothing; the change is a transaction of its own
