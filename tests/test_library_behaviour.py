@@ -440,6 +440,126 @@ def test_compiled_write_updates_as_guarded_and_is_seen_by_engine_events(app):
         assert sum(s.startswith("UPDATE customers") for s in seen) == 2
 
 
+def test_insert_now_refuses_sql_defaults_and_insert_listeners(app):
+    """What it would get wrong is refused before anything is written: a column default that is
+    SQL (its value would not be read back) and ``before_insert`` listeners (they would not run)."""
+    from sqlalchemy import Column, Integer, String, event, func
+    from sqlalchemy.orm import DeclarativeBase
+
+    class Scratch(DeclarativeBase):
+        pass
+
+    class Stamped(Scratch):
+        __tablename__ = "scratch_stamped"
+        id = Column(Integer, primary_key=True)
+        at = Column(String(40), default=func.current_timestamp())
+
+    class Listened(Scratch):
+        __tablename__ = "scratch_listened"
+        id = Column(Integer, primary_key=True)
+        name = Column(String(40))
+
+    event.listen(Listened, "before_insert", lambda *args: None)
+    with app.app_context():
+        session = db.session()
+        with pytest.raises(ValueError, match="SQL default"):
+            fastsql.insert_now(session, Stamped(id=1))
+        with pytest.raises(ValueError, match="before_insert"):
+            fastsql.insert_now(session, Listened(id=1, name="x"))
+        assert not session.in_transaction()  # refused before any statement
+        session.add(Listened(id=1, name="x"))  # the ORM still works for them
+        assert Listened in {type(o) for o in session.new}
+        session.expunge_all()
+
+
+def test_update_now_writes_and_leaves_the_object_as_the_database_has_it(app):
+    """Values are written and held as committed (no UPDATE at flush); an increment is counted by
+    the database and read again when used."""
+    from sqlalchemy import event
+
+    from portal.core.models import CustomerCredential
+
+    with app.app_context():
+        session = db.session()
+        customer = _stored_customer(session)
+        credential = CustomerCredential(customer=customer, user_name="admin@x", password_hash="h")
+        fastsql.insert_now(session, credential)
+        session.commit()
+        before = credential.generation
+        seen: list[str] = []
+        listener = lambda *args: seen.append(args[2])  # noqa: E731 - statement is the 3rd
+        event.listen(db.engine(), "before_cursor_execute", listener)
+        try:
+            fastsql.update_now(
+                session, credential, password_hash="h2", generation=fastsql.INCREMENT
+            )
+            fastsql.update_now(
+                session, credential, password_hash="h3", generation=fastsql.INCREMENT
+            )
+            assert credential.password_hash == "h3"
+            assert credential.generation == before + 2  # read again: what the database counted
+            assert not session.dirty
+            session.commit()
+        finally:
+            event.remove(db.engine(), "before_cursor_execute", listener)
+        assert sum(s.startswith("UPDATE customer_credentials") for s in seen) == 2
+        session.expire_all()
+        stored = session.get_one(CustomerCredential, credential.id)
+        assert (stored.password_hash, stored.generation) == ("h3", before + 2)
+
+
+def test_compiled_write_run_for_refreshes_a_loaded_object_only(app):
+    from sqlalchemy import bindparam, update
+
+    from portal.core.models import Customer
+
+    rename = fastsql.CompiledWrite(
+        update(Customer)
+        .where(Customer.id == bindparam("customer_id"))
+        .values(company_name=bindparam("name"))
+    )
+    with app.app_context():
+        session = db.session()
+        customer = _stored_customer(session)
+        rename.run_for(
+            session, Customer, customer.id, ["company_name"], customer_id=customer.id, name="New"
+        )
+        assert customer.company_name == "New"  # expired, so read again
+        session.commit()
+        session.expunge_all()  # not loaded: nothing to refresh, and nothing fails
+        rename.run_for(
+            session, Customer, customer.id, ["company_name"], customer_id=customer.id, name="Newer"
+        )
+        session.commit()
+        assert session.get_one(Customer, customer.id).company_name == "Newer"
+
+
+def test_compiled_read_rows_are_named_and_unnamed_columns_refused(app):
+    from sqlalchemy import bindparam, func
+
+    from portal.core.models import Customer, Partner
+
+    with pytest.raises(ValueError, match="label every column once"):
+        fastsql.CompiledRead(select(Customer.id, Partner.id))
+    with pytest.raises(ValueError, match="label every column once"):
+        fastsql.CompiledRead(select(func.count()))
+    read = fastsql.CompiledRead(
+        select(Customer.id, Customer.progress, Partner.name.label("partner_name"))
+        .join(Partner, Partner.id == Customer.partner_id)
+        .where(Customer.id == bindparam("customer_id"))
+    )
+    with app.app_context():
+        session = db.session()
+        customer = _stored_customer(session)
+        row = read.first(session, customer_id=customer.id)
+        assert row == {
+            "id": customer.id,
+            "progress": customer.progress,
+            "partner_name": "Fabrikam",
+        }
+        assert read.first_on(db.engine(), customer_id="none") is None
+
+
 def _new_customer(partner):
     """A new customer, linked to ``partner`` by the relationship only."""
     from portal.core.models import Customer, new_id

@@ -383,7 +383,12 @@ def _signed_status_query() -> Select[Any]:
         AgreementAcceptance.dedupe_key == DIRECT_KEY,
     )
     return (
-        select(ApiKey.partner_id, Customer.partner_id, owner.c.provider_id, signed)
+        select(
+            ApiKey.partner_id.label("asker"),
+            Customer.partner_id.label("owner"),
+            owner.c.provider_id.label("owner_provider"),
+            signed.label("signed"),
+        )
         .select_from(ApiKey)
         .outerjoin(Customer, Customer.id == bindparam("customer_id"))
         .outerjoin(owner, owner.c.id == Customer.partner_id)
@@ -403,9 +408,9 @@ def direct_signed_status(engine: Engine, api_key: str, customer_id: str) -> Sign
     )
     if row is None:
         return SignedStatus(False, False, False)
-    partner_id, owner_id, owner_provider, signed = row
-    visible = owner_id is not None and partner_id in (owner_id, owner_provider)
-    return SignedStatus(True, visible, bool(signed) and visible)
+    owner = row["owner"]
+    visible = owner is not None and row["asker"] in (owner, row["owner_provider"])
+    return SignedStatus(True, visible, bool(row["signed"]) and visible)
 
 
 @dataclass(frozen=True)

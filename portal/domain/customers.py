@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import credentials, fastsql, validate
 from portal.core.catalog import Catalog
@@ -111,7 +110,7 @@ def create_customer(
         raise InvalidFields(problems)
     customer = Customer(
         id=new_id(),  # known before the INSERT: the credentials and the event refer to it
-        partner_id=partner.id,
+        partner=partner,
         company_name=data.company_name.strip(),
         domain=data.domain,
         email=data.email,
@@ -135,17 +134,11 @@ def create_customer(
     password = credentials.new_temporary_password()
     user_name = f"admin@{data.domain}"
     credential = CustomerCredential(
-        customer_id=customer.id,
+        customer=customer,
         user_name=user_name,
         password_hash=credentials.hash_temporary_password(password, pepper),
         temporary=True,
     )
-    # Linked as if loaded, so a caller (an invitation right away) needs no query to follow the
-    # links; set through the relationships instead, the flush would spend about as long on their
-    # bookkeeping as on the INSERTs.
-    set_committed_value(customer, "partner", partner)
-    set_committed_value(customer, "credential", credential)
-    set_committed_value(credential, "customer", customer)
     # A taken domain undoes the three rows and nothing else of the caller's: by a savepoint
     # when the caller's transaction has begun, else by rolling back the one they begin.
     nested = session.in_transaction()
@@ -279,6 +272,11 @@ def with_partner_and_credential(query: Select[*tuple[Any, ...]]) -> Select[*tupl
     )
 
 
-def page_customer(row: Sequence[Any]) -> PageCustomer:
-    """A ``PageCustomer`` from the values of ``PAGE_CUSTOMER``'s columns, in order."""
-    return PageCustomer(**dict(zip(PAGE_CUSTOMER, row, strict=True)))
+def page_customer_columns() -> list[Any]:
+    """``PAGE_CUSTOMER``'s columns, each labelled with its field's name (for a row to hold)."""
+    return [column.label(name) for name, column in PAGE_CUSTOMER.items()]
+
+
+def page_customer(row: Mapping[str, Any]) -> PageCustomer:
+    """A ``PageCustomer`` from a row with ``page_customer_columns``."""
+    return PageCustomer(**{name: row[name] for name in PAGE_CUSTOMER})

@@ -54,7 +54,9 @@ def record(
 
 
 def _advance(session: Session, kind: EventKind, customer_id: str, write_now: bool = False) -> None:
-    """Keep ``Customer.progress`` in step with the event just recorded."""
+    """Keep ``Customer.progress`` in step with the event just recorded: one guarded UPDATE,
+    written at once, or at flush when the customer is loaded and the event waits for the flush
+    too (a page that only notes an opening, a GET, must not write before it commits)."""
     step, moves_from = STEPS[kind]
     if kind == EventKind.INVITATION_REVOKED and session.scalar(
         select(
@@ -68,26 +70,22 @@ def _advance(session: Session, kind: EventKind, customer_id: str, write_now: boo
         return  # an older invitation was withdrawn; the current one still stands
     now = utcnow()
     customer = session.identity_map.get(identity_key(Customer, customer_id))
-    if write_now:
-        _ADVANCE[kind].run(session.connection(), {"customer_id": customer_id, "now": now})
-        if isinstance(customer, Customer):
-            session.expire(customer, ["progress", "progress_at"])  # as the database now has it
+    if write_now or not isinstance(customer, Customer):
+        _ADVANCE[kind].run_for(
+            session,
+            Customer,
+            customer_id,
+            ["progress", "progress_at"],
+            customer_id=customer_id,
+            now=now,
+        )
         return
     applies = Customer.progress.in_(moves_from)
-    if isinstance(customer, Customer):
-        # Written with the rest at flush, as one guarded UPDATE: a page that only notes an
-        # opening (GET, SQLite) must not write before it commits, nor race another step.
-        customer.progress = case(
-            (applies, literal(step, Customer.progress.type)), else_=Customer.progress
-        )
-        customer.progress_at = case(
-            (applies, literal(now, Customer.progress_at.type)), else_=Customer.progress_at
-        )
-        return
-    session.execute(
-        update(Customer)
-        .where(Customer.id == customer_id, Customer.progress.in_(moves_from))
-        .values(progress=step, progress_at=now)
+    customer.progress = case(
+        (applies, literal(step, Customer.progress.type)), else_=Customer.progress
+    )
+    customer.progress_at = case(
+        (applies, literal(now, Customer.progress_at.type)), else_=Customer.progress_at
     )
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from flask_babel import gettext
 from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, exists, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.core import credentials, fastsql, tokens, validate
 from portal.core.catalog import CUSTOMER_AGREEMENT
@@ -38,9 +37,9 @@ from portal.core.models import (
 )
 from portal.domain import events, sessions
 from portal.domain.customers import (
-    PAGE_CUSTOMER,
     PageCustomer,
     page_customer,
+    page_customer_columns,
     with_partner_and_credential,
 )
 from portal.i18n import wording
@@ -152,7 +151,9 @@ _OPEN_INVITATION = exists().where(
 #: Built once (reusing a statement costs far less than making one). A new invitation asks both
 #: questions in one statement: has the customer accepted, and is there an invitation to replace?
 _ACCEPTED = select(_DIRECT_ACCEPTANCE)
-_ACCEPTED_AND_OPEN = fastsql.CompiledRead(select(_DIRECT_ACCEPTANCE, _OPEN_INVITATION))
+_ACCEPTED_AND_OPEN = fastsql.CompiledRead(
+    select(_DIRECT_ACCEPTANCE.label("accepted"), _OPEN_INVITATION.label("open"))
+)
 
 
 def has_direct_acceptance(session: Session, customer_id: str) -> bool:
@@ -262,21 +263,17 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
     """Store a prepared invitation: the previous one is replaced, the credentials reset, the
     email queued. Raises AlreadyAccepted."""
     session.connection()  # the transaction that writes (on SQLite: the write lock) from here
-    found = _ACCEPTED_AND_OPEN.first(session, customer_id=customer.id)
-    accepted, replaces = found or (False, False)
-    if accepted:
+    found = _ACCEPTED_AND_OPEN.first(session, customer_id=customer.id) or {}
+    if found.get("accepted"):
         raise AlreadyAccepted()
     invitation = draft.invitation
     now = invitation.created_at
-    if replaces:
+    if found.get("open"):
         _close_open_invitations(session, customer.id, now)
     # Everything written at once, so the transaction (on SQLite: the write lock) stays short.
     _reset_credentials(session, customer, draft.password_hash, now)
     fastsql.insert_now(session, invitation, *([draft.message] if draft.message is not None else []))
-    _SET_EXPIRY.run(
-        session.connection(), {"customer_id": customer.id, "expires_at": invitation.expires_at}
-    )
-    set_committed_value(customer, "invitation_expires_at", invitation.expires_at)
+    fastsql.update_now(session, customer, invitation_expires_at=invitation.expires_at)
     events.record(
         session,
         EventKind.INVITATION_CREATED,
@@ -352,33 +349,16 @@ def _reset_credentials(
     credential = customer.credential
     if credential is None:
         raise LookupError(f"customer {customer.id} has no credentials")
-    _RESET_CREDENTIALS.run(
-        session.connection(),
-        {"credential_id": credential.id, "password_hash": password_hash, "now": now},
+    fastsql.update_now(
+        session,
+        credential,
+        password_hash=password_hash,
+        temporary=True,
+        updated_at=now,
+        generation=fastsql.INCREMENT,  # a new generation: every session opened before ends
     )
-    for key, value in (("password_hash", password_hash), ("temporary", True), ("updated_at", now)):
-        set_committed_value(credential, key, value)
-    session.expire(credential, ["generation"])  # one more, as the database counted
     # The new generation alone ends them; this marks them ended for whoever reads the records.
     sessions.end_all(session, CustomerSession, CustomerSession.customer_id, customer.id, now)
-
-
-#: New temporary credentials: a new generation, so every session opened before ends.
-_RESET_CREDENTIALS = fastsql.CompiledWrite(
-    update(CustomerCredential)
-    .where(CustomerCredential.id == bindparam("credential_id"))
-    .values(
-        password_hash=bindparam("password_hash"),
-        temporary=True,
-        updated_at=bindparam("now"),
-        generation=CustomerCredential.generation + 1,
-    )
-)
-_SET_EXPIRY = fastsql.CompiledWrite(
-    update(Customer)
-    .where(Customer.id == bindparam("customer_id"))
-    .values(invitation_expires_at=bindparam("expires_at"))
-)
 
 
 def for_customer(session: Session, customer_id: str) -> list[Invitation]:
@@ -552,7 +532,7 @@ _LINK = fastsql.CompiledRead(
             Invitation.superseded_at.is_not(None).label("superseded"),
             Invitation.opened_at.is_not(None).label("opened"),
             direct_acceptance_of(Invitation.customer_id).label("accepted"),
-            *PAGE_CUSTOMER.values(),
+            *page_customer_columns(),
         )
         .select_from(Invitation)
         .join(Customer, Customer.id == Invitation.customer_id)
@@ -569,21 +549,20 @@ def follow(session: Session, links: LinkSettings, token: str) -> Landing:
     row = _LINK.first(session, invitation_id=checked.invitation_id)
     if row is None:
         return Landing(LinkState.INVALID)
-    nonce, revoked, superseded, opened, accepted, *customer_row = row
-    if not secrets.compare_digest(nonce, checked.nonce):
+    if not secrets.compare_digest(row["nonce"], checked.nonce):
         return Landing(LinkState.INVALID)
     invitation_id = checked.invitation_id
-    customer = page_customer(customer_row)
-    if accepted:
+    customer = page_customer(row)
+    if row["accepted"]:
         return Landing(LinkState.ACCEPTED, customer, invitation_id)
-    if revoked:
+    if row["revoked"]:
         return Landing(LinkState.REVOKED, customer, invitation_id)
-    if superseded:
+    if row["superseded"]:
         return Landing(LinkState.SUPERSEDED, customer, invitation_id)
     # The signed timestamp decides expiry (exactly max_age old is still valid).
     if checked.outcome is tokens.Outcome.EXPIRED:
         return Landing(LinkState.EXPIRED, customer, invitation_id)
-    if not opened:
+    if not row["opened"]:
         _note_opened(session, invitation_id)
     return Landing(LinkState.VALID, customer, invitation_id)
 

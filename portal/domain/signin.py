@@ -140,16 +140,16 @@ class SignedIn:
 _SIGNED_IN = fastsql.CompiledRead(
     customers.with_partner_and_credential(
         select(
-            CustomerSession.id,
+            CustomerSession.id.label("session_id"),
             CustomerSession.must_change_password,
             CustomerSession.last_seen_at,
             CustomerSession.ended_at,
             CustomerSession.generation,
-            CustomerCredential.generation,
+            CustomerCredential.generation.label("current_generation"),
             CustomerCredential.temporary,
             CustomerCredential.updated_at,
             invitations.direct_acceptance_of(CustomerSession.customer_id).label("accepted"),
-            *customers.PAGE_CUSTOMER.values(),
+            *customers.page_customer_columns(),
         )
         .select_from(CustomerSession)
         .join(Customer, Customer.id == CustomerSession.customer_id)
@@ -172,23 +172,14 @@ def current(
     row = _SIGNED_IN.first(session, token_hash=sessions.token_hash(token))
     if row is None:
         return None
-    (
-        session_id,
-        must_change_password,
-        last_seen_at,
-        ended_at,
-        generation,
-        current_generation,
-        temporary,
-        updated_at,
-        accepted,
-        *customer,
-    ) = row
+    session_id = row["session_id"]
+    must_change_password = bool(row["must_change_password"])
     now = utcnow()
+    current_generation = row["current_generation"]
     verdict = sessions.state(
-        ended_at=ended_at,
-        last_seen_at=last_seen_at,
-        generation=generation,
+        ended_at=row["ended_at"],
+        last_seen_at=row["last_seen_at"],
+        generation=row["generation"],
         current_generation=current_generation if current_generation is not None else -1,
         idle=idle,
         now=now,
@@ -196,7 +187,8 @@ def current(
     if verdict is sessions.State.OVER:
         return None
     if verdict is sessions.State.IDLE or (
-        must_change_password and temporary_expired(bool(temporary), updated_at, temporary_max_age)
+        must_change_password
+        and temporary_expired(bool(row["temporary"]), row["updated_at"], temporary_max_age)
     ):
         sessions.write(session, CustomerSession, session_id, ended_at=now)
         return None
@@ -204,10 +196,10 @@ def current(
         sessions.write(session, CustomerSession, session_id, last_seen_at=now)
     return SignedIn(
         session_id,
-        bool(must_change_password),
-        bool(accepted),
-        customers.page_customer(customer),
-        generation,
+        must_change_password,
+        bool(row["accepted"]),
+        customers.page_customer(row),
+        row["generation"],
     )
 
 
