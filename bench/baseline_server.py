@@ -39,7 +39,6 @@ _AGREEMENT_FORM = (
 _INVITE_FORM = (
     '<form method="post" action="/signin">\n'
     '<input type="hidden" name="csrf_token" value="constant">\n'
-    '<input type="hidden" name="invitation" value="constant">\n'
     '<input type="text" id="user_name" name="user_name" value="">\n'
     '<button type="submit">Sign in</button>\n</form>\n'
 )

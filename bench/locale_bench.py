@@ -79,14 +79,12 @@ def _signed_in_client(app: Any, country: str, culture: str) -> tuple[Any, str]:
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = culture
     page = client.get(link).get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    invitation = re.search(r'name="invitation" value="([^"]+)"', page)
-    if token is None or invitation is None:
+    if token is None or 'name="user_name"' not in page:
         raise SystemExit("the landing page has no sign-in form")
     client.post(
         "/signin",
         data={
             "csrf_token": token.group(1),
-            "invitation": invitation.group(1),
             "user_name": user_name,
             "password": password,
         },

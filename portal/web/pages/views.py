@@ -166,7 +166,7 @@ def _next(default: str) -> str:
 
 def _landing(token: str) -> tuple[invitations.Landing, dict[str, Any]]:
     landing = invitations.follow(db.session(), LinkSettings.from_config(current_app.config), token)
-    context: dict[str, Any] = {"token": token}
+    context: dict[str, Any] = {}
     customer = g.link_customer = landing.customer
     if customer is not None:
         context.update(
