@@ -35,6 +35,8 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "commit", _sqlite_end)
+        event.listen(engine, "rollback", _sqlite_end)
     return engine
 
 
@@ -48,13 +50,24 @@ def _sqlite_file(url: str) -> bool:
 #: Execution option for transactions that will write: on SQLite they take the write lock at
 #: BEGIN, so a transaction that reads first cannot fail with "database is locked" when it writes.
 WRITE = "portal_write"
+#: Execution option for a transaction that may only read (a ``reads_first`` view's first): the
+#: database refuses a write in it.
+READ_ONLY = "portal_read_only"
 
 
 def _sqlite_begin(connection: Any) -> None:
     # Writers take the write lock at once; readers begin deferred, so they never hold it while
     # they work (a reader that writes after all takes it then, or gets a clean "locked" error).
-    write = connection.get_execution_options().get(WRITE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    options = connection.get_execution_options()
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE, False) else "BEGIN")
+    if options.get(READ_ONLY, False):  # a setting, like the pragmas at connect: the driver's
+        connection.connection.driver_connection.execute("PRAGMA query_only = ON")
+
+
+def _sqlite_end(connection: Any) -> None:
+    # query_only is the connection's, not the transaction's: off again before the pool has it.
+    if connection.get_execution_options().get(READ_ONLY, False):
+        connection.connection.driver_connection.execute("PRAGMA query_only = OFF")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -96,7 +109,10 @@ def session() -> Session:
         factory = current_app.extensions["portal.reader" if reading else "portal.sessionmaker"]
         g.db_session = factory()
         if not reading and has_request_context() and _reads_first():
-            g.db_session.connection(execution_options={WRITE: False})
+            # PostgreSQL: SET TRANSACTION READ ONLY, undone when the pool takes it back.
+            g.db_session.connection(
+                execution_options={WRITE: False, READ_ONLY: True, "postgresql_readonly": True}
+            )
     result: Session = g.db_session
     return result
 
@@ -108,8 +124,10 @@ View = TypeVar("View", bound=Callable[..., Any])
 def reads_first(view: View) -> View:
     """Mark a view that reads, then commits (writing nothing yet), then writes: on SQLite its
     first transaction does not hold the write lock, so other writers need not wait while it
-    reads and does what needs no database. It must not write before that commit (a transaction
-    begun without the lock may find it taken, or its reads stale, when it tries to write)."""
+    reads and does what needs no database (a password's slow hash). It must not write before
+    that commit (a transaction begun without the lock may find it taken, or its reads stale,
+    when it tries to write), and cannot: that first transaction is read-only, so a write in it
+    fails at once (on SQLite and PostgreSQL alike) instead of now and then under load."""
     setattr(view, _READS_FIRST, True)
     return view
 
