@@ -12,6 +12,8 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
+from portal.core.models import is_id
+
 SHIPPED = Path(__file__).parent / "catalog.tsv"
 
 CUSTOMER_AGREEMENT = "MicrosoftCustomerAgreement"
@@ -23,7 +25,6 @@ FALLBACK_COUNTRY = "US"
 FALLBACK_LANGUAGE = "en-US"
 
 _TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,63}$")
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 #: Language tags as documents use them: ``de-DE``, ``sr-Latn-RS``.
 LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?-[A-Z]{2}$")
@@ -173,7 +174,7 @@ def parse(text: str, name: str = "catalog") -> Catalog:
                 )
             if type_ in agreements:
                 raise fail(f"agreement type {type_} appears twice")
-            if not _GUID.match(template_id):
+            if not is_id(template_id):
                 raise fail(f"templateId {template_id!r} is not a lower-case GUID")
             if template_id in template_ids:
                 raise fail(f"templateId {template_id} appears twice")
