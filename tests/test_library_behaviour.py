@@ -190,21 +190,6 @@ def test_form_tokens_are_handed_out_again_for_a_minute_then_renewed(app, client)
     assert csrf(other.get("/signin")) != renewed  # another browser, another token
 
 
-def test_views_are_checked_for_async_once_and_async_ones_still_refused(app):
-    def view() -> str:
-        return "plain"
-
-    async def coroutine_view() -> str:
-        return "async"
-
-    assert app.ensure_sync(view) is view
-    assert app.ensure_sync(view) is view
-    # As Flask without its async extra: an async view is an error, every time it is asked for.
-    for _ in range(2):
-        with pytest.raises(RuntimeError, match="async"):
-            app.ensure_sync(coroutine_view)
-
-
 # --- Jinja: templates translated when they compile --------------------------------------------
 
 
@@ -315,7 +300,6 @@ def test_outside_a_request_templates_come_from_the_apps_environment(app):
 def test_a_render_sees_the_globals_as_jinja_gives_them(app):
     environment = app.jinja_env
     plain = environment.from_string("{{ greeting }} {{ name }}")
-    assert isinstance(plain, templating.FlatGlobalsTemplate)
     environment.globals["greeting"] = "Hello"  # added after the template was made: seen
     try:
         assert plain.render(name="Ada") == "Hello Ada"

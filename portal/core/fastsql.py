@@ -165,7 +165,8 @@ class CompiledWrite:
     For the statements of every customer and invitation creation: on SQLite the transaction
     holds the database's write lock from its first statement to its commit, and everyone else's
     writes wait for it. Through the ORM or Core, the Python around each statement costs several
-    times the statement itself; here it is a few dictionary look-ups.
+    times the statement itself; here it is a few dictionary look-ups. Its measured gain is
+    ``insert_now``'s, whose statements it runs.
     """
 
     def __init__(self, statement: Insert | Update, returning: Sequence[Any] = ()) -> None:
@@ -227,8 +228,10 @@ class CompiledRead:
     values converted by the columns' own types (what the ORM would give).
 
     For the few look-ups made on nearly every request (a partner's ``isSigned`` poll, a customer
-    page's session): building, compiling and the ORM's objects cost those several times what
-    the query does. Everything else uses the ORM.
+    page's session, an invitation link): building, compiling and the ORM's objects cost those
+    several times what the query does. Everything else uses the ORM. Measured in-process
+    (``bench/tricks_bench.py``, CPU per request with the same statements run through the ORM):
+    the status poll about 42 % cheaper, the agreement page 30 %, the landing page 28 %.
     """
 
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:

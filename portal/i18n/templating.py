@@ -1,9 +1,10 @@
 """Templates compiled once per language, their constant texts already translated.
 
-Every customer page and email calls ``_()`` some twenty times, always on a literal text. Looked up
-on every render, the translations cost a page about a tenth of its time. Here each language gets
-its own copy of every template, compiled with those texts already replaced by their
-translations, so a render only fills in names, dates and links.
+Every customer page and email calls ``_()`` some twenty times, always on a literal text. Here
+each language gets its own copy of every template, compiled with those texts already replaced by
+their translations, so a render only fills in names, dates and links. Measured in-process (CPU
+per request, a German customer, rendering with Flask-Babel's gettext instead): the agreement page
+costs about 35 % less, the invitation landing page about 25 % less.
 
 The meaning stays Jinja's own "newstyle" gettext: a translation is a format string, HTML-safe in
 an autoescaped template, and the values put into it (``{% trans name=... %}``,
@@ -16,8 +17,7 @@ locales we have no translations for.
 from __future__ import annotations
 
 import threading
-from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from babel import Locale
@@ -25,7 +25,6 @@ from flask import has_app_context
 from flask.templating import Environment as FlaskEnvironment
 from flask_babel import force_locale, get_locale, get_translations
 from jinja2 import Template, nodes
-from jinja2.runtime import Context, new_context
 from jinja2.visitor import NodeTransformer
 
 from portal.i18n.languages import available_locales
@@ -34,30 +33,10 @@ from portal.i18n.languages import available_locales
 GETTEXT_NAMES = frozenset({"_", "gettext"})
 
 
-class FlatGlobalsTemplate(Template):
-    """A template whose render starts from the environment's globals dictionary itself when it
-    has no globals of its own: Jinja's chain of the two cost every render some 15 µs to copy,
-    a tenth of a page's template time. What the render sees is the same."""
-
-    def new_context(
-        self,
-        vars: dict[str, Any] | None = None,  # noqa: A002 - Jinja's own parameter name
-        shared: bool = False,
-        locals: Mapping[str, Any] | None = None,  # noqa: A002 - Jinja's own parameter name
-    ) -> Context:
-        template_globals = self.globals
-        if isinstance(template_globals, ChainMap) and not any(template_globals.maps[:-1]):
-            template_globals = template_globals.maps[-1]
-        return new_context(
-            self.environment, self.name, self.blocks, vars, shared, template_globals, locals
-        )
-
-
 class Environment(FlaskEnvironment):
     """Flask's template environment, which hands each template out from the environment of the
     request's language (an overlay sharing its loader, globals and filters)."""
 
-    template_class = FlatGlobalsTemplate
     #: The language of an overlay; None for the app's own environment.
     locale: str | None = None
 
