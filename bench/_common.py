@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -637,3 +638,26 @@ def run_guarded(run: Callable[[Any, Cleanup], int], args: Any) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish cleaning up on a second Ctrl-C
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cleanup.run()
+
+
+def german_customer(domain: str = "") -> dict[str, Any]:
+    """A Partner Center customer body for a German customer (``de-DE``), the benches' reader;
+    a random domain unless one is given."""
+    return {
+        "companyProfile": {"domain": domain or f"bench-{uuid.uuid4().hex[:8]}.example.test"},
+        "billingProfile": {
+            "email": "einkauf@bench.example.test",
+            "culture": "de-DE",
+            "language": "de",
+            "companyName": "Bench Praxis GmbH",
+            "defaultAddress": {
+                "country": "DE",
+                "firstName": "Tanja",
+                "lastName": "Kerr",
+                "addressLine1": "Hauptstraße 1",
+                "city": "Berlin",
+                "postalCode": "10115",
+                "phoneNumber": "+49301234567",
+            },
+        },
+    }

@@ -52,7 +52,6 @@ import pstats
 import re
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -65,6 +64,7 @@ from _common import (  # bench/ is on sys.path
     VENV_BIN,
     Cleanup,
     Phase,
+    german_customer,
     machine,
     measure,
     percentile,
@@ -146,27 +146,6 @@ def found(pattern: re.Pattern[str], body: str, what: str) -> str:
 
 
 # --- seeding -----------------------------------------------------------------------------------
-
-
-def german_customer() -> dict[str, Any]:
-    return {
-        "companyProfile": {"domain": f"bench-{uuid.uuid4().hex[:8]}.example.test"},
-        "billingProfile": {
-            "email": "einkauf@bench.example.test",
-            "culture": "de-DE",
-            "language": "de",
-            "companyName": "Bench Praxis GmbH",
-            "defaultAddress": {
-                "country": "DE",
-                "firstName": "Tanja",
-                "lastName": "Kerr",
-                "addressLine1": "Hauptstraße 1",
-                "city": "Berlin",
-                "postalCode": "10115",
-                "phoneNumber": "+49301234567",
-            },
-        },
-    }
 
 
 def invite_customer(port: int, key: str) -> dict[str, Any]:

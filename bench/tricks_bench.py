@@ -80,7 +80,7 @@ for _name in [k for k in os.environ if k.startswith("PORTAL_")]:
     del os.environ[_name]
 os.environ["PORTAL_INSTANCE_PATH"] = os.path.join(TMP, "instance")
 
-from _common import machine, portal_version  # noqa: E402 - bench/ is on sys.path
+from _common import german_customer, machine, portal_version  # noqa: E402 - bench/ is on sys.path
 from flask import Flask  # noqa: E402
 from flask.json.tag import TaggedJSONSerializer  # noqa: E402
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer  # noqa: E402
@@ -99,27 +99,6 @@ HEADERS = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.8", "User-Agent": "tricks-b
 AGREEMENT_MARKER = b'name="accept"'
 LANDING_MARKER = b'name="user_name"'
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def customer_body(domain: str) -> dict[str, Any]:
-    return {
-        "companyProfile": {"domain": domain},
-        "billingProfile": {
-            "email": "rechnung@contoso.example.test",
-            "culture": "de-DE",
-            "language": "de",
-            "companyName": "Contoso GmbH",
-            "defaultAddress": {
-                "country": "DE",
-                "firstName": "Tanja",
-                "lastName": "Kerr",
-                "addressLine1": "Hauptstraße 1",
-                "city": "Berlin",
-                "postalCode": "10115",
-                "phoneNumber": "+49301234567",
-            },
-        },
-    }
 
 
 def expect(what: str, response: Any, status: int, location: str = "", marker: bytes = b"") -> Any:
@@ -169,7 +148,7 @@ def setup() -> tuple[Flask, dict[str, Callable[[], Any]]]:
     def invite(domain: str) -> dict[str, Any]:
         made = expect(
             "POST /v1/customers",
-            api.post("/v1/customers", json=customer_body(domain), headers=auth),
+            api.post("/v1/customers", json=german_customer(domain), headers=auth),
             201,
         )
         customer_id = made.get_json()["id"]
