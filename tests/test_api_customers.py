@@ -386,13 +386,15 @@ def create_in(app, session, partner_id: str, domain: str) -> customers.Created:
 def test_customer_credentials_and_event_are_written_together_in_a_transaction_of_their_own(
     app, api
 ):
-    """Through the API the three rows are the whole of the transaction that writes, so no
-    savepoint is needed (a bulk import's are tested below)."""
+    """Through the API the four rows (the customer, its credentials, the creating partner's
+    relationship, the event) are the whole of the transaction that writes, so no savepoint is
+    needed (a bulk import's are tested below)."""
     with statements(app) as ran:
         api.create_customer()
     inserts = [i for i, s in enumerate(ran) if s.startswith("INSERT")]
     assert sorted(ran[i].split(" (")[0] for i in inserts) == [
         "INSERT INTO customer_credentials",
+        "INSERT INTO customer_relationships",
         "INSERT INTO customers",
         "INSERT INTO events",
     ]

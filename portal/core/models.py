@@ -206,6 +206,30 @@ class EventKind(enum.StrEnum):
     AGREEMENT_ATTESTED = "agreement.attested"
 
 
+class RelationshipKind(enum.StrEnum):
+    """How a partner serves a customer (Partner Center's reseller relationships)."""
+
+    #: Sells to the customer itself: a direct-bill partner, or a provider for its own customers.
+    RESELLER = "reseller"
+    #: An indirect reseller, with its provider (``provider_id``), which sees the customer too.
+    INDIRECT_RESELLER = "indirect-reseller"
+
+
+class RelationshipState(enum.StrEnum):
+    ACTIVE = "active"
+    #: Ended by the customer (or an operator): the partner sees the customer no more.
+    REMOVED = "removed"
+
+
+class RelationshipOrigin(enum.StrEnum):
+    """How a relationship began."""
+
+    #: The partner created the customer.
+    CREATED = "created"
+    #: The customer accepted the partner's relationship request.
+    REQUEST = "request"
+
+
 class UserRole(enum.StrEnum):
     """Roles of a partner's dashboard users, named as in Partner Center."""
 
@@ -343,6 +367,36 @@ class CustomerCredential(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="credential")
+
+
+class CustomerRelationship(Base):
+    """A partner's relationship with a customer. A customer exists once; partners serve it
+    through relationships (one per partner), and its acceptance of the agreement follows it."""
+
+    __tablename__ = "customer_relationships"
+    __table_args__ = (
+        Index("ix_customer_relationships_partner", "partner_id", "state"),
+        Index("ix_customer_relationships_provider", "provider_id", "state"),
+    )
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    kind: Mapped[RelationshipKind] = mapped_column(_enum(RelationshipKind))
+    #: An indirect reseller's provider; None for a reseller relationship.
+    provider_id: Mapped[str | None] = mapped_column(ForeignKey("partners.id"))
+    state: Mapped[RelationshipState] = mapped_column(
+        _enum(RelationshipState), default=RelationshipState.ACTIVE
+    )
+    origin: Mapped[RelationshipOrigin] = mapped_column(_enum(RelationshipOrigin))
+    began_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The customer's user who accepted the request; empty when the partner created the customer.
+    accepted_by: Mapped[str] = mapped_column(String(254), default="")
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Who ended it: ``customer:<user>`` or ``cli``; empty while active.
+    removed_by: Mapped[str] = mapped_column(String(300), default="")
+
+    customer: Mapped[Customer] = relationship()
+    partner: Mapped[Partner] = relationship(foreign_keys=[partner_id])
 
 
 class AgreementAcceptance(Base):

@@ -15,7 +15,19 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 from portal.core import credentials, fastsql, validate
 from portal.core.catalog import Catalog
 from portal.core.errors import CustomerNotFound, DomainTaken, InvalidFields, Problem, ProblemCode
-from portal.core.models import Customer, CustomerCredential, EventKind, Partner, is_id, new_id
+from portal.core.models import (
+    Customer,
+    CustomerCredential,
+    CustomerRelationship,
+    EventKind,
+    Partner,
+    PartnerKind,
+    RelationshipKind,
+    RelationshipOrigin,
+    is_id,
+    new_id,
+    utcnow,
+)
 from portal.domain import events
 from portal.domain.partners import visible_to
 
@@ -110,6 +122,7 @@ def create_customer(
         raise InvalidFields(problems)
     customer = Customer(
         id=new_id(),  # known before the INSERT: the credentials and the event refer to it
+        created_at=utcnow(),  # the relationship began then too
         partner=partner,
         company_name=data.company_name.strip(),
         domain=data.domain,
@@ -145,7 +158,7 @@ def create_customer(
     try:
         # Written at once (the write lock is held the shortest time).
         with session.begin_nested() if nested else nullcontext():
-            fastsql.insert_now(session, customer, credential)
+            fastsql.insert_now(session, customer, credential, _relationship(customer, partner))
             events.record(
                 session,
                 EventKind.CUSTOMER_CREATED,
@@ -162,6 +175,19 @@ def create_customer(
             f"A customer with the domain {data.domain} already exists.", domain=data.domain
         ) from exc
     return Created(customer, user_name, password)
+
+
+def _relationship(customer: Customer, partner: Partner) -> CustomerRelationship:
+    """The relationship a partner begins by creating a customer."""
+    indirect = partner.kind is PartnerKind.INDIRECT_RESELLER
+    return CustomerRelationship(
+        customer=customer,
+        partner=partner,
+        kind=RelationshipKind.INDIRECT_RESELLER if indirect else RelationshipKind.RESELLER,
+        provider_id=partner.provider_id if indirect else None,
+        origin=RelationshipOrigin.CREATED,
+        began_at=customer.created_at,
+    )
 
 
 def _visible_query() -> Select[Customer]:

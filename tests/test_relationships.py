@@ -1,0 +1,156 @@
+"""Partners serve customers through relationships (issue 16, first step): the migration that
+makes one for every existing customer, and the one each new customer begins with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from sqlalchemy import select, text
+
+from portal.core import db
+from portal.core.errors import DomainTaken
+from portal.core.models import (
+    Customer,
+    CustomerRelationship,
+    Partner,
+    PartnerKind,
+    RelationshipKind,
+    RelationshipOrigin,
+    RelationshipState,
+    new_id,
+)
+from tests.test_api_customers import create_in
+
+# --- the migration, on a database built at the head before it --------------------------------
+
+
+def _partner(connection, name: str, kind: PartnerKind, provider_id: str | None = None) -> str:
+    partner_id = new_id()
+    connection.execute(
+        Partner.__table__.insert().values(
+            id=partner_id, name=name, kind=kind, provider_id=provider_id
+        )
+    )
+    return partner_id
+
+
+def _customer(connection, partner_id: str, domain: str, created_at: datetime) -> str:
+    customer_id = new_id()
+    connection.execute(
+        Customer.__table__.insert().values(
+            id=customer_id,
+            partner_id=partner_id,
+            created_at=created_at,
+            company_name=domain,
+            domain=domain,
+            email=f"billing@{domain}",
+            culture="en-US",
+            language="en",
+            country="US",
+            contact_first_name="Tania",
+            contact_last_name="Carr",
+            contact_email=f"billing@{domain}",
+        )
+    )
+    return customer_id
+
+
+def test_0009_gives_every_customer_its_creators_relationship(empty_database):
+    engine = db.make_engine(empty_database)
+    db.upgrade(engine, "0008")
+    when = datetime(2025, 5, 4, 3, 2, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        direct = _partner(connection, "Direct", PartnerKind.DIRECT)
+        provider = _partner(connection, "Provider", PartnerKind.INDIRECT_PROVIDER)
+        reseller = _partner(connection, "Reseller", PartnerKind.INDIRECT_RESELLER, provider)
+        customers = {
+            _customer(connection, direct, "a.example.test", when): (direct, "reseller", None),
+            _customer(connection, provider, "b.example.test", when): (provider, "reseller", None),
+            _customer(connection, reseller, "c.example.test", when): (
+                reseller,
+                "indirect-reseller",
+                provider,
+            ),
+        }
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        table = CustomerRelationship.__table__
+        rows = connection.execute(
+            select(
+                table.c.customer_id,
+                table.c.partner_id,
+                table.c.kind,
+                table.c.provider_id,
+                table.c.state,
+                table.c.origin,
+                table.c.began_at,
+                table.c.accepted_by,
+                table.c.removed_at,
+                table.c.removed_by,
+            )
+        ).all()
+        count = connection.scalar(text("SELECT count(*) FROM customers"))
+    assert count == 3
+    assert {r[0]: (r[1], r[2], r[3]) for r in rows} == customers
+    assert len(rows) == 3  # one each, no more
+    for row in rows:
+        assert row[4:6] == ("active", "created")
+        assert row[6] == when
+        assert row[7:] == ("", None, "")
+
+    command.downgrade(db.alembic_config(engine), "0008")
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM customers")) == 3
+        names = engine.dialect.get_table_names(connection)
+    assert "customer_relationships" not in names
+    engine.dispose()
+
+
+# --- a new customer's relationship -------------------------------------------------------------
+
+
+def _relationships(app) -> list[CustomerRelationship]:
+    with app.app_context():
+        session = db.session()
+        found = list(session.scalars(select(CustomerRelationship)))
+        session.expunge_all()
+        return found
+
+
+def test_a_created_customer_begins_its_creators_relationship(app, api):
+    before = datetime.now(UTC)
+    made = api.create_customer()
+    (relationship,) = _relationships(app)
+    assert (relationship.customer_id, relationship.partner_id) == (made["id"], api.partner_id)
+    assert relationship.kind is RelationshipKind.RESELLER
+    assert relationship.provider_id is None
+    assert relationship.state is RelationshipState.ACTIVE
+    assert relationship.origin is RelationshipOrigin.CREATED
+    assert relationship.accepted_by == ""
+    assert relationship.removed_at is None
+    assert before <= relationship.began_at <= datetime.now(UTC)
+    with app.app_context():
+        created_at = db.session().get_one(Customer, made["id"]).created_at
+    assert relationship.began_at == created_at
+
+
+def test_an_indirect_resellers_customer_names_its_provider(app, make_api):
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Provider")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Reseller")
+    made = reseller.create_customer()
+    (relationship,) = _relationships(app)
+    assert (relationship.customer_id, relationship.partner_id) == (made["id"], reseller.partner_id)
+    assert relationship.kind is RelationshipKind.INDIRECT_RESELLER
+    assert relationship.provider_id == provider.partner_id
+
+
+def test_a_taken_domain_leaves_no_relationship_behind(app, api):
+    with app.app_context():
+        session = db.session()
+        kept = create_in(app, session, api.partner_id, "kept.example.test")
+        with pytest.raises(DomainTaken):
+            create_in(app, session, api.partner_id, "kept.example.test")
+        session.commit()
+    assert [r.customer_id for r in _relationships(app)] == [kept.customer.id]
