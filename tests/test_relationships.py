@@ -22,6 +22,7 @@ from portal.core.models import (
     new_id,
 )
 from tests.test_api_customers import create_in
+from tests.test_pages import accept, change_password, invited, sign_in_from_link
 
 # --- the migration, on a database built at the head before it --------------------------------
 
@@ -154,3 +155,74 @@ def test_a_taken_domain_leaves_no_relationship_behind(app, api):
             create_in(app, session, api.partner_id, "kept.example.test")
         session.commit()
     assert [r.customer_id for r in _relationships(app)] == [kept.customer.id]
+
+
+# --- the customer's own account ----------------------------------------------------------------
+
+
+def _accepted_account(api, client, **changes) -> str:
+    customer, made = invited(api, **changes)
+    sign_in_from_link(client, made)
+    change_password(client)
+    assert accept(client).status_code == 302
+    return str(customer["id"])
+
+
+def test_the_account_lists_the_customers_partners_and_not_removed_ones(app, make_api, client):
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Northwind Distribution")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Fabrikam IT")
+    customer_id = _accepted_account(reseller, client)
+    page = client.get("/account").get_data(as_text=True)
+    assert "Your partners" in page
+    assert "Fabrikam IT, indirect reseller through Northwind Distribution, since" in page
+
+    direct = make_api(name="Contoso Partners")
+    with app.app_context():
+        session = db.session()
+        session.add(
+            CustomerRelationship(
+                customer_id=customer_id,
+                partner_id=direct.partner_id,
+                kind=RelationshipKind.RESELLER,
+                origin=RelationshipOrigin.REQUEST,
+                accepted_by="admin",
+            )
+        )
+        session.commit()
+    page = client.get("/account").get_data(as_text=True)
+    assert "Contoso Partners, reseller, since" in page
+    assert page.index("Fabrikam IT") < page.index("Contoso Partners")  # oldest first
+
+    with app.app_context():
+        session = db.session()
+        found = session.get_one(CustomerRelationship, (customer_id, direct.partner_id))
+        found.state = RelationshipState.REMOVED
+        session.commit()
+    page = client.get("/account").get_data(as_text=True)
+    assert "Contoso Partners" not in page
+    assert "Fabrikam IT" in page
+
+
+def test_the_partners_are_listed_in_the_customers_language_and_time_zone(
+    app, api, make_api, client
+):
+    customer_id = _accepted_account(api, client, culture="de-DE", language="de", country="DE")
+    page = client.get("/account").get_data(as_text=True)
+    assert "Ihre Partner" in page
+    assert "Fabrikam, Reseller, seit" in page
+    other = make_api(name="Contoso Partner")
+    with app.app_context():
+        session = db.session()
+        session.add(
+            CustomerRelationship(
+                customer_id=customer_id,
+                partner_id=other.partner_id,
+                kind=RelationshipKind.RESELLER,
+                origin=RelationshipOrigin.REQUEST,
+                # Late on 4 May in UTC: already 5 May in Berlin, where the customer reads it.
+                began_at=datetime(2025, 5, 4, 23, 30, tzinfo=UTC),
+            )
+        )
+        session.commit()
+    page = client.get("/account").get_data(as_text=True)
+    assert "Contoso Partner, Reseller, seit 5. Mai 2025" in page

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -239,8 +239,20 @@ def _own_name(code: str) -> str:
     return name[:1].upper() + name[1:]
 
 
+def format_date(value: date | datetime, format: str = "medium") -> str:  # noqa: A002 - Babel's
+    """Flask-Babel's ``format_date``, for a date or a moment (the day it is in the reader's time
+    zone). Flask-Babel's own moves a datetime with pytz's ``normalize``, which the ``zoneinfo``
+    zones of customer pages do not have."""
+    from flask_babel import format_date as babel_format_date
+    from flask_babel import get_timezone
+
+    if isinstance(value, datetime):
+        value = value.astimezone(get_timezone()).date()
+    return str(babel_format_date(value, format))
+
+
 def init_app(app: Flask) -> None:
-    from flask_babel import format_date, format_datetime
+    from flask_babel import format_datetime
 
     app.jinja_env.globals.update(
         current_locale=current_locale,

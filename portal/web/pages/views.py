@@ -27,7 +27,7 @@ from werkzeug.routing import PathConverter
 from portal.core import catalog, db
 from portal.core.errors import InvalidFields, ProblemCode
 from portal.core.models import AcceptanceMethod, AgreementAcceptance, Customer, LinkState
-from portal.domain import acceptance, customers, invitations, signin
+from portal.domain import acceptance, customers, invitations, relationships, signin
 from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
 from portal.i18n import languages, wording
@@ -385,6 +385,7 @@ def account() -> ResponseReturnValue:
         customer=customer,
         partner_name=customer.partner_name,
         accepted=_direct_acceptances(customer.id),
+        partners=relationships.partners_of(db.session(), customer.id),
         just_accepted=bool(request.args.get("accepted")),
     )
 
