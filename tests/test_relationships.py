@@ -3,6 +3,7 @@ makes one for every existing customer, and the one each new customer begins with
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -226,3 +227,45 @@ def test_the_partners_are_listed_in_the_customers_language_and_time_zone(
         session.commit()
     page = client.get("/account").get_data(as_text=True)
     assert "Contoso Partner, Reseller, seit 5. Mai 2025" in page
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_relationships_list_on_the_command_line(runner, make_api):
+    from portal.cli import main
+
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Northwind Distribution")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Fabrikam IT")
+    direct = make_api(name="Contoso Partners")
+    through_reseller = reseller.create_customer()
+    own = direct.create_customer()
+
+    def listed(*args: str) -> list[dict]:
+        result = runner.invoke(main, ["relationships", "list", *args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["items"]
+
+    everything = listed()
+    assert [(r["customerId"], r["partnerName"]) for r in everything] == [
+        (through_reseller["id"], "Fabrikam IT"),
+        (own["id"], "Contoso Partners"),
+    ]
+    first = everything[0]
+    assert (first["kind"], first["providerId"], first["state"], first["origin"]) == (
+        "indirect-reseller",
+        provider.partner_id,
+        "active",
+        "created",
+    )
+    assert first["beganAt"].endswith("Z")
+    assert first["acceptedBy"] is None
+    # A provider's list holds its resellers' customers; a customer's, its partners.
+    assert [r["customerId"] for r in listed("--partner", provider.partner_id)] == [
+        through_reseller["id"]
+    ]
+    assert [r["partnerId"] for r in listed("--customer", own["id"])] == [direct.partner_id]
+    assert listed("--partner", "00000000-0000-0000-0000-000000000000") == []
+    plain = runner.invoke(main, ["relationships", "list", "--customer", own["id"]])
+    assert "Contoso Partners" in plain.output
+    assert "active" in plain.output

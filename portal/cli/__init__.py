@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import click
 
-from portal.cli import database, demo, invite, mail, partners, preview, serving, translations
+from portal.cli import (
+    database,
+    demo,
+    invite,
+    mail,
+    partners,
+    preview,
+    relationships,
+    serving,
+    translations,
+)
 
 
 @click.group()
@@ -21,6 +31,7 @@ for command in (
     partners.partners_group,
     mail.mail_group,
     invite.invite,
+    relationships.relationships_group,
     translations.i18n_group,
 ):
     main.add_command(command)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from portal.core.models import CustomerRelationship, Partner, RelationshipKind, RelationshipState
 
@@ -48,3 +48,22 @@ def partners_of(session: Session, customer_id: str) -> list[CustomersPartner]:
         CustomersPartner(name, kind, provider_name, since)
         for name, kind, provider_name, since in rows
     ]
+
+
+def listed(
+    session: Session, *, customer_id: str | None = None, partner_id: str | None = None
+) -> list[CustomerRelationship]:
+    """Relationships of a customer, or of a partner (its own, and as the provider of indirect
+    resellers), in any state, oldest first; each with its partner loaded."""
+    query = select(CustomerRelationship).options(joinedload(CustomerRelationship.partner))
+    if customer_id is not None:
+        query = query.where(CustomerRelationship.customer_id == customer_id)
+    if partner_id is not None:
+        query = query.where(
+            or_(
+                CustomerRelationship.partner_id == partner_id,
+                CustomerRelationship.provider_id == partner_id,
+            )
+        )
+    order = (CustomerRelationship.began_at, CustomerRelationship.customer_id)
+    return list(session.scalars(query.order_by(*order)))
