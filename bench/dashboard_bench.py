@@ -339,7 +339,29 @@ FROM customers AS c WHERE c.progress IN ('accepted', 'attested')
 
 
 #: Tables the bulk load fills; their plain indexes are rebuilt after it (see drop_plain_indexes).
-SEEDED_TABLES = ["customers", "invitations", "agreement_acceptances"]
+SEEDED_TABLES = ["customers", "invitations", "agreement_acceptances", "customer_relationships"]
+
+#: Customers the second partner serves too (it accepted a relationship request), beside the
+#: creators' relationships that migration 0009 makes (its own statement, run again here).
+SHARED_SQL = """
+INSERT INTO customer_relationships
+    (customer_id, partner_id, kind, provider_id, state, origin, began_at, accepted_by, removed_by)
+SELECT c.id, CAST(:other AS varchar), 'reseller', NULL, 'active', 'request',
+       LEAST(c.created_at + interval '1 day', :now), 'admin@' || c.domain, ''
+FROM customers c WHERE c.partner_id <> CAST(:other AS varchar) AND random() < :share
+"""
+
+
+def creators_relationships_sql() -> str:
+    """Migration 0009's backfill: every customer's relationship with the partner that made it."""
+    from alembic.script import ScriptDirectory
+
+    from portal.core import db
+
+    revision = ScriptDirectory(str(db.MIGRATIONS)).get_revision("0009")
+    assert revision is not None  # noqa: S101 - the project's own migration
+    return str(revision.module.BACKFILL)
+
 
 PLAIN_INDEXES_SQL = """
 SELECT index.relname, pg_get_indexdef(i.indexrelid)
@@ -431,10 +453,15 @@ def seeded_partner(url: str) -> Seeding | None:
         engine.dispose()
 
 
-def seed(url: str, customers: int, other_customers: int, resellers: int = 0) -> Seeding:
+def seed(
+    url: str, customers: int, other_customers: int, resellers: int = 0, shared: float = 0.3
+) -> Seeding:
     """Migrate, create the partners and the user, then the customers and their story. With
     ``resellers``, the partner is an indirect provider and its customers are shared evenly
-    between it and that many resellers of its own (the provider's list shows them all)."""
+    between it and that many resellers of its own (the provider's list shows them all). A
+    ``shared`` fraction of the partner's customers is served by the second partner too (a
+    relationship each; the lists do not read relationships yet, so this does not change what is
+    measured today)."""
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
@@ -498,6 +525,9 @@ def seed(url: str, customers: int, other_customers: int, resellers: int = 0) -> 
             mark = step("invitations", mark)
             connection.execute(text(ACCEPTANCES_SQL))
             mark = step("acceptances", mark)
+            connection.execute(text(creators_relationships_sql()))
+            connection.execute(text(SHARED_SQL), {"other": other_id, "now": now, "share": shared})
+            mark = step(f"relationships ({shared:.0%} of the partner's customers shared)", mark)
             for definition in rebuild:
                 connection.execute(text(definition))
             rebuilt = connection.execute(text(PLAIN_INDEXES_SQL), {"tables": SEEDED_TABLES}).all()
@@ -509,7 +539,7 @@ def seed(url: str, customers: int, other_customers: int, resellers: int = 0) -> 
         mark = step("VACUUM ANALYZE", mark)
         counts = {}
         with engine.connect() as connection:
-            for table in ("customers", "invitations", "agreement_acceptances"):
+            for table in SEEDED_TABLES:
                 counts[table] = int(
                     connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608
                 )
@@ -915,6 +945,12 @@ def parse_args() -> argparse.Namespace:
         help="make the partner an indirect provider whose customers are shared with this many "
         "resellers of its own (default 0: a direct partner)",
     )
+    parser.add_argument(
+        "--shared",
+        type=float,
+        default=30.0,
+        help="percent of the partner's customers that the second partner serves too (default 30)",
+    )
     parser.add_argument("--requests", type=int, default=200, help="measured requests per case")
     parser.add_argument(
         "--clients", type=int, default=1, help="concurrent keep-alive connections per case"
@@ -944,6 +980,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("need 1000 <= --customers <= 50,000,000 and --other-customers >= 0")
     if not 0 <= args.resellers <= 100:
         parser.error("need 0 <= --resellers <= 100")
+    if not 0 <= args.shared <= 100:
+        parser.error("need 0 <= --shared <= 100")
     if not (1 <= args.requests <= 100_000 and 1 <= args.clients <= 64):
         parser.error("need 1 <= --requests <= 100000 and 1 <= --clients <= 64")
     if args.schema and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.schema):
@@ -973,7 +1011,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
         if not args.keep:
             cleanup.pg_admin_url, cleanup.pg_schema = args.database_url, schema
         print(f"seeding schema {schema} of {args.database_url}", flush=True)
-        seeding = seed(url, args.customers, args.other_customers, args.resellers)
+        seeding = seed(url, args.customers, args.other_customers, args.resellers, args.shared / 100)
         print(
             f"seeded in {seeding.seconds:.1f} s: "
             + ", ".join(f"{n:,} {t}" for t, n in seeding.counts.items()),
