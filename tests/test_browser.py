@@ -369,6 +369,7 @@ def test_whole_journey_from_the_emailed_link_to_is_signed(portal, open_browser):
     accept(page, "Ana", "Silva", "ana@contoso.example.test")
     assert heading(page) == "Thank you: the agreement is accepted"
     assert "Ana Silva" in page.locator("main").inner_text()
+    assert "Fabrikam, reseller, since" in page.locator("ul.partners").inner_text()
     assert_accessible(page)
 
     assert portal.is_signed(customer["id"])
