@@ -255,7 +255,6 @@ def init_app(app: Flask) -> None:
     from flask_babel import format_datetime
 
     app.jinja_env.globals.update(
-        current_locale=current_locale,
         page_frame=page_frame,
         text_direction=text_direction,
         locale_choices=locale_choices,
