@@ -10,7 +10,14 @@ from sqlalchemy import func, select
 
 from portal.core import db
 from portal.core.errors import DomainTaken
-from portal.core.models import Customer, CustomerCredential, Event, Partner, PartnerKind
+from portal.core.models import (
+    Customer,
+    CustomerCredential,
+    CustomerRelationship,
+    Event,
+    Partner,
+    PartnerKind,
+)
 from portal.domain import customers
 from tests.conftest import customer_body
 
@@ -426,6 +433,8 @@ def test_a_taken_domain_undoes_that_customer_and_keeps_the_transactions_other_wo
         session.commit()
         assert session.scalars(select(Customer.id)).all() == [kept.customer.id]
         assert session.scalars(select(CustomerCredential.customer_id)).all() == [kept.customer.id]
+        begun = session.scalars(select(CustomerRelationship.customer_id)).all()
+        assert begun == [kept.customer.id]
         created = select(Event).where(Event.kind == "customer.created")
         assert [e.customer_id for e in session.scalars(created)] == [kept.customer.id]
 

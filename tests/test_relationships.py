@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
 from alembic import command
 from sqlalchemy import select, text
 
 from portal.core import db
-from portal.core.errors import DomainTaken
 from portal.core.models import (
     Customer,
     CustomerRelationship,
@@ -22,7 +20,6 @@ from portal.core.models import (
     RelationshipState,
     new_id,
 )
-from tests.test_api_customers import create_in
 from tests.test_pages import accept, change_password, invited, sign_in_from_link
 
 # --- the migration, on a database built at the head before it --------------------------------
@@ -148,17 +145,24 @@ def test_an_indirect_resellers_customer_names_its_provider(app, make_api):
     assert relationship.provider_id == provider.partner_id
 
 
-def test_a_taken_domain_leaves_no_relationship_behind(app, api):
+# --- the customer's own account ----------------------------------------------------------------
+
+
+def _add_requested(app, customer_id: str, partner_id: str, **changes) -> None:
+    """A relationship the customer accepted by request (until the portal makes them itself)."""
     with app.app_context():
         session = db.session()
-        kept = create_in(app, session, api.partner_id, "kept.example.test")
-        with pytest.raises(DomainTaken):
-            create_in(app, session, api.partner_id, "kept.example.test")
+        session.add(
+            CustomerRelationship(
+                customer_id=customer_id,
+                partner_id=partner_id,
+                kind=RelationshipKind.RESELLER,
+                origin=RelationshipOrigin.REQUEST,
+                accepted_by="admin",
+                **changes,
+            )
+        )
         session.commit()
-    assert [r.customer_id for r in _relationships(app)] == [kept.customer.id]
-
-
-# --- the customer's own account ----------------------------------------------------------------
 
 
 def _accepted_account(api, client, **changes) -> str:
@@ -178,18 +182,7 @@ def test_the_account_lists_the_customers_partners_and_not_removed_ones(app, make
     assert "Fabrikam IT, indirect reseller through Northwind Distribution, since" in page
 
     direct = make_api(name="Contoso Partners")
-    with app.app_context():
-        session = db.session()
-        session.add(
-            CustomerRelationship(
-                customer_id=customer_id,
-                partner_id=direct.partner_id,
-                kind=RelationshipKind.RESELLER,
-                origin=RelationshipOrigin.REQUEST,
-                accepted_by="admin",
-            )
-        )
-        session.commit()
+    _add_requested(app, customer_id, direct.partner_id)
     page = client.get("/account").get_data(as_text=True)
     assert "Contoso Partners, reseller, since" in page
     assert page.index("Fabrikam IT") < page.index("Contoso Partners")  # oldest first
@@ -212,19 +205,10 @@ def test_the_partners_are_listed_in_the_customers_language_and_time_zone(
     assert "Ihre Partner" in page
     assert "Fabrikam, Reseller, seit" in page
     other = make_api(name="Contoso Partner")
-    with app.app_context():
-        session = db.session()
-        session.add(
-            CustomerRelationship(
-                customer_id=customer_id,
-                partner_id=other.partner_id,
-                kind=RelationshipKind.RESELLER,
-                origin=RelationshipOrigin.REQUEST,
-                # Late on 4 May in UTC: already 5 May in Berlin, where the customer reads it.
-                began_at=datetime(2025, 5, 4, 23, 30, tzinfo=UTC),
-            )
-        )
-        session.commit()
+    # Late on 4 May in UTC: already 5 May in Berlin, where the customer reads it.
+    _add_requested(
+        app, customer_id, other.partner_id, began_at=datetime(2025, 5, 4, 23, 30, tzinfo=UTC)
+    )
     page = client.get("/account").get_data(as_text=True)
     assert "Contoso Partner, Reseller, seit 5. Mai 2025" in page
 
