@@ -12,7 +12,8 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from flask import Flask, current_app, g, has_request_context, request, session, url_for
-from flask_babel import get_locale
+from flask_babel import format_date as babel_format_date
+from flask_babel import format_datetime, get_locale, get_timezone
 from markupsafe import Markup
 
 from portal.i18n import wording
@@ -242,18 +243,13 @@ def _own_name(code: str) -> str:
 def format_date(value: date | datetime, format: str = "medium") -> str:  # noqa: A002 - Babel's
     """Flask-Babel's ``format_date``, for a date or a moment (the day it is in the reader's time
     zone). Flask-Babel's own moves a datetime with pytz's ``normalize``, which the ``zoneinfo``
-    zones of customer pages do not have."""
-    from flask_babel import format_date as babel_format_date
-    from flask_babel import get_timezone
-
+    zones of customer pages do not have (called some fifty times per dashboard page)."""
     if isinstance(value, datetime):
         value = value.astimezone(get_timezone()).date()
     return str(babel_format_date(value, format))
 
 
 def init_app(app: Flask) -> None:
-    from flask_babel import format_datetime
-
     app.jinja_env.globals.update(
         page_frame=page_frame,
         text_direction=text_direction,
