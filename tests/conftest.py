@@ -191,6 +191,16 @@ class Api:
         return result
 
 
+def relationship_of(customer_id: str, partner_id: str | None = None) -> Any:
+    """A customer's relationship with a partner (by default its creator), in the app context."""
+    from portal.core.models import Customer, CustomerRelationship
+
+    session = db.session()
+    if partner_id is None:
+        partner_id = session.get_one(Customer, customer_id).creator_id
+    return session.get_one(CustomerRelationship, (customer_id, partner_id))
+
+
 def customer_body(**changes: Any) -> dict[str, Any]:
     """A Partner Center customer body; keyword arguments replace fields by dotted-free name."""
     values = {

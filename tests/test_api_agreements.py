@@ -59,6 +59,7 @@ def record_direct_acceptance(app, customer_id: str, template_id: str = MCA) -> N
                 document_uri="https://aka.ms/customeragreement?country=DE&language=de-DE",
                 ip_address="192.0.2.7",
                 user_agent="Mozilla/5.0 (test)",
+                partner_id=customer.creator_id,
             )
         )
         session.commit()

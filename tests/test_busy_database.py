@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from portal.core import db
-from portal.core.models import Customer, Invitation, Progress
+from portal.core.models import Invitation, Progress
+from tests.conftest import relationship_of
 
 
 def test_link_opens_while_another_process_holds_the_write_lock(
@@ -33,7 +34,7 @@ def test_link_opens_while_another_process_holds_the_write_lock(
     with app.app_context():
         invitation = db.session().scalars(select(Invitation)).one()
         assert invitation.opened_at is None
-        assert db.session().get(Customer, customer["id"]).progress is Progress.INVITED
+        assert relationship_of(customer["id"]).progress is Progress.INVITED
     client.get(urlsplit(made["url"]).path)
     with app.app_context():
-        assert db.session().get(Customer, customer["id"]).progress is Progress.OPENED
+        assert relationship_of(customer["id"]).progress is Progress.OPENED

@@ -26,6 +26,7 @@ from portal.core.models import (
 )
 from portal.domain import events, reports, users
 from portal.mail import emails, sending
+from tests.conftest import relationship_of
 
 PASSWORD = "correct horse battery staple"
 
@@ -193,9 +194,9 @@ def test_new_customer_shows_its_credentials_once(app: Any, partner: Any, client:
     assert "only time the password is shown" in text
     with app.app_context():
         customer = db.session().scalars(select(Customer)).one()
-        assert customer.partner_id == partner.partner_id
+        assert customer.creator_id == partner.partner_id
         assert customer.language == "de"
-        assert customer.progress is Progress.NOT_INVITED
+        assert relationship_of(customer.id, partner.partner_id).progress is Progress.NOT_INVITED
         page = client.get(f"/dashboard/customers/{customer.id}").get_data(as_text=True)
     assert password.group(1) not in page
 
@@ -274,10 +275,11 @@ def test_expired_invitations_show_as_expired(app: Any, partner: Any, client: Any
     with app.app_context():
         session = db.session()
         invitation = session.scalars(select(Invitation)).one()
-        assert invitation.customer.invitation_expires_at == invitation.expires_at
-        # As if thirty days had passed: the link and the customer's copy of its expiry.
+        relationship = relationship_of(made["id"], partner.partner_id)
+        assert relationship.invitation_expires_at == invitation.expires_at
+        # As if thirty days had passed: the link and the relationship's copy of its expiry.
         invitation.expires_at = datetime.now(UTC) - timedelta(minutes=1)
-        invitation.customer.invitation_expires_at = invitation.expires_at
+        relationship.invitation_expires_at = invitation.expires_at
         session.commit()
     page = client.get("/dashboard/customers?state=expired").get_data(as_text=True)
     assert "Late Ltd" in page
@@ -293,7 +295,7 @@ def test_progress_follows_each_step(app: Any, api: Any) -> None:
 
     def progress() -> Progress:
         with app.app_context():
-            return db.session().get(Customer, made["id"]).progress
+            return relationship_of(made["id"], api.partner_id).progress
 
     assert progress() is Progress.INVITED
     api.client.get(invited["url"].replace("https://portal.example.test", ""))
@@ -321,7 +323,13 @@ def test_progress_follows_each_step(app: Any, api: Any) -> None:
     # Nothing moves a customer back from an acceptance.
     with app.app_context():
         session = db.session()
-        events.record(session, EventKind.INVITATION_CREATED, actor="test", customer_id=made["id"])
+        events.record(
+            session,
+            EventKind.INVITATION_CREATED,
+            actor="test",
+            customer_id=made["id"],
+            partner_id=api.partner_id,
+        )
         session.commit()
     assert progress() is Progress.ATTESTED
 
@@ -335,7 +343,7 @@ def test_withdrawing_an_old_invitation_keeps_the_current_one(app: Any, api: Any)
         headers={"Authorization": f"Bearer {api.key}"},
     )
     with app.app_context():
-        assert db.session().get(Customer, made["id"]).progress is Progress.INVITED
+        assert relationship_of(made["id"], api.partner_id).progress is Progress.INVITED
 
 
 # --- invitations ---------------------------------------------------------------------------------
@@ -825,8 +833,8 @@ def test_import_creates_good_rows_and_reports_bad_ones(app: Any, partner: Any, c
     with app.app_context():
         created = db.session().scalars(select(Customer).order_by(Customer.domain)).all()
         assert [c.domain for c in created] == ["good1.example.test", "good2.example.test"]
-        assert {c.partner_id for c in created} == {partner.partner_id}
-        assert {c.progress for c in created} == {Progress.INVITED}
+        assert {c.creator_id for c in created} == {partner.partner_id}
+        assert {relationship_of(c.id).progress for c in created} == {Progress.INVITED}
 
 
 def test_import_in_slices_answers_json_for_the_progress_bar(
@@ -966,7 +974,7 @@ def test_expiry_copy_follows_new_and_withdrawn_invitations(app: Any, api: Any) -
 
     def expiry() -> Any:
         with app.app_context():
-            return db.session().get(Customer, made["id"]).invitation_expires_at
+            return relationship_of(made["id"], api.partner_id).invitation_expires_at
 
     shown = datetime.fromisoformat(second["expiresAt"].replace("Z", "+00:00"))
     assert abs(expiry() - shown) < timedelta(milliseconds=1)  # the API shows milliseconds
@@ -988,9 +996,9 @@ def test_expired_filter_merges_every_waiting_step_newest_first(app: Any, api: An
     with app.app_context():
         session = db.session()
         for n, (customer_id, step) in enumerate(made):
-            customer = session.get(Customer, customer_id)
-            customer.progress = step
-            customer.invitation_expires_at = datetime.now(UTC) - timedelta(days=1 + n)
+            relationship = relationship_of(customer_id, api.partner_id)
+            relationship.progress = step
+            relationship.invitation_expires_at = datetime.now(UTC) - timedelta(days=1 + n)
         session.commit()
         names, cursor = [], ""
         while True:
@@ -1023,20 +1031,20 @@ def test_a_providers_list_pages_across_its_resellers_newest_first(app: Any, make
         )
     with app.app_context():
         session = db.session()
-        # Created at interleaved times (some equal: ties are broken by id).
+        # Begun at interleaved times (some equal: ties are broken by id).
         start = datetime.now(UTC) - timedelta(days=1)
         for n, customer in enumerate(made):
-            session.get(Customer, customer["id"]).created_at = start + timedelta(minutes=n // 2)
+            relationship_of(customer["id"]).began_at = start + timedelta(minutes=n // 2)
         expired = [made[3]["id"], made[6]["id"]]
         for customer_id in expired:
-            session.get(Customer, customer_id).invitation_expires_at = start
+            relationship_of(customer_id).invitation_expires_at = start
         session.commit()
         name = {c["id"]: f"Shop {n:02}" for n, c in enumerate(made)}
         expected = [
             name[c["id"]]
             for c in sorted(
                 made,
-                key=lambda c: (session.get(Customer, c["id"]).created_at, c["id"]),
+                key=lambda c: (relationship_of(c["id"]).began_at, c["id"]),
                 reverse=True,
             )
         ]

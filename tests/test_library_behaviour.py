@@ -323,7 +323,6 @@ def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loade
         Event,
         Invitation,
         PartnerKind,
-        Progress,
         new_id,
         utcnow,
     )
@@ -347,9 +346,9 @@ def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loade
         event = Event(kind="test.happened", actor="test")
         fastsql.insert_now(session, customer, invitation, event)
         # Defaults are on the objects as written; nothing is left to load or to insert again.
-        assert customer.partner_id == partner.id
+        assert customer.creator_id == partner.id
         assert invitation.customer_id == customer.id
-        assert customer.progress is Progress.NOT_INVITED
+        assert customer.requires_secrecy_amendment is False
         assert customer.address_line1 == ""
         assert invitation.revoked_at is None
         assert isinstance(event.id, int)
@@ -361,9 +360,9 @@ def test_insert_now_writes_defaults_and_links_and_leaves_the_objects_as_if_loade
         session.expire_all()
         stored = session.scalars(select(Customer).where(Customer.id == customer.id)).one()
         assert stored.company_name == "Contoso Ltd"
-        assert stored.partner_id == partner.id
+        assert stored.creator_id == partner.id
         assert stored.created_at == customer.created_at
-        assert stored.progress is Progress.NOT_INVITED
+        assert stored.requires_secrecy_amendment is False
         stored_invitation = session.get_one(Invitation, invitation.id)
         assert stored_invitation.customer_id == customer.id
         assert stored_invitation.include_credentials is True
@@ -390,38 +389,45 @@ def test_compiled_write_updates_as_guarded_and_is_seen_by_engine_events(app):
 
     from sqlalchemy import bindparam, event, update
 
-    from portal.core.models import Customer, Progress
+    from portal.core.models import Customer, CustomerRelationship, Progress, RelationshipOrigin
+    from portal.domain import relationships
 
+    r = CustomerRelationship
     guarded = fastsql.CompiledWrite(
+        update(r)
+        .where(r.customer_id == bindparam("of_customer"), r.progress == Progress.NOT_INVITED)
+        .values(progress=Progress.INVITED, progress_at=bindparam("at"))
+    )
+    flag = fastsql.CompiledWrite(
         update(Customer)
-        .where(Customer.id == bindparam("customer_id"), Customer.progress == Progress.NOT_INVITED)
-        .values(
-            progress=Progress.INVITED,
-            progress_at=bindparam("at"),
-            requires_secrecy_amendment=bindparam("secrecy"),
-        )
+        .where(Customer.id == bindparam("of_customer"))
+        .values(requires_secrecy_amendment=bindparam("secrecy"))
     )
     seen: list[str] = []
     with app.app_context():
         session = db.session()
         customer = _stored_customer(session)
+        fastsql.insert_now(
+            session, relationships.new(customer, customer.creator, RelationshipOrigin.CREATED)
+        )
         at = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
         listener = lambda *args: seen.append(args[2])  # noqa: E731 - statement is the 3rd
         event.listen(db.engine(), "before_cursor_execute", listener)
         try:
-            params = {"customer_id": customer.id, "at": at, "secrecy": True}
-            guarded.run(session.connection(), params)
-            later = {"customer_id": customer.id, "at": datetime(2027, 1, 1, tzinfo=UTC)}
-            guarded.run(session.connection(), {**later, "secrecy": False})  # guard: no row
+            guarded.run(session.connection(), {"of_customer": customer.id, "at": at})
+            later = {"of_customer": customer.id, "at": datetime(2027, 1, 1, tzinfo=UTC)}
+            guarded.run(session.connection(), later)  # guard: no row
+            flag.run(session.connection(), {"of_customer": customer.id, "secrecy": True})
         finally:
             event.remove(db.engine(), "before_cursor_execute", listener)
         session.commit()
         session.expire_all()
-        stored = session.scalars(select(Customer).where(Customer.id == customer.id)).one()
+        stored = session.get_one(r, (customer.id, customer.creator_id))
         assert stored.progress is Progress.INVITED
         assert stored.progress_at == at
-        assert stored.requires_secrecy_amendment is True
-        assert sum(s.startswith("UPDATE customers") for s in seen) == 2
+        assert session.get_one(Customer, customer.id).requires_secrecy_amendment is True
+        assert sum(s.startswith("UPDATE customer_relationships") for s in seen) == 2
+        assert sum(s.startswith("UPDATE customers") for s in seen) == 1
 
 
 def test_insert_now_refuses_sql_defaults_and_insert_listeners(app):
@@ -528,8 +534,8 @@ def test_compiled_read_rows_are_named_and_unnamed_columns_refused(app):
     with pytest.raises(ValueError, match="label every column once"):
         fastsql.CompiledRead(select(func.count()))
     read = fastsql.CompiledRead(
-        select(Customer.id, Customer.progress, Partner.name.label("partner_name"))
-        .join(Partner, Partner.id == Customer.partner_id)
+        select(Customer.id, Customer.created_at, Partner.name.label("partner_name"))
+        .join(Partner, Partner.id == Customer.creator_id)
         .where(Customer.id == bindparam("customer_id"))
     )
     with app.app_context():
@@ -538,7 +544,7 @@ def test_compiled_read_rows_are_named_and_unnamed_columns_refused(app):
         row = read.first(session, customer_id=customer.id)
         assert row == {
             "id": customer.id,
-            "progress": customer.progress,
+            "created_at": customer.created_at,
             "partner_name": "Fabrikam",
         }
         assert read.first_on(db.engine(), customer_id="none") is None
@@ -550,7 +556,7 @@ def _new_customer(partner):
 
     return Customer(
         id=new_id(),
-        partner=partner,
+        creator=partner,
         company_name="Contoso",
         domain="contoso.example.test",
         email="buyer@contoso.example.test",

@@ -27,26 +27,50 @@ def _progress(url: str) -> dict[str, str]:
     return found
 
 
+def _relationship_progress(url: str) -> dict[str, str]:
+    engine = db.make_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT c.domain, r.progress FROM customers c"
+                " JOIN customer_relationships r ON r.customer_id = c.id"
+            )
+        )
+        found = {domain: progress for domain, progress in rows}
+    engine.dispose()
+    return found
+
+
+def _migrate(url: str, revision: str) -> None:
+    engine = db.make_engine(url)
+    if revision == "head":
+        db.upgrade(engine)
+    else:
+        command.downgrade(db.alembic_config(engine), revision)
+    engine.dispose()
+
+
 def test_0008_names_an_opened_link_as_the_api_does(app, api, database_url):
     opened = api.create_customer(domain="opened.example.test")
-    api.create_customer(domain="invited.example.test")
+    invited = api.create_customer(domain="invited.example.test")
+    api.post(f"/v1/customers/{invited['id']}/invitations", json={})
     with app.app_context():
         session = db.session()
         session.execute(
-            text("UPDATE customers SET progress = 'link-opened' WHERE id = :id"),
+            text(
+                "UPDATE customer_relationships SET progress = 'link-opened' WHERE customer_id = :id"
+            ),
             {"id": opened["id"]},
         )
         session.commit()
         db.engine().dispose()
-    before = _progress(database_url)
+    before = _relationship_progress(database_url)
+    assert before == {"opened.example.test": "link-opened", "invited.example.test": "invited"}
 
-    engine = db.make_engine(database_url)
-    command.downgrade(db.alembic_config(engine), "0007")
-    engine.dispose()
+    _migrate(database_url, "0009")  # the progress back on the customers (0010 taken back)
+    assert _progress(database_url) == before
+    _migrate(database_url, "0007")
     assert _progress(database_url) == {**before, "opened.example.test": "opened"}
 
-    engine = db.make_engine(database_url)
-    db.upgrade(engine)
-    engine.dispose()
-    assert _progress(database_url) == before
-    assert before["opened.example.test"] == "link-opened"
+    _migrate(database_url, "head")
+    assert _relationship_progress(database_url) == before

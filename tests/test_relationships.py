@@ -35,23 +35,42 @@ def _partner(connection, name: str, kind: PartnerKind, provider_id: str | None =
     return partner_id
 
 
-def _customer(connection, partner_id: str, domain: str, created_at: datetime) -> str:
+#: A customer row as the schema before 0010 had it (with its progress).
+OLD_CUSTOMER = text(
+    """INSERT INTO customers (id, partner_id, created_at, company_name, domain, email, culture,
+    language, country, address_first_name, address_last_name, address_line1, address_line2,
+    city, state, postal_code, phone, contact_first_name, contact_last_name, contact_email,
+    contact_phone, requires_secrecy_amendment, progress, progress_at, invitation_expires_at)
+    VALUES (:id, :partner_id, :created_at, :domain, :domain, :email, 'en-US', 'en', 'US', '', '',
+    '', '', '', '', '', '', 'Tania', 'Carr', :email, '', :false, :progress, :progress_at,
+    :expires)"""
+)
+
+
+def _customer(
+    connection,
+    partner_id: str,
+    domain: str,
+    created_at: datetime,
+    progress: str = "not-invited",
+    progress_at: datetime | None = None,
+    expires: datetime | None = None,
+) -> str:
     customer_id = new_id()
+    naive = lambda moment: moment and moment.replace(tzinfo=None)  # noqa: E731 - as stored
     connection.execute(
-        Customer.__table__.insert().values(
-            id=customer_id,
-            partner_id=partner_id,
-            created_at=created_at,
-            company_name=domain,
-            domain=domain,
-            email=f"billing@{domain}",
-            culture="en-US",
-            language="en",
-            country="US",
-            contact_first_name="Tania",
-            contact_last_name="Carr",
-            contact_email=f"billing@{domain}",
-        )
+        OLD_CUSTOMER,
+        {
+            "id": customer_id,
+            "partner_id": partner_id,
+            "created_at": naive(created_at),
+            "domain": domain,
+            "email": f"billing@{domain}",
+            "false": False,
+            "progress": progress,
+            "progress_at": naive(progress_at or created_at),
+            "expires": naive(expires),
+        },
     )
     return customer_id
 
@@ -104,6 +123,81 @@ def test_0009_gives_every_customer_its_creators_relationship(empty_database):
         assert connection.scalar(text("SELECT count(*) FROM customers")) == 3
         names = engine.dialect.get_table_names(connection)
     assert "customer_relationships" not in names
+    engine.dispose()
+
+
+OLD_OUTBOX = text(
+    """INSERT INTO outbox (id, kind, customer_id, to_address, subject, text_body, html_body,
+    message_id, status, attempts, next_attempt_at, last_error, created_at)
+    VALUES (:id, :kind, :customer_id, 'x@example.test', 's', '', '', :id, 'sent', 1, :at, '',
+    :at)"""
+)
+OLD_ACCEPTANCE = text(
+    """INSERT INTO agreement_acceptances (id, customer_id, agreement_type, template_id,
+    version_rank, method, dedupe_key, first_name, last_name, email, phone, date_agreed,
+    recorded_at, recorded_by, country, language, document_uri, ip_address, user_agent)
+    VALUES (:id, :customer_id, 'MicrosoftCustomerAgreement', 't', 0, :method, :key, 'A', 'B',
+    'a@example.test', '', :at, :at, :by, 'US', 'en-US', '', '192.0.2.1', 'test')"""
+)
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    """A moment read with plain SQL, as UTC: SQLite gives text, PostgreSQL a datetime."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def test_0010_moves_progress_to_the_relationships_and_names_whose_dealing_mail_is(
+    empty_database,
+):
+    engine = db.make_engine(empty_database)
+    db.upgrade(engine, "0008")
+    when = datetime(2025, 5, 4, 3, 2, 1, tzinfo=UTC)
+    later = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    naive = later.replace(tzinfo=None)
+    with engine.begin() as connection:
+        partner = _partner(connection, "Direct", PartnerKind.DIRECT)
+        invited = _customer(connection, partner, "a.example.test", when, "invited", later, later)
+        accepted = _customer(connection, partner, "b.example.test", when, "accepted", later)
+        fresh = _customer(connection, partner, "c.example.test", when)
+    db.upgrade(engine, "0009")  # the relationships made by 0009
+    with engine.begin() as connection:
+        for kind in ("invitation", "acceptance-confirmation"):
+            connection.execute(
+                OLD_OUTBOX, {"id": new_id(), "kind": kind, "customer_id": invited, "at": naive}
+            )
+        for method, key, by in (("direct", "direct", "admin@b"), ("attested", "k", partner)):
+            values = {"method": method, "key": key, "by": by, "at": naive}
+            connection.execute(OLD_ACCEPTANCE, {"id": new_id(), "customer_id": accepted, **values})
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT customer_id, progress, progress_at, invitation_expires_at"
+                " FROM customer_relationships"
+            )
+        ).all()
+        mail = dict(connection.execute(text("SELECT kind, partner_id FROM outbox")).all())
+        acceptances = connection.execute(
+            text("SELECT method, partner_id FROM agreement_acceptances")
+        ).all()
+    found = {r[0]: (r[1], _moment(r[2]), _moment(r[3])) for r in rows}
+    assert found == {
+        invited: ("invited", later, later),
+        accepted: ("accepted", later, None),
+        fresh: ("not-invited", when, None),
+    }
+    assert mail == {"invitation": partner, "acceptance-confirmation": None}
+    assert sorted(acceptances) == [("attested", partner), ("direct", partner)]
+
+    command.downgrade(db.alembic_config(engine), "0009")
+    with engine.connect() as connection:
+        back = connection.execute(
+            text("SELECT id, progress, progress_at, invitation_expires_at FROM customers")
+        ).all()
+    assert {r[0]: (r[1], _moment(r[2]), _moment(r[3])) for r in back} == found
     engine.dispose()
 
 

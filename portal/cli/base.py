@@ -58,4 +58,5 @@ def invite_one(app: Flask, customer: Customer, options: invitations.Options) -> 
         pepper=app.extensions["portal.peppers"][0],
         locales=languages.available_locales(),
         actor="cli",
+        partner_id=None,
     )

@@ -282,15 +282,6 @@ class ApiKey(Base):
 class Customer(Base):
     __tablename__ = "customers"
     __table_args__ = (
-        Index("ix_customers_partner_page", "partner_id", "created_at", "id"),
-        Index(
-            "ix_customers_partner_progress",
-            "partner_id",
-            "progress",
-            "created_at",
-            "id",
-            postgresql_include=["invitation_expires_at"],
-        ),
         *(
             # The dashboard's search, LIKE '%text%' (PostgreSQL with pg_trgm only).
             Index(
@@ -306,7 +297,9 @@ class Customer(Base):
 
     #: The customer's tenant id (a GUID), also ``companyProfile.tenantId``.
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
+    #: The partner that created the customer: its invitations issue the customer's first
+    #: credentials. Who may see the customer is never decided by it, only by the relationships.
+    creator_id: Mapped[str] = mapped_column("partner_id", ForeignKey("partners.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     # companyProfile
@@ -339,14 +332,7 @@ class Customer(Base):
     #: Professional Secrecy Amendment.
     requires_secrecy_amendment: Mapped[bool] = mapped_column(default=False)
 
-    #: The furthest step reached (see ``Progress``), and when.
-    progress: Mapped[Progress] = mapped_column(_enum(Progress), default=Progress.NOT_INVITED)
-    progress_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    #: When the current invitation's link expires; None without a usable invitation. Lets the
-    #: dashboard find "invitation expired" customers from this table's index alone.
-    invitation_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    partner: Mapped[Partner] = relationship()
+    creator: Mapped[Partner] = relationship()
     credential: Mapped[CustomerCredential | None] = relationship(back_populates="customer")
 
 
@@ -375,7 +361,17 @@ class CustomerRelationship(Base):
 
     __tablename__ = "customer_relationships"
     __table_args__ = (
-        Index("ix_customer_relationships_partner", "partner_id", "state"),
+        # A partner's pages, newest first (see ``reports.customer_page``).
+        Index("ix_customer_relationships_page", "partner_id", "state", "began_at", "customer_id"),
+        Index(
+            "ix_customer_relationships_progress",
+            "partner_id",
+            "state",
+            "progress",
+            "began_at",
+            "customer_id",
+            postgresql_include=["invitation_expires_at"],
+        ),
         Index("ix_customer_relationships_provider", "provider_id", "state"),
     )
 
@@ -394,6 +390,14 @@ class CustomerRelationship(Base):
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Who ended it: ``customer:<user>`` or ``cli``; empty while active.
     removed_by: Mapped[str] = mapped_column(String(300), default="")
+
+    #: The furthest step this partner's dealings with the customer have reached (see
+    #: ``Progress``; the customer's acceptance counts for every partner), and when.
+    progress: Mapped[Progress] = mapped_column(_enum(Progress), default=Progress.NOT_INVITED)
+    progress_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When this partner's current invitation link expires; None without a usable invitation.
+    #: Lets the dashboard find "invitation expired" customers from this table's index alone.
+    invitation_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     customer: Mapped[Customer] = relationship()
     partner: Mapped[Partner] = relationship(foreign_keys=[partner_id])
@@ -437,6 +441,9 @@ class AgreementAcceptance(Base):
     # request evidence, for direct acceptances
     ip_address: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(500), default="")
+    #: The partner whose invitation, request or attestation it came through: it alone sees the
+    #: evidence (the customer's other partners see that, what and when it was accepted).
+    partner_id: Mapped[str | None] = mapped_column(String(36))
 
     customer: Mapped[Customer] = relationship()
 
@@ -507,6 +514,9 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(64))
     invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id"), index=True)
     customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    #: The partner whose dealing it is (an invitation, a notice); None for the customer's own
+    #: mail, such as the confirmation of its acceptance.
+    partner_id: Mapped[str | None] = mapped_column(String(36))
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(300))
     text_body: Mapped[str] = mapped_column(Text, default="")

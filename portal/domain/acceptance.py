@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flask_babel import gettext
-from sqlalchemy import Engine, Select, bindparam, exists, select
+from sqlalchemy import Engine, Select, bindparam, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,10 +27,12 @@ from portal.core.models import (
     AgreementAcceptance,
     ApiKey,
     Customer,
+    CustomerRelationship,
     Event,
     EventKind,
     Partner,
     Progress,
+    RelationshipState,
     utcnow,
 )
 from portal.domain import events
@@ -142,6 +144,7 @@ def attest(
         country=document.country if document else customer.country,
         language=document.language if document else customer.culture,
         document_uri=document.display_uri if document else agreement.link,
+        partner_id=partner.id,
     )
     try:
         with session.begin_nested():
@@ -204,12 +207,17 @@ def accept_directly(
     user_name: str,
     ip_address: str,
     user_agent: str,
+    through: str | None = None,
 ) -> tuple[list[AgreementAcceptance], bool]:
     """Record the customer's own acceptance of what was shown, with its evidence.
+
+    ``through``: the partner whose invitation or request led to it (who alone sees its evidence),
+    by default the customer's creator, whose invitations lead to the agreement page.
 
     Idempotent: a repeat (a double click, twenty tabs at once) finds the acceptance already
     there. Returns the acceptances and whether this call recorded them.
     """
+    through = through or customer.creator_id
     problems = _contact_problems(contact, "contact")
     if problems:
         raise InvalidFields(problems)
@@ -240,6 +248,7 @@ def accept_directly(
             document_uri=item.document.display_uri,
             ip_address=ip_address[:45],
             user_agent=user_agent[:500],
+            partner_id=through,
         )
         try:
             with session.begin_nested():
@@ -257,7 +266,7 @@ def accept_directly(
             session,
             EventKind.AGREEMENT_ACCEPTED,
             actor=f"customer:{user_name}",
-            partner_id=customer.partner_id,
+            partner_id=through,
             customer_id=customer.id,
             data={
                 "acceptance_id": acceptance.id,
@@ -276,10 +285,12 @@ def confirm_acceptance(
     *,
     locale: str,
     base_url: str,
+    partner_name: str | None = None,
 ) -> None:
-    """Email the person who accepted what they accepted, and when."""
+    """Email the person who accepted what they accepted, and when; ``partner_name``: whose
+    invitation or request led to it, by default the customer's creator."""
     acceptor = recorded[0]
-    partner = customer.partner.name
+    partner = partner_name or customer.creator.name
     email = emails.render(
         "acceptance_confirmation",
         locale,
@@ -313,6 +324,7 @@ ATTESTATION_NOTICE = "attestation-notice"
 
 def notify_attestation(
     session: Session,
+    partner: Partner,
     customer: Customer,
     acceptance: AgreementAcceptance,
     catalog: Catalog,
@@ -320,9 +332,9 @@ def notify_attestation(
     base_url: str,
     locales: list[str],
 ) -> None:
-    """Tell the customer's primary contact that the partner attested on their behalf."""
+    """Tell the customer's primary contact that ``partner`` attested on their behalf."""
     locale = best_locale([customer.culture, customer.language], locales)
-    partner = customer.partner.name
+    partner_name = partner.name
     email = emails.render(
         "attestation_notice",
         locale,
@@ -330,10 +342,10 @@ def notify_attestation(
             # Translators: subject of the email telling a customer that their partner confirmed
             # the customer's acceptance of an agreement.
             "%(partner)s confirmed your acceptance: %(agreement)s",
-            partner=partner,
+            partner=partner_name,
             agreement=_agreement_name(catalog, acceptance.template_id),
         ),
-        partner_name=partner,
+        partner_name=partner_name,
         company_name=customer.company_name,
         contact_name=lambda: wording.person_name(
             customer.contact_first_name, customer.contact_last_name
@@ -349,6 +361,7 @@ def notify_attestation(
         email,
         base_url=base_url,
         customer_id=customer.id,
+        partner_id=partner.id,
     )
 
 
@@ -361,11 +374,45 @@ def acceptances(
     session: Session,
     customer_id: str,
     agreement_types: list[str] | None = None,
+    *,
+    seen_by: list[str],
 ) -> list[AgreementAcceptance]:
-    query = select(AgreementAcceptance).where(AgreementAcceptance.customer_id == customer_id)
+    """The customer's acceptances as the partners ``seen_by`` (a partner and its resellers) see
+    them: the customer's own, whichever partner's dealing led to them, with their evidence (IP
+    address, user agent) only for the partner that led to it; and the attestations of those
+    partners alone (another partner's attestation is its own record). The objects of others'
+    acceptances are copies, outside the session: the blanked evidence is never written."""
+    query = select(AgreementAcceptance).where(
+        AgreementAcceptance.customer_id == customer_id,
+        or_(
+            AgreementAcceptance.method == AcceptanceMethod.DIRECT,
+            AgreementAcceptance.partner_id.in_(seen_by),
+        ),
+    )
     if agreement_types is not None:
         query = query.where(AgreementAcceptance.agreement_type.in_(agreement_types))
+    found = session.scalars(query.order_by(AgreementAcceptance.recorded_at))
+    return [a if a.partner_id in seen_by else _without_evidence(a) for a in found]
+
+
+def of_customer(session: Session, customer_id: str) -> list[AgreementAcceptance]:
+    """The customer's own acceptances, as its pages show them to the customer."""
+    query = select(AgreementAcceptance).where(
+        AgreementAcceptance.customer_id == customer_id,
+        AgreementAcceptance.method == AcceptanceMethod.DIRECT,
+    )
     return list(session.scalars(query.order_by(AgreementAcceptance.recorded_at)))
+
+
+_COLUMNS = [column.key for column in AgreementAcceptance.__table__.columns]
+
+
+def _without_evidence(acceptance: AgreementAcceptance) -> AgreementAcceptance:
+    copy = AgreementAcceptance(**{name: getattr(acceptance, name) for name in _COLUMNS})
+    copy.ip_address = ""
+    copy.user_agent = ""
+    copy.partner_id = None
+    return copy
 
 
 @dataclass(frozen=True)
@@ -375,24 +422,23 @@ class SignedStatus:
     is_signed: bool
 
 
-def _signed_status_query() -> Select[Any]:
-    owner = Partner.__table__.alias("owner")
+def _signed_status_query() -> Select[*tuple[Any, ...]]:
+    customer_id: Any = bindparam("customer_id")
+    visible = exists().where(
+        CustomerRelationship.customer_id == customer_id,
+        CustomerRelationship.state == RelationshipState.ACTIVE,
+        or_(
+            CustomerRelationship.partner_id == ApiKey.partner_id,
+            CustomerRelationship.provider_id == ApiKey.partner_id,
+        ),
+    )
     signed = exists().where(
-        AgreementAcceptance.customer_id == Customer.id,
+        AgreementAcceptance.customer_id == customer_id,
         AgreementAcceptance.agreement_type == CUSTOMER_AGREEMENT,
         AgreementAcceptance.dedupe_key == DIRECT_KEY,
     )
-    return (
-        select(
-            ApiKey.partner_id.label("asker"),
-            Customer.partner_id.label("owner"),
-            owner.c.provider_id.label("owner_provider"),
-            signed.label("signed"),
-        )
-        .select_from(ApiKey)
-        .outerjoin(Customer, Customer.id == bindparam("customer_id"))
-        .outerjoin(owner, owner.c.id == Customer.partner_id)
-        .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+    return select(visible.label("visible"), signed.label("signed")).where(
+        ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
     )
 
 
@@ -408,8 +454,7 @@ def direct_signed_status(engine: Engine, api_key: str, customer_id: str) -> Sign
     )
     if row is None:
         return SignedStatus(False, False, False)
-    owner = row["owner"]
-    visible = owner is not None and row["asker"] in (owner, row["owner_provider"])
+    visible = bool(row["visible"])
     return SignedStatus(True, visible, bool(row["signed"]) and visible)
 
 
@@ -446,8 +491,10 @@ class Status:
         return Progress.NOT_INVITED
 
 
-def status(session: Session, customer: Customer) -> Status:
-    found = acceptances(session, customer.id)
+def status(session: Session, customer: Customer, seen_by: list[str]) -> Status:
+    """The customer's acceptance, and how far the dealings of the partners ``seen_by`` (a
+    partner and its resellers) have come: another partner's invitations are not told."""
+    found = acceptances(session, customer.id, seen_by=seen_by)
     mca = [a for a in found if a.agreement_type == CUSTOMER_AGREEMENT]
     direct = next((a for a in mca if a.method is AcceptanceMethod.DIRECT), None)
     attested = next((a for a in mca if a.method is AcceptanceMethod.ATTESTED), None)
@@ -459,7 +506,11 @@ def status(session: Session, customer: Customer) -> Status:
     )
     rows = session.execute(
         select(Event.kind, Event.occurred_at)
-        .where(Event.customer_id == customer.id, Event.kind.in_(kinds))
+        .where(
+            Event.customer_id == customer.id,
+            Event.kind.in_(kinds),
+            Event.partner_id.in_(seen_by),
+        )
         .order_by(Event.id.desc())
     )
     for kind, occurred_at in rows:  # newest first: keep the latest of each kind

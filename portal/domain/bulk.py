@@ -174,6 +174,7 @@ def import_rows(
                 pepper=pepper,
                 locales=locales,
                 actor=actor,
+                partner_id=partner.id,
             )
             session.commit()
         except PortalError as exc:

@@ -21,15 +21,13 @@ from portal.core.models import (
     CustomerRelationship,
     EventKind,
     Partner,
-    PartnerKind,
-    RelationshipKind,
     RelationshipOrigin,
     is_id,
     new_id,
     utcnow,
 )
-from portal.domain import events
-from portal.domain.partners import visible_to
+from portal.domain import events, relationships
+from portal.domain.relationships import visible_to
 
 #: The user name is ``admin@<domain>`` and must fit 254 characters.
 MAX_DOMAIN = 254 - len("admin@")
@@ -123,7 +121,7 @@ def create_customer(
     customer = Customer(
         id=new_id(),  # known before the INSERT: the credentials and the event refer to it
         created_at=utcnow(),  # the relationship began then too
-        partner=partner,
+        creator=partner,
         company_name=data.company_name.strip(),
         domain=data.domain,
         email=data.email,
@@ -158,7 +156,10 @@ def create_customer(
     try:
         # Written at once (the write lock is held the shortest time).
         with session.begin_nested() if nested else nullcontext():
-            fastsql.insert_now(session, customer, credential, _relationship(customer, partner))
+            began = relationships.new(
+                customer, partner, RelationshipOrigin.CREATED, began_at=customer.created_at
+            )
+            fastsql.insert_now(session, customer, credential, began)
             events.record(
                 session,
                 EventKind.CUSTOMER_CREATED,
@@ -175,19 +176,6 @@ def create_customer(
             f"A customer with the domain {data.domain} already exists.", domain=data.domain
         ) from exc
     return Created(customer, user_name, password)
-
-
-def _relationship(customer: Customer, partner: Partner) -> CustomerRelationship:
-    """The relationship a partner begins by creating a customer."""
-    indirect = partner.kind is PartnerKind.INDIRECT_RESELLER
-    return CustomerRelationship(
-        customer=customer,
-        partner=partner,
-        kind=RelationshipKind.INDIRECT_RESELLER if indirect else RelationshipKind.RESELLER,
-        provider_id=partner.provider_id if indirect else None,
-        origin=RelationshipOrigin.CREATED,
-        began_at=customer.created_at,
-    )
 
 
 def _visible_query() -> Select[Customer]:
@@ -220,11 +208,19 @@ def get_visible(
     return customer
 
 
+def seen_through(session: Session, partner_id: str, customer_id: str) -> str | None:
+    """The reseller through whose relationship a provider sees the customer (Partner Center's
+    ``associatedPartnerId``); None when the partner serves the customer itself."""
+    found = relationships.seen(session, partner_id, customer_id)
+    return None if found is None or found.partner_id == partner_id else found.partner_id
+
+
 @dataclass(frozen=True)
 class Page:
-    items: list[Customer]
+    #: Each customer, with the reseller a provider sees it through (None: the partner's own).
+    items: list[tuple[Customer, str | None]]
     total: int
-    #: (created_at, id) of the last item when more follow, else None.
+    #: (began_at, customer id) of the last item when more follow, else None.
     after: tuple[datetime, str] | None
 
 
@@ -234,23 +230,32 @@ def page(
     size: int,
     after: tuple[datetime, str] | None = None,
 ) -> Page:
-    """One page of the customers a partner sees, oldest first, by keyset (stable under inserts)."""
-    visible = visible_to(partner_id)
-    query = select(Customer).where(visible).order_by(Customer.created_at, Customer.id)
+    """One page of the customers a partner sees, in the order it began serving them, by keyset
+    (stable under inserts)."""
+    partner_ids = relationships.partner_ids(session, partner_id)
+    shown = relationships.shown_to(partner_id, partner_ids)
+    began = CustomerRelationship.began_at
+    query = (
+        select(Customer, CustomerRelationship)
+        .join(CustomerRelationship, CustomerRelationship.customer_id == Customer.id)
+        .where(shown)
+        .order_by(began, CustomerRelationship.customer_id)
+    )
     if after is not None:
-        created_at, customer_id = after
+        began_at, customer_id = after
         query = query.where(
             or_(
-                Customer.created_at > created_at,
-                and_(Customer.created_at == created_at, Customer.id > customer_id),
+                began > began_at,
+                and_(began == began_at, CustomerRelationship.customer_id > customer_id),
             )
         )
-    items = list(session.scalars(query.limit(size + 1)))
-    total = session.scalar(select(func.count()).select_from(Customer).where(visible)) or 0
-    more = len(items) > size
-    items = items[:size]
-    last = items[-1] if more else None
-    return Page(items, total, (last.created_at, last.id) if last else None)
+    rows = list(session.execute(query.limit(size + 1)))
+    total = session.scalar(select(func.count()).select_from(CustomerRelationship).where(shown))
+    more = len(rows) > size
+    rows = rows[:size]
+    items = [(c, None if r.partner_id == partner_id else r.partner_id) for c, r in rows]
+    last = rows[-1][1] if more else None
+    return Page(items, total or 0, (last.began_at, last.customer_id) if last else None)
 
 
 # --- a customer as the customer pages show it -------------------------------------------------
@@ -293,7 +298,7 @@ PAGE_CUSTOMER: dict[str, InstrumentedAttribute[Any]] = {
 
 
 def with_partner_and_credential(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
-    return query.join(Partner, Partner.id == Customer.partner_id).outerjoin(
+    return query.join(Partner, Partner.id == Customer.creator_id).outerjoin(
         CustomerCredential, CustomerCredential.customer_id == Customer.id
     )
 

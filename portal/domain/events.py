@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, case, exists, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from portal.core import fastsql
-from portal.core.models import Customer, Event, EventKind, Invitation, Progress, utcnow
+from portal.core.models import (
+    CustomerRelationship,
+    Event,
+    EventKind,
+    Invitation,
+    Progress,
+    RelationshipState,
+    utcnow,
+)
 
 _BEFORE_ACCEPTANCE = frozenset(
     {Progress.NOT_INVITED, Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN}
@@ -49,14 +56,41 @@ def record(
     else:
         session.add(event)
     if customer_id is not None and kind in STEPS:
-        _advance(session, kind, customer_id, write_now)
+        _advance(session, kind, customer_id, partner_id, write_now)
     return event
 
 
-def _advance(session: Session, kind: EventKind, customer_id: str, write_now: bool = False) -> None:
-    """Keep ``Customer.progress`` in step with the event just recorded: one guarded UPDATE,
-    written at once, or at flush when the customer is loaded and the event waits for the flush
-    too (a page that only notes an opening, a GET, must not write before it commits)."""
+#: Events about the customer itself, which every partner's relationship follows; every other step
+#: belongs to the partner whose dealing it is (the inviting or attesting partner, and through its
+#: reseller's relationships, a provider).
+CUSTOMERS_OWN = frozenset({EventKind.CUSTOMER_SIGNED_IN, EventKind.AGREEMENT_ACCEPTED})
+
+
+def _scope(kind: EventKind) -> ColumnElement[bool]:
+    """The relationships an event of ``kind`` moves on (parameters ``of_customer``,
+    ``of_partner``; not the columns' names, which an UPDATE reserves)."""
+    of_customer = and_(
+        CustomerRelationship.customer_id == bindparam("of_customer"),
+        CustomerRelationship.state == RelationshipState.ACTIVE,
+    )
+    if kind in CUSTOMERS_OWN:
+        return of_customer
+    partner_id: Any = bindparam("of_partner")
+    return and_(
+        of_customer,
+        or_(
+            CustomerRelationship.partner_id == partner_id,
+            CustomerRelationship.provider_id == partner_id,
+        ),
+    )
+
+
+def _advance(
+    session: Session, kind: EventKind, customer_id: str, partner_id: str | None, write_now: bool
+) -> None:
+    """Keep the relationships' ``progress`` in step with the event just recorded: one guarded
+    UPDATE, written at once, or at flush (a page that only notes an opening, a GET, must not
+    write before it commits)."""
     step, moves_from = STEPS[kind]
     if kind == EventKind.INVITATION_REVOKED and session.scalar(
         select(
@@ -69,34 +103,35 @@ def _advance(session: Session, kind: EventKind, customer_id: str, write_now: boo
     ):
         return  # an older invitation was withdrawn; the current one still stands
     now = utcnow()
-    customer = session.identity_map.get(identity_key(Customer, customer_id))
-    if write_now or not isinstance(customer, Customer):
-        _ADVANCE[kind].run_for(
-            session,
-            Customer,
-            customer_id,
-            ["progress", "progress_at"],
-            customer_id=customer_id,
-            now=now,
-        )
+    params = {"of_customer": customer_id, "of_partner": partner_id}
+    if write_now:
+        _ADVANCE[kind].run(session.connection(), {**params, "now": now})
+        for loaded in list(session.identity_map.values()):
+            if isinstance(loaded, CustomerRelationship) and loaded.customer_id == customer_id:
+                session.expire(loaded, ["progress", "progress_at"])
         return
-    applies = Customer.progress.in_(moves_from)
-    customer.progress = case(
-        (applies, literal(step, Customer.progress.type)), else_=Customer.progress
-    )
-    customer.progress_at = case(
-        (applies, literal(now, Customer.progress_at.type)), else_=Customer.progress_at
-    )
+    applies = CustomerRelationship.progress.in_(moves_from)
+    with session.no_autoflush:  # the event waits for the flush too
+        found = list(session.scalars(select(CustomerRelationship).where(_scope(kind)), params))
+    for relationship in found:
+        relationship.progress = case(
+            (applies, literal(step, CustomerRelationship.progress.type)),
+            else_=CustomerRelationship.progress,
+        )
+        relationship.progress_at = case(
+            (applies, literal(now, CustomerRelationship.progress_at.type)),
+            else_=CustomerRelationship.progress_at,
+        )
 
 
 #: Each step's guarded UPDATE, for events written at once.
 _ADVANCE = {
     kind: fastsql.CompiledWrite(
-        update(Customer)
+        update(CustomerRelationship)
         .where(
-            Customer.id == bindparam("customer_id"),
+            _scope(kind),
             # Not IN: its list would be expanded at every execution.
-            or_(*(Customer.progress == value for value in sorted(moves_from))),
+            or_(*(CustomerRelationship.progress == value for value in sorted(moves_from))),
         )
         .values(progress=step, progress_at=bindparam("now"))
     )

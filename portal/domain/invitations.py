@@ -25,6 +25,7 @@ from portal.core.models import (
     AgreementAcceptance,
     Customer,
     CustomerCredential,
+    CustomerRelationship,
     CustomerSession,
     EventKind,
     Invitation,
@@ -35,7 +36,7 @@ from portal.core.models import (
     new_id,
     utcnow,
 )
-from portal.domain import events, sessions
+from portal.domain import events, relationships, sessions
 from portal.domain.customers import (
     PageCustomer,
     page_customer,
@@ -56,6 +57,16 @@ class AlreadyAccepted(PortalError):
     description = (
         "This customer has already accepted the Microsoft Customer Agreement; no invitation is "
         "needed. See GET /v1/customers/{id}/acceptanceStatus."
+    )
+
+
+class NotTheInviter(PortalError):
+    status = 409
+    code = 10411
+    error_name = "CustomerHasAccount"
+    description = (
+        "This customer came to you by accepting your relationship request and has an account of "
+        "its own: an invitation, which issues new credentials, is not needed."
     )
 
 
@@ -169,10 +180,11 @@ def create(
     pepper: bytes,
     locales: Sequence[str],
     actor: str,
+    partner_id: str | None,
 ) -> Issued:
     """Issue new credentials and a new invitation; queue it when ``options.send``."""
     draft = prepare(customer, options, links=links, pepper=pepper, locales=locales, actor=actor)
-    return issue(session, customer, draft, actor=actor)
+    return issue(session, customer, draft, actor=actor, partner_id=partner_id)
 
 
 @dataclass(frozen=True)
@@ -248,6 +260,7 @@ def prepare(
             base_url=links.base_url,
             invitation=invitation,
             customer_id=customer.id,
+            partner_id=customer.creator_id,
         )
     return Draft(
         invitation,
@@ -259,13 +272,19 @@ def prepare(
     )
 
 
-def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> Issued:
+def issue(
+    session: Session, customer: Customer, draft: Draft, *, actor: str, partner_id: str | None
+) -> Issued:
     """Store a prepared invitation: the previous one is replaced, the credentials reset, the
-    email queued. Raises AlreadyAccepted."""
+    email queued. ``partner_id``: the partner asking (None for an operator). Raises
+    AlreadyAccepted, or NotTheInviter for a partner other than the customer's creator (and its
+    provider): the credentials are the customer's, issued once by its creator."""
     session.connection()  # the transaction that writes (on SQLite: the write lock) from here
     found = _ACCEPTED_AND_OPEN.first(session, customer_id=customer.id) or {}
     if found.get("accepted"):
         raise AlreadyAccepted()
+    if partner_id is not None and not inviter(session, partner_id, customer):
+        raise NotTheInviter()
     invitation = draft.invitation
     now = invitation.created_at
     if found.get("open"):
@@ -273,12 +292,19 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
     # Everything written at once, so the transaction (on SQLite: the write lock) stays short.
     _reset_credentials(session, customer, draft.password_hash, now)
     fastsql.insert_now(session, invitation, *([draft.message] if draft.message is not None else []))
-    fastsql.update_now(session, customer, invitation_expires_at=invitation.expires_at)
+    _SET_EXPIRY.run(
+        session.connection(),
+        {
+            "of_customer": customer.id,
+            "of_partner": customer.creator_id,
+            "expires_at": invitation.expires_at,
+        },
+    )
     events.record(
         session,
         EventKind.INVITATION_CREATED,
         actor=actor,
-        partner_id=customer.partner_id,
+        partner_id=customer.creator_id,
         customer_id=customer.id,
         data={
             "invitation_id": invitation.id,
@@ -291,6 +317,18 @@ def issue(session: Session, customer: Customer, draft: Draft, *, actor: str) -> 
     return Issued(invitation, draft.url, draft.user_name, draft.password, message_id)
 
 
+#: When the creator's current invitation link expires, on its relationship (the dashboard's
+#: "expired" filter reads it there).
+_SET_EXPIRY = fastsql.CompiledWrite(
+    update(CustomerRelationship)
+    .where(
+        CustomerRelationship.customer_id == bindparam("of_customer"),
+        CustomerRelationship.partner_id == bindparam("of_partner"),
+    )
+    .values(invitation_expires_at=bindparam("expires_at"))
+)
+
+
 def render(
     customer: Customer,
     url: str,
@@ -299,7 +337,7 @@ def render(
     expires_at: datetime,
     locale: str,
 ) -> emails.Email:
-    partner = customer.partner.name
+    partner = customer.creator.name
     company = customer.company_name
     return emails.render(
         "invitation",
@@ -361,21 +399,38 @@ def _reset_credentials(
     sessions.end_all(session, CustomerSession, CustomerSession.customer_id, customer.id, now)
 
 
-def for_customer(session: Session, customer_id: str) -> list[Invitation]:
+def inviter(session: Session, partner_id: str, customer: Customer) -> bool:
+    """Whether the partner deals with the customer's invitations: it sees the customer through
+    the creator's relationship (its own, or for a provider, its reseller's)."""
+    seen = relationships.seen(session, partner_id, customer.id)
+    return seen is not None and seen.partner_id == customer.creator_id
+
+
+def for_customer(session: Session, customer: Customer, partner_id: str) -> list[Invitation]:
+    """The customer's invitations, newest first, for a partner that deals with them (see
+    ``inviter``); none for any other."""
+    if not inviter(session, partner_id, customer):
+        return []
     return list(
         session.scalars(
             select(Invitation)
-            .where(Invitation.customer_id == customer_id)
+            .where(Invitation.customer_id == customer.id)
             .order_by(Invitation.created_at.desc(), Invitation.id)
         )
     )
 
 
-def get(session: Session, customer_id: str, invitation_id: str) -> Invitation:
+def get(session: Session, customer: Customer, invitation_id: str, partner_id: str) -> Invitation:
+    """One of the customer's invitations, for a partner that deals with them; else
+    InvitationNotFound, as for an unknown id."""
     invitation = None
     if is_id(invitation_id.lower()):
         invitation = session.get(Invitation, invitation_id.lower())
-    if invitation is None or invitation.customer_id != customer_id:
+    if (
+        invitation is None
+        or invitation.customer_id != customer.id
+        or not inviter(session, partner_id, customer)
+    ):
         raise InvitationNotFound(invitationId=invitation_id[:64])
     return invitation
 
@@ -436,6 +491,7 @@ def resend(
         base_url=base_url,
         invitation=invitation,
         customer_id=invitation.customer_id,
+        partner_id=invitation.customer.creator_id,
     )
     session.flush()
     data: dict[str, Any] = {"invitation_id": invitation.id, "message_id": message.id}
@@ -446,7 +502,7 @@ def resend(
         EventKind.INVITATION_RESENT,
         actor=actor,
         customer_id=invitation.customer_id,
-        partner_id=invitation.customer.partner_id,
+        partner_id=invitation.customer.creator_id,
         data=data,
     )
     return message.id
@@ -485,7 +541,14 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
     invitation.html_body = ""
     outbox.cancel_pending(session, invitation.id)
     if invitation.superseded_at is None:
-        invitation.customer.invitation_expires_at = None
+        session.execute(
+            _SET_EXPIRY.statement,
+            {
+                "of_customer": invitation.customer_id,
+                "of_partner": invitation.customer.creator_id,
+                "expires_at": None,
+            },
+        )
         credential = session.scalars(
             select(CustomerCredential).where(
                 CustomerCredential.customer_id == invitation.customer_id
@@ -503,7 +566,7 @@ def revoke(session: Session, invitation: Invitation, actor: str) -> None:
         EventKind.INVITATION_REVOKED,
         actor=actor,
         customer_id=invitation.customer_id,
-        partner_id=invitation.customer.partner_id,
+        partner_id=invitation.customer.creator_id,
         data={"invitation_id": invitation.id},
     )
 
@@ -573,7 +636,7 @@ def _note_opened(session: Session, invitation_id: str) -> None:
     invitation = session.get_one(Invitation, invitation_id)
     if invitation.opened_at is not None:
         return
-    partner_id = invitation.customer.partner_id
+    partner_id = invitation.customer.creator_id
     invitation.opened_at = utcnow()
     events.record(
         session,

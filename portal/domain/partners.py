@@ -1,15 +1,15 @@
-"""Partners, their API keys, and who may see which customers."""
+"""Partners and their API keys (who may see which customers: ``relationships.visible_to``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, bindparam, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from portal.core import credentials, validate
 from portal.core.errors import NotFound, PortalError
-from portal.core.models import ApiKey, Customer, EventKind, Partner, PartnerKind, utcnow
+from portal.core.models import ApiKey, EventKind, Partner, PartnerKind, utcnow
 from portal.domain import events
 
 
@@ -125,9 +125,3 @@ def partner_for_key(session: Session, secret: str) -> Partner | None:
     """The partner that owns this live key, in one indexed query."""
     found = session.scalars(_PARTNER_FOR_KEY, {"key_hash": credentials.api_key_hash(secret)})
     return found.first()
-
-
-def visible_to(partner_id: str) -> ColumnElement[bool]:
-    """Customers a partner may see: its own, and for a provider, its resellers' customers."""
-    resellers = select(Partner.id).where(Partner.provider_id == partner_id)
-    return or_(Customer.partner_id == partner_id, Customer.partner_id.in_(resellers))

@@ -75,8 +75,10 @@ def receipt_pdf(
     customer: Customer,
     acceptances: Sequence[AgreementAcceptance],
     catalog: Catalog,
+    partner_name: str,
 ) -> bytes:
-    """The receipt for ``customer``'s recorded acceptances, as PDF bytes."""
+    """The receipt for ``customer``'s recorded acceptances as ``partner_name`` sees them, as PDF
+    bytes."""
     _fonts()
     buffer = io.BytesIO()
     document = SimpleDocTemplate(
@@ -101,7 +103,7 @@ def receipt_pdf(
                 ("Domain", customer.domain),
                 ("Tenant id", customer.id),
                 ("Country", customer.country),
-                ("Partner", customer.partner.name),
+                ("Partner", partner_name),
             ]
         ),
     ]

@@ -6,13 +6,149 @@ customer begins the creating partner's (``customers.create_customer``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
-from portal.core.models import CustomerRelationship, Partner, RelationshipKind, RelationshipState
+from portal.core import fastsql
+from portal.core.models import (
+    Customer,
+    CustomerRelationship,
+    Partner,
+    PartnerKind,
+    Progress,
+    RelationshipKind,
+    RelationshipOrigin,
+    RelationshipState,
+    utcnow,
+)
+
+
+def visible_to(partner_id: Any) -> ColumnElement[bool]:
+    """Customers a partner may see: those it has an active relationship with, and for a
+    provider, those its resellers have. ``partner_id`` is a value or a bound parameter."""
+    return exists().where(
+        CustomerRelationship.customer_id == Customer.id,
+        CustomerRelationship.state == RelationshipState.ACTIVE,
+        or_(
+            CustomerRelationship.partner_id == partner_id,
+            CustomerRelationship.provider_id == partner_id,
+        ),
+    )
+
+
+def partner_ids(session: Session, partner_id: str) -> list[str]:
+    """The partner itself and, for an indirect provider, its resellers: the partners whose
+    relationships it sees."""
+    resellers = session.scalars(select(Partner.id).where(Partner.provider_id == partner_id))
+    return [partner_id, *resellers]
+
+
+def shown_to(partner_id: str, ids: Sequence[str]) -> ColumnElement[bool]:
+    """The active relationships a partner's lists show, one per customer: its own, and for a
+    provider (``ids``: see ``partner_ids``), its resellers' with customers it does not serve
+    itself (and when two of its resellers serve one customer, both)."""
+    r = CustomerRelationship
+    if len(ids) == 1:
+        return and_(r.partner_id == ids[0], r.state == RelationshipState.ACTIVE)
+    own = aliased(CustomerRelationship)
+    serves_itself = exists().where(
+        own.customer_id == r.customer_id,
+        own.partner_id == partner_id,
+        own.state == RelationshipState.ACTIVE,
+    )
+    return and_(
+        r.partner_id.in_(ids),
+        r.state == RelationshipState.ACTIVE,
+        or_(r.partner_id == partner_id, ~serves_itself),
+    )
+
+
+def new(
+    customer: Customer,
+    partner: Partner,
+    origin: RelationshipOrigin,
+    *,
+    began_at: datetime | None = None,
+    accepted_by: str = "",
+    progress: Progress = Progress.NOT_INVITED,
+) -> CustomerRelationship:
+    """A partner's relationship with a customer, not yet stored: reseller, or for an indirect
+    reseller, indirect reseller with its provider."""
+    indirect = partner.kind is PartnerKind.INDIRECT_RESELLER
+    began_at = began_at or utcnow()
+    return CustomerRelationship(
+        customer=customer,
+        partner=partner,
+        kind=RelationshipKind.INDIRECT_RESELLER if indirect else RelationshipKind.RESELLER,
+        provider_id=partner.provider_id if indirect else None,
+        state=RelationshipState.ACTIVE,
+        origin=origin,
+        began_at=began_at,
+        accepted_by=accepted_by,
+        removed_by="",
+        progress=progress,
+        progress_at=began_at,
+    )
+
+
+def seen(session: Session, partner_id: str, customer_id: str) -> CustomerRelationship | None:
+    """The active relationship through which the partner sees the customer: its own, else (for
+    a provider) its reseller's; None when it sees the customer no more."""
+    found = session.scalars(
+        select(CustomerRelationship).where(
+            CustomerRelationship.customer_id == customer_id,
+            CustomerRelationship.state == RelationshipState.ACTIVE,
+            or_(
+                CustomerRelationship.partner_id == partner_id,
+                CustomerRelationship.provider_id == partner_id,
+            ),
+        )
+    )
+    return min(found, key=lambda r: (r.partner_id != partner_id, r.began_at), default=None)
+
+
+def active(session: Session, customer_id: str, partner_id: str) -> CustomerRelationship | None:
+    """The partner's own active relationship with the customer (not its resellers')."""
+    found = session.get(CustomerRelationship, (customer_id, partner_id))
+    return found if found is not None and found.state is RelationshipState.ACTIVE else None
+
+
+def begin(
+    session: Session, customer: Customer, partner: Partner, *, accepted_by: str, accepted: bool
+) -> CustomerRelationship:
+    """The relationship a customer begins by accepting a partner's request (written at once);
+    one that was removed begins again. ``accepted``: the customer has accepted the agreement."""
+    progress = Progress.ACCEPTED if accepted else Progress.NOT_INVITED
+    former = session.get(CustomerRelationship, (customer.id, partner.id))
+    if former is not None and former.state is RelationshipState.ACTIVE:
+        return former
+    relationship = new(
+        customer, partner, RelationshipOrigin.REQUEST, accepted_by=accepted_by, progress=progress
+    )
+    if former is None:
+        fastsql.insert_now(session, relationship)
+        return relationship
+    # Removed before: the same row begins again.
+    for name in (
+        "kind",
+        "provider_id",
+        "state",
+        "origin",
+        "began_at",
+        "accepted_by",
+        "removed_by",
+        "progress",
+        "progress_at",
+    ):
+        setattr(former, name, getattr(relationship, name))
+    former.removed_at = None
+    former.invitation_expires_at = None
+    return former
 
 
 @dataclass(frozen=True)

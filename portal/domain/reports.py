@@ -11,8 +11,9 @@ import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, union_all
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from portal.core import validate
@@ -21,8 +22,10 @@ from portal.core.models import (
     AcceptanceMethod,
     AgreementAcceptance,
     Customer,
+    CustomerRelationship,
     DeliveryStatus,
     Event,
+    EventKind,
     InvitationStatus,
     OutboxMessage,
     Partner,
@@ -31,6 +34,7 @@ from portal.core.models import (
     iso,
     utcnow,
 )
+from portal.domain import acceptance, relationships
 
 #: The states a partner filters by: the progress steps, and "expired" (invited, but no link
 #: that still works).
@@ -40,16 +44,17 @@ _WAITING = (Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN)
 PAGE_SIZE = 50
 
 
-def visible_partner_ids(session: Session, partner_id: str) -> list[str]:
-    """The partner itself and, for an indirect provider, its resellers."""
-    resellers = session.scalars(select(Partner.id).where(Partner.provider_id == partner_id))
-    return [partner_id, *resellers]
+R = CustomerRelationship
 
 
-def _visible(partner_ids: Sequence[str]) -> ColumnElement[bool]:
-    if len(partner_ids) == 1:
-        return Customer.partner_id == partner_ids[0]
-    return Customer.partner_id.in_(partner_ids)
+def _visible(partner_id: str, group: Sequence[str]) -> ColumnElement[bool]:
+    """The active relationships of the partners in ``group`` that ``partner_id`` sees (one of
+    its own, or of its resellers, see ``relationships.shown_to``)."""
+    return relationships.shown_to(partner_id, group)
+
+
+def _joined(*columns: Any) -> Select[Any]:
+    return select(*columns).select_from(R).join(Customer, Customer.id == R.customer_id)
 
 
 #: At most this many ordered index scans are merged for one page (see ``customer_page``); a
@@ -58,21 +63,21 @@ MAX_MERGED_SCANS = 64
 
 
 def _link_works() -> ColumnElement[bool]:
-    """The customer's current invitation link still works (``invitation_expires_at`` is kept
+    """The partner's current invitation link still works (``invitation_expires_at`` is kept
     by the invitations: set when one is issued, cleared when it is withdrawn)."""
-    return Customer.invitation_expires_at > utcnow()
+    return R.invitation_expires_at > utcnow()
 
 
 def _state_filter(state: str) -> ColumnElement[bool]:
     if state == EXPIRED:
         return and_(
-            Customer.progress.in_(_WAITING),
-            or_(Customer.invitation_expires_at.is_(None), ~_link_works()),
+            R.progress.in_(_WAITING),
+            or_(R.invitation_expires_at.is_(None), ~_link_works()),
         )
     progress = Progress(state)
     if progress in _WAITING:
-        return and_(Customer.progress == progress, _link_works())
-    return Customer.progress == progress
+        return and_(R.progress == progress, _link_works())
+    return R.progress == progress
 
 
 def _search(text: str) -> ColumnElement[bool]:
@@ -88,6 +93,10 @@ class Row:
     customer: Customer
     #: The progress step, or "expired".
     state: str
+    #: The partner whose relationship it is: the partner's own, or a provider's reseller.
+    served_by: str = ""
+    #: When that relationship began.
+    since: datetime | None = None
 
 
 @dataclass
@@ -100,13 +109,14 @@ class CustomerPage:
     partner_names: dict[str, str] = field(default_factory=dict)
 
 
-def encode_cursor(customer: Customer) -> str:
-    raw = f"{customer.created_at.isoformat()}|{customer.id}".encode()
+def encode_cursor(relationship: CustomerRelationship) -> str:
+    raw = f"{relationship.began_at.isoformat()}|{relationship.customer_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) a cursor points after; InvalidParameter for anything else."""
+    """The (began_at, customer id) a cursor points after; InvalidParameter for anything
+    else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         moment, customer_id = raw.split("|")
@@ -127,30 +137,32 @@ def customer_page(
     cursor: str = "",
     size: int = PAGE_SIZE,
 ) -> CustomerPage:
-    """Newest customers first, ``size`` at a time after ``cursor`` (keyset pagination: as fast
-    on the last page as on the first). ``query`` searches company, domain and emails."""
+    """The partner's customers, the newest relationships first, ``size`` at a time after
+    ``cursor`` (keyset pagination: as fast on the last page as on the first). ``query``
+    searches company, domain and emails."""
     if state and state not in STATES:
         raise InvalidParameter(f"Unknown state {state[:40]!r}.", state=state[:40])
     query = query.strip()[:200]
     if validate.has_control(query):  # NUL would end the pattern early on SQLite: match all
         raise InvalidParameter("A search cannot contain control characters.", q=query[:40])
-    partner_ids = visible_partner_ids(session, partner_id)
+    partner_ids = relationships.partner_ids(session, partner_id)
     filters: list[ColumnElement[bool]] = []
     if query:
         filters.append(_search(query))
     if cursor:
-        created, customer_id = decode_cursor(cursor)
-        # A row-value comparison, not "created_at < x OR (created_at = x AND id < y)": PostgreSQL
-        # makes it a bound of the index scan (partner_id, [progress,] created_at, id), so a deep
-        # page starts where the cursor points instead of filtering every newer row (at
-        # 1,000,000 customers, half-way down: 0.2 ms instead of 1.6-2.8 s; dashboard_bench.py).
-        filters.append(tuple_(Customer.created_at, Customer.id) < (created, customer_id))
-    newest_first = (Customer.created_at.desc(), Customer.id.desc())
+        began_at, customer_id = decode_cursor(cursor)
+        # A row-value comparison, not "began_at < x OR (began_at = x AND id < y)": PostgreSQL
+        # makes it a bound of the index scan (partner_id, state, [progress,] began_at,
+        # customer_id), so a deep page starts where the cursor points instead of filtering
+        # every newer row (at 1,000,000 customers, half-way down: 0.2 ms instead of 1.6-2.8 s;
+        # dashboard_bench.py).
+        filters.append(tuple_(R.began_at, R.customer_id) < (began_at, customer_id))
+    newest_first = (R.began_at.desc(), R.customer_id.desc())
     on_postgresql = session.get_bind().dialect.name == "postgresql"
-    # PostgreSQL reads the (partner_id, [progress,] created_at, id) indexes in created_at order
-    # for one partner and one progress step only; across several (a provider's resellers, the
-    # waiting steps of "expired") it would sort every matching customer. So: one ordered index
-    # scan per partner and step, each stopping after a page, merged.
+    # PostgreSQL reads those indexes in began_at order for one partner and one progress step
+    # only; across several (a provider's resellers, the waiting steps of "expired") it would
+    # sort every matching relationship. So: one ordered index scan per partner and step, each
+    # stopping after a page, merged.
     per_step = on_postgresql and state == EXPIRED
     per_partner = (
         on_postgresql
@@ -163,11 +175,11 @@ def customer_page(
         if state and not per_step:
             filters.append(_state_filter(state))
         parts = [
-            select(Customer.id, Customer.created_at)
+            _joined(R.customer_id, R.partner_id, R.began_at)
             .where(
                 *filters,
-                _visible(group),
-                *([] if step is None else [_state_filter(EXPIRED), Customer.progress == step]),
+                _visible(partner_id, group if per_partner else partner_ids),
+                *([] if step is None else [_state_filter(EXPIRED), R.progress == step]),
             )
             .order_by(*newest_first)
             .limit(size + 1)
@@ -177,19 +189,33 @@ def customer_page(
             for step in steps
         ]
         merged = union_all(*parts).subquery()
-        picked = select(merged.c.id).order_by(merged.c.created_at.desc(), merged.c.id.desc())
-        statement = select(Customer).where(
-            Customer.id.in_(picked.limit(size + 1).scalar_subquery())
+        picked = (
+            select(merged.c.customer_id, merged.c.partner_id)
+            .order_by(merged.c.began_at.desc(), merged.c.customer_id.desc())
+            .limit(size + 1)
+            .subquery()
+        )
+        statement = (
+            select(Customer, R)
+            .join(R, R.customer_id == Customer.id)
+            .join(
+                picked,
+                and_(picked.c.customer_id == R.customer_id, picked.c.partner_id == R.partner_id),
+            )
         )
     else:
         if state:
             filters.append(_state_filter(state))
-        statement = select(Customer).where(_visible(partner_ids), *filters)
+        statement = (
+            select(Customer, R)
+            .join(R, R.customer_id == Customer.id)
+            .where(_visible(partner_id, partner_ids), *filters)
+        )
     statement = statement.order_by(*newest_first).limit(size + 1)
-    found = list(session.scalars(statement))
+    found = list(session.execute(statement))
     more = len(found) > size
     found = found[:size]
-    rows = [Row(c, display_state(c)) for c in found]
+    rows = [Row(c, display_state(r), r.partner_id, r.began_at) for c, r in found]
     names = (
         {
             row.id: row.name
@@ -202,21 +228,21 @@ def customer_page(
     )
     return CustomerPage(
         rows=rows,
-        next_cursor=encode_cursor(found[-1]) if more and found else None,
+        next_cursor=encode_cursor(found[-1][1]) if more and found else None,
         query=query,
         state=state,
         partner_names={str(k): str(v) for k, v in names.items()},
     )
 
 
-def display_state(customer: Customer) -> str:
-    """The customer's progress step, or "expired" when it waits on a link that no longer works
-    (the same rule as the "expired" filter)."""
-    if customer.progress in _WAITING and (
-        customer.invitation_expires_at is None or customer.invitation_expires_at <= utcnow()
+def display_state(relationship: CustomerRelationship) -> str:
+    """The partner's progress with the customer, or "expired" when it waits on a link that no
+    longer works (the same rule as the "expired" filter)."""
+    if relationship.progress in _WAITING and (
+        relationship.invitation_expires_at is None or relationship.invitation_expires_at <= utcnow()
     ):
         return EXPIRED
-    return customer.progress.value
+    return relationship.progress.value
 
 
 # --- one customer -------------------------------------------------------------------------------
@@ -238,16 +264,31 @@ class Moment:
     detail: str = ""
 
 
-def timeline(session: Session, customer: Customer) -> list[Moment]:
-    """What happened to a customer, oldest first: the event log and each email's delivery."""
+#: Events of the customer's own that every partner of it sees (the others are the dealings of
+#: the partner they name, which it alone sees).
+SHARED_EVENTS = (EventKind.AGREEMENT_ACCEPTED,)
+
+
+def timeline(session: Session, partner_id: str, customer: Customer) -> list[Moment]:
+    """What happened to a customer, oldest first, as the partner sees it: the event log and each
+    email's delivery of its own dealings (and its resellers'), and the customer's acceptance."""
+    seen_by = relationships.partner_ids(session, partner_id)
     moments = [
         Moment(e.occurred_at, e.kind, e.actor, _detail(e))
         for e in session.scalars(
-            select(Event).where(Event.customer_id == customer.id).order_by(Event.id)
+            select(Event)
+            .where(
+                Event.customer_id == customer.id,
+                or_(Event.partner_id.in_(seen_by), Event.kind.in_(SHARED_EVENTS)),
+            )
+            .order_by(Event.id)
         )
     ]
     for message in session.scalars(
-        select(OutboxMessage).where(OutboxMessage.customer_id == customer.id)
+        select(OutboxMessage).where(
+            OutboxMessage.customer_id == customer.id,
+            or_(OutboxMessage.partner_id.in_(seen_by), OutboxMessage.partner_id.is_(None)),
+        )
     ):
         if message.status is DeliveryStatus.SENT and message.sent_at is not None:
             moments.append(Moment(message.sent_at, MailOutcome.SENT, "", message.to_address))
@@ -267,14 +308,10 @@ def _detail(event: Event) -> str:
     return ""
 
 
-def evidence(session: Session, customer: Customer) -> list[AgreementAcceptance]:
-    return list(
-        session.scalars(
-            select(AgreementAcceptance)
-            .where(AgreementAcceptance.customer_id == customer.id)
-            .order_by(AgreementAcceptance.recorded_at)
-        )
-    )
+def evidence(session: Session, partner_id: str, customer: Customer) -> list[AgreementAcceptance]:
+    """The customer's acceptances as the partner sees them (see ``acceptance.acceptances``)."""
+    seen_by = relationships.partner_ids(session, partner_id)
+    return acceptance.acceptances(session, customer.id, seen_by=seen_by)
 
 
 def evidence_json(
@@ -319,7 +356,9 @@ def export_rows(
     session: Session, partner_id: str, batch: int = 1000
 ) -> Iterator[tuple[Row, AgreementAcceptance | None]]:
     """Every visible customer, newest first, with the acceptance that counts (direct over
-    attested), a batch at a time: no long transaction, no whole table in memory."""
+    attested) as the partner sees it, a batch at a time: no long transaction, no whole table in
+    memory."""
+    seen_by = relationships.partner_ids(session, partner_id)
     cursor = ""
     while True:
         page = customer_page(session, partner_id, cursor=cursor, size=batch)
@@ -327,7 +366,13 @@ def export_rows(
         accepted: dict[str, AgreementAcceptance] = {}
         for item in session.scalars(
             select(AgreementAcceptance)
-            .where(AgreementAcceptance.customer_id.in_(ids))
+            .where(
+                AgreementAcceptance.customer_id.in_(ids),
+                or_(
+                    AgreementAcceptance.method == AcceptanceMethod.DIRECT,
+                    AgreementAcceptance.partner_id.in_(seen_by),
+                ),
+            )
             .order_by(AgreementAcceptance.recorded_at)
         ):
             current = accepted.get(item.customer_id)
@@ -349,12 +394,12 @@ def export_rows(
 
 def funnel(session: Session, partner_id: str) -> dict[str, int]:
     """How many visible customers have reached each step (each counted at its furthest)."""
-    partner_ids = visible_partner_ids(session, partner_id)
+    partner_ids = relationships.partner_ids(session, partner_id)
     counts = dict.fromkeys((p.value for p in Progress), 0)
     for progress, count in session.execute(
-        select(Customer.progress, func.count())
-        .where(_visible(partner_ids))
-        .group_by(Customer.progress)
+        select(R.progress, func.count())
+        .where(_visible(partner_id, partner_ids))
+        .group_by(R.progress)
     ):
         counts[Progress(progress).value] = int(count)
     return counts
@@ -363,18 +408,26 @@ def funnel(session: Session, partner_id: str) -> dict[str, int]:
 def acceptances_by_week(
     session: Session, partner_id: str, weeks: int = 12, now: datetime | None = None
 ) -> list[tuple[datetime, int]]:
-    """(Monday of the week, acceptances recorded that week) for the last ``weeks`` weeks."""
+    """(Monday of the week, acceptances recorded that week, of the customers the partner sees)
+    for the last ``weeks`` weeks: the customers' own, and the partner's attestations."""
     now = now or utcnow()
     monday = (now - timedelta(days=now.weekday())).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
     starts = [monday - timedelta(weeks=n) for n in reversed(range(weeks))]
     counts = dict.fromkeys(starts, 0)
-    partner_ids = visible_partner_ids(session, partner_id)
+    partner_ids = relationships.partner_ids(session, partner_id)
     recorded = session.scalars(
         select(AgreementAcceptance.recorded_at)
-        .join(Customer, Customer.id == AgreementAcceptance.customer_id)
-        .where(_visible(partner_ids), AgreementAcceptance.recorded_at >= starts[0])
+        .join(R, R.customer_id == AgreementAcceptance.customer_id)
+        .where(
+            _visible(partner_id, partner_ids),
+            AgreementAcceptance.recorded_at >= starts[0],
+            or_(
+                AgreementAcceptance.method == AcceptanceMethod.DIRECT,
+                AgreementAcceptance.partner_id.in_(partner_ids),
+            ),
+        )
     )
     for moment in recorded:
         week = (moment - timedelta(days=moment.weekday())).replace(
@@ -385,28 +438,31 @@ def acceptances_by_week(
     return list(counts.items())
 
 
-def waiting_longest(session: Session, partner_id: str, limit: int = 10) -> list[Customer]:
+def waiting_longest(session: Session, partner_id: str, limit: int = 10) -> list[Row]:
     """Invited customers who have not accepted yet, the longest-standing first."""
-    partner_ids = visible_partner_ids(session, partner_id)
-    return list(
-        session.scalars(
-            select(Customer)
-            .where(_visible(partner_ids), Customer.progress.in_(_WAITING))
-            .order_by(Customer.created_at, Customer.id)
-            .limit(limit)
-        )
+    partner_ids = relationships.partner_ids(session, partner_id)
+    found = session.execute(
+        _joined(Customer, R)
+        .where(_visible(partner_id, partner_ids), R.progress.in_(_WAITING))
+        .order_by(R.began_at, R.customer_id)
+        .limit(limit)
     )
+    return [Row(c, r.progress.value, r.partner_id, r.began_at) for c, r in found]
 
 
 def failed_deliveries(
     session: Session, partner_id: str, limit: int = 10
 ) -> list[tuple[OutboxMessage, Customer]]:
     """The newest emails that could not be delivered, with their customers."""
-    partner_ids = visible_partner_ids(session, partner_id)
+    partner_ids = relationships.partner_ids(session, partner_id)
     found = session.execute(
         select(OutboxMessage, Customer)
         .join(Customer, Customer.id == OutboxMessage.customer_id)
-        .where(_visible(partner_ids), OutboxMessage.status == DeliveryStatus.FAILED)
+        .where(
+            OutboxMessage.partner_id.in_(partner_ids),
+            OutboxMessage.status == DeliveryStatus.FAILED,
+            relationships.visible_to(partner_id),
+        )
         .order_by(OutboxMessage.created_at.desc())
         .limit(limit)
     )

@@ -117,7 +117,7 @@ def start(
         EventKind.CUSTOMER_SIGNED_IN,
         actor=f"customer:{credential.user_name}",
         customer_id=credential.customer_id,
-        partner_id=customer.partner_id if customer else None,
+        partner_id=customer.creator_id if customer else None,
         data={"temporary": credential.temporary},
     )
     return started

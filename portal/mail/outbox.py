@@ -36,13 +36,21 @@ def queue(
     base_url: str,
     invitation: Invitation | None = None,
     customer_id: str | None = None,
+    partner_id: str | None = None,
 ) -> OutboxMessage:
     """Add a message to the outbox; it is sent only if this transaction commits.
 
-    The MIME message is built here, once, so that delivery is only SMTP.
+    The MIME message is built here, once, so that delivery is only SMTP. ``partner_id``: the
+    partner whose dealing it is (None for the customer's own mail), who alone sees it.
     """
     message = compose(
-        kind, to, email, base_url=base_url, invitation=invitation, customer_id=customer_id
+        kind,
+        to,
+        email,
+        base_url=base_url,
+        invitation=invitation,
+        customer_id=customer_id,
+        partner_id=partner_id,
     )
     session.add(message)
     return message
@@ -56,6 +64,7 @@ def compose(
     base_url: str,
     invitation: Invitation | None = None,
     customer_id: str | None = None,
+    partner_id: str | None = None,
 ) -> OutboxMessage:
     """An outbox message with its MIME bytes, not yet in any session (``queue`` adds it)."""
     host = urlsplit(base_url).hostname or "portal.invalid"
@@ -68,6 +77,7 @@ def compose(
         message_id=f"<{uuid.uuid4()}@{host}>",
         invitation=invitation,
         customer_id=customer_id,
+        partner_id=partner_id,
         next_attempt_at=utcnow(),
     )
     message.mime = mime.build(current_app.config["MAIL_DEFAULT_SENDER"], message)

@@ -43,7 +43,7 @@ from portal.core.models import (
     is_id,
     iso,
 )
-from portal.domain import acceptance, customers, invitations, partners
+from portal.domain import acceptance, customers, invitations, partners, relationships
 from portal.domain.acceptance import Contact, Status
 from portal.i18n import languages
 
@@ -232,8 +232,10 @@ def _collection(items: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     }
 
 
-def customer_json(customer: Customer) -> dict[str, Any]:
-    return {
+def customer_json(customer: Customer, through: str | None = None) -> dict[str, Any]:
+    """A customer in Partner Center's shape; ``through``: the reseller a provider sees it
+    through (``associatedPartnerId``), None for the partner's own customer."""
+    body: dict[str, Any] = {
         "id": customer.id,
         "companyProfile": {
             "tenantId": customer.id,
@@ -267,13 +269,15 @@ def customer_json(customer: Customer) -> dict[str, Any]:
             "email": customer.contact_email,
             "phoneNumber": customer.contact_phone,
         },
-        # Partner Center's name for the reseller a provider's customer belongs to.
-        "associatedPartnerId": customer.partner_id,
         SECRECY_FIELD: customer.requires_secrecy_amendment,
         "createdAt": iso(customer.created_at),
         "links": {"self": {"uri": f"/v1/customers/{customer.id}", "method": "GET"}},
         "attributes": {"objectType": "Customer"},
     }
+    if through is not None:
+        # Partner Center's name for the reseller a provider's customer belongs to.
+        body["associatedPartnerId"] = through
+    return body
 
 
 def agreement_json(acceptance: AgreementAcceptance, *, evidence: bool = False) -> dict[str, Any]:
@@ -408,7 +412,7 @@ def list_customers() -> ResponseReturnValue:
     body: dict[str, Any] = {
         "totalCount": page.total,
         "count": len(page.items),
-        "items": [customer_json(c) for c in page.items],
+        "items": [customer_json(c, through) for c, through in page.items],
         "links": links,
         "attributes": {"objectType": "Collection"},
     }
@@ -423,6 +427,11 @@ def list_customers() -> ResponseReturnValue:
     return jsonify(body)
 
 
+def _seen_by() -> list[str]:
+    """The partners whose dealings the caller sees: itself and, for a provider, its resellers."""
+    return relationships.partner_ids(db.session(), _partner().id)
+
+
 def _visible_customer(customer_id: str, with_credential: bool = False) -> Customer:
     customer_id = customer_id.lower()
     if not is_id(customer_id):
@@ -434,7 +443,9 @@ def _visible_customer(customer_id: str, with_credential: bool = False) -> Custom
 
 @bp.get("/customers/<customer_id>")
 def get_customer(customer_id: str) -> ResponseReturnValue:
-    return jsonify(customer_json(_visible_customer(customer_id)))
+    customer = _visible_customer(customer_id)
+    through = customers.seen_through(db.session(), _partner().id, customer.id)
+    return jsonify(customer_json(customer, through))
 
 
 # --- agreements -------------------------------------------------------------------------------
@@ -521,6 +532,7 @@ def attest(customer_id: str) -> ResponseReturnValue:
     )
     acceptance.notify_attestation(
         db.session(),
+        partner,
         customer,
         recorded,
         catalog.current(),
@@ -536,7 +548,9 @@ def attest(customer_id: str) -> ResponseReturnValue:
 @bp.get("/customers/<customer_id>/agreements")
 def customer_agreements(customer_id: str) -> ResponseReturnValue:
     customer = _visible_customer(customer_id)
-    found = acceptance.acceptances(db.session(), customer.id, _agreement_types())
+    found = acceptance.acceptances(
+        db.session(), customer.id, _agreement_types(), seen_by=_seen_by()
+    )
     return jsonify(_collection([agreement_json(a) for a in found]))
 
 
@@ -575,14 +589,14 @@ def _status_json(status: Status) -> dict[str, Any]:
 @bp.get("/customers/<customer_id>/acceptanceStatus")
 def acceptance_status(customer_id: str) -> ResponseReturnValue:
     customer = _visible_customer(customer_id)
-    return jsonify(_status_json(acceptance.status(db.session(), customer)))
+    return jsonify(_status_json(acceptance.status(db.session(), customer, _seen_by())))
 
 
 @bp.get("/customers/<customer_id>/purchaseEligibility")
 def purchase_eligibility(customer_id: str) -> ResponseReturnValue:
     partner = _partner()
     customer = _visible_customer(customer_id)
-    status = acceptance.status(db.session(), customer)
+    status = acceptance.status(db.session(), customer, _seen_by())
     body: dict[str, Any] = {
         "customerId": customer.id,
         "eligible": status.eligible,
@@ -692,7 +706,7 @@ def create_invitation(customer_id: str) -> ResponseReturnValue:
         locales=languages.available_locales(),
         actor=actor,
     )
-    issued = invitations.issue(db.session(), customer, draft, actor=actor)
+    issued = invitations.issue(db.session(), customer, draft, actor=actor, partner_id=partner.id)
     db.session().commit()
     invitation = issued.invitation
     body = invitation_json(invitation, issued.url)
@@ -712,20 +726,22 @@ def create_invitation(customer_id: str) -> ResponseReturnValue:
 @bp.get("/customers/<customer_id>/invitations")
 def list_invitations(customer_id: str) -> ResponseReturnValue:
     customer = _visible_customer(customer_id)
-    found = invitations.for_customer(db.session(), customer.id)
+    found = invitations.for_customer(db.session(), customer, _partner().id)
     return jsonify(_collection([invitation_json(i) for i in found]))
 
 
 @bp.get("/customers/<customer_id>/invitations/<invitation_id>")
 def get_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     customer = _visible_customer(customer_id)
-    return jsonify(invitation_json(invitations.get(db.session(), customer.id, invitation_id)))
+    return jsonify(
+        invitation_json(invitations.get(db.session(), customer, invitation_id, _partner().id))
+    )
 
 
 @bp.post("/customers/<customer_id>/invitations/<invitation_id>/resend")
 def resend_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     customer = _visible_customer(customer_id)
-    invitation = invitations.get(db.session(), customer.id, invitation_id)
+    invitation = invitations.get(db.session(), customer, invitation_id, _partner().id)
     invitations.resend(
         db.session(), invitation, current_app.config["BASE_URL"], actor=f"partner:{_partner().id}"
     )
@@ -739,7 +755,7 @@ def resend_invitation(customer_id: str, invitation_id: str) -> ResponseReturnVal
 @bp.delete("/customers/<customer_id>/invitations/<invitation_id>")
 def revoke_invitation(customer_id: str, invitation_id: str) -> ResponseReturnValue:
     customer = _visible_customer(customer_id)
-    invitation = invitations.get(db.session(), customer.id, invitation_id)
+    invitation = invitations.get(db.session(), customer, invitation_id, _partner().id)
     invitations.revoke(db.session(), invitation, actor=f"partner:{_partner().id}")
     db.session().commit()
     db.session().refresh(invitation)

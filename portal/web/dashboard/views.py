@@ -37,6 +37,7 @@ from portal.core import catalog, db
 from portal.core.catalog import CUSTOMER_AGREEMENT
 from portal.core.errors import (
     AttestationExists,
+    CustomerNotFound,
     DomainTaken,
     InvalidFields,
     InvalidParameter,
@@ -44,7 +45,16 @@ from portal.core.errors import (
     PortalError,
 )
 from portal.core.models import Customer, Invitation, Partner, PartnerUser, UserRole, iso
-from portal.domain import acceptance, bulk, customers, invitations, receipts, reports, users
+from portal.domain import (
+    acceptance,
+    bulk,
+    customers,
+    invitations,
+    receipts,
+    relationships,
+    reports,
+    users,
+)
 from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
 from portal.i18n import languages
@@ -314,13 +324,18 @@ def customer(customer_id: str) -> ResponseReturnValue:
 
 def _customer_context(found: Customer, **extra: Any) -> dict[str, Any]:
     session_ = db.session()
-    listed = invitations.for_customer(session_, found.id)
+    partner_id = _partner().id
+    seen = relationships.seen(session_, partner_id, found.id)
+    if seen is None:  # removed between the look-up and now
+        raise CustomerNotFound(customerId=found.id)
+    listed = invitations.for_customer(session_, found, partner_id)
     return {
         "customer": found,
-        "state": reports.display_state(found),
-        "timeline": reports.timeline(session_, found),
-        "evidence": reports.evidence(session_, found),
+        "state": reports.display_state(seen),
+        "timeline": reports.timeline(session_, partner_id, found),
+        "evidence": reports.evidence(session_, partner_id, found),
         "invitations": [(i, invitations.status(i)) for i in listed],
+        "may_invite": seen.partner_id == found.creator_id,
         "may_attest": _partner().may_attest and _user().role is UserRole.ADMIN_AGENT,
         "attest_form": extra.pop("attest_form", None) or _attest_defaults(found),
         "attest_problems": extra.pop("attest_problems", {}),
@@ -339,7 +354,7 @@ def _mca_template() -> str:
 @signed_in
 def evidence_json(customer_id: str) -> ResponseReturnValue:
     found = _customer(customer_id)
-    body = reports.evidence_json(found, reports.evidence(db.session(), found))
+    body = reports.evidence_json(found, reports.evidence(db.session(), _partner().id, found))
     return Response(
         json.dumps(body, indent=2, ensure_ascii=False),
         mimetype="application/json",
@@ -351,7 +366,10 @@ def evidence_json(customer_id: str) -> ResponseReturnValue:
 @signed_in
 def receipt_pdf(customer_id: str) -> ResponseReturnValue:
     found = _customer(customer_id)
-    pdf = receipts.receipt_pdf(found, reports.evidence(db.session(), found), catalog.current())
+    partner = _partner()
+    pdf = receipts.receipt_pdf(
+        found, reports.evidence(db.session(), partner.id, found), catalog.current(), partner.name
+    )
     return Response(
         pdf,
         mimetype="application/pdf",
@@ -385,6 +403,7 @@ def invite(customer_id: str) -> ResponseReturnValue:
             pepper=current_app.extensions["portal.peppers"][0],
             locales=languages.available_locales(),
             actor=_actor(),
+            partner_id=_partner().id,
         )
     except invitations.AlreadyAccepted:
         return _back_to(found, _("This customer has already accepted."), 409)
@@ -419,7 +438,7 @@ def _mailto(invitation: Invitation, body: str) -> str:
 
 def _invitation(customer_id: str, invitation_id: str) -> tuple[Customer, Invitation]:
     found = _customer(customer_id)
-    return found, invitations.get(db.session(), found.id, invitation_id)
+    return found, invitations.get(db.session(), found, invitation_id, _partner().id)
 
 
 @bp.get("/customers/<customer_id>/invitations/<invitation_id>")
@@ -532,6 +551,7 @@ def attest(customer_id: str) -> ResponseReturnValue:
         return again({"form": _("This attestation has already been recorded.")}, 409)
     acceptance.notify_attestation(
         db.session(),
+        _partner(),
         found,
         recorded,
         catalog.current(),

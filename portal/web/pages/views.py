@@ -26,7 +26,7 @@ from werkzeug.routing import PathConverter
 
 from portal.core import catalog, db
 from portal.core.errors import InvalidFields, ProblemCode
-from portal.core.models import AcceptanceMethod, AgreementAcceptance, Customer, LinkState
+from portal.core.models import AgreementAcceptance, Customer, LinkState
 from portal.domain import acceptance, customers, invitations, relationships, signin
 from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
@@ -111,11 +111,7 @@ def _commit_noted(what: str) -> None:
 
 
 def _direct_acceptances(customer_id: str) -> list[AgreementAcceptance]:
-    return [
-        a
-        for a in acceptance.acceptances(db.session(), customer_id)
-        if a.method is AcceptanceMethod.DIRECT
-    ]
+    return acceptance.of_customer(db.session(), customer_id)
 
 
 def customer_page(
