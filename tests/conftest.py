@@ -240,12 +240,15 @@ def make_api(app: Flask, client: FlaskClient) -> Any:
     """Create a partner (and its key) and return its Api."""
 
     def make(
-        kind: PartnerKind = PartnerKind.DIRECT, provider: Api | None = None, name: str = "Fabrikam"
+        kind: PartnerKind = PartnerKind.DIRECT,
+        provider: Api | None = None,
+        name: str = "Fabrikam",
+        country: str = "US",
     ) -> Api:
         with app.app_context():
             session = db.session()
             partner = partners.create_partner(
-                session, name, kind, provider.partner_id if provider else None
+                session, name, kind, provider.partner_id if provider else None, country=country
             )
             key = partners.create_key(session, partner)
             session.commit()

@@ -65,7 +65,15 @@ def test_reseller_needs_an_indirect_provider(runner):
     assert "not an indirect provider" in wrong.output
     provider = create(runner, "--name", "Provider", "--kind", "indirect-provider")
     reseller = create(
-        runner, "--name", "R", "--kind", "indirect-reseller", "--provider", provider["id"]
+        runner,
+        "--name",
+        "R",
+        "--kind",
+        "indirect-reseller",
+        "--provider",
+        provider["id"],
+        "--country",
+        "de",
     )
     listed = json.loads(invoke(runner, "partners", "list", "--json").output)["items"]
     assert {
@@ -73,7 +81,26 @@ def test_reseller_needs_an_indirect_provider(runner):
         "name": "R",
         "kind": "indirect-reseller",
         "providerId": provider["id"],
+        "country": "DE",
     } in listed
+
+
+def test_a_partners_country_is_checked_and_can_be_set_later(runner):
+    unknown = invoke(
+        runner, "partners", "create", "--name", "X", "--kind", "direct", "--country", "XX"
+    )
+    assert unknown.exit_code != 0
+    assert "'XX' is not an ISO 3166 country code" in unknown.output
+    made = create(runner, "--name", "Later", "--kind", "direct")
+    listed = json.loads(invoke(runner, "partners", "list", "--json").output)["items"]
+    assert [p["country"] for p in listed if p["id"] == made["id"]] == [None]
+    for bad in ("", "XX", "USA"):
+        refused = invoke(runner, "partners", "country", made["id"], bad)
+        assert refused.exit_code != 0, bad
+    done = invoke(runner, "partners", "country", made["id"], "se")
+    assert done.exit_code == 0, done.output
+    listed = json.loads(invoke(runner, "partners", "list", "--json").output)["items"]
+    assert [p["country"] for p in listed if p["id"] == made["id"]] == ["SE"]
 
 
 def test_unknown_kind_is_refused(runner):

@@ -6,9 +6,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import select
+
 from portal.core import db
-from portal.core.models import Customer, Partner, PartnerKind
+from portal.core.models import (
+    Customer,
+    Event,
+    EventKind,
+    OutboxMessage,
+    Partner,
+    PartnerKind,
+    RelationshipState,
+)
 from portal.domain import relationships
+from tests.conftest import relationship_of
 from tests.test_api_agreements import MCA, attestation
 from tests.test_dashboard import add_user, sign_in
 from tests.test_pages import accept, change_password, invited, sign_in_from_link
@@ -141,3 +152,100 @@ def test_a_provider_sees_a_shared_customer_once(app, make_api):
     assert listed == [customer["id"]]
     assert provider.get("/v1/customers").get_json()["totalCount"] == 1
     assert [c["id"] for c in reseller.get("/v1/customers").get_json()["items"]] == [customer["id"]]
+
+
+# --- the customer removes a partner --------------------------------------------------------------
+
+
+def test_a_customer_removes_a_partner_who_loses_access_at_once(app, client, make_api):
+    from tests.test_dashboard import csrf
+
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    add_user(app, second.partner_id, "admin@second.example.test")
+    customer, made = invited(first)
+    cid = customer["id"]
+    share(app, cid, second)
+    sign_in_from_link(client, made)
+    change_password(client)
+    accept(client)
+    account = client.get("/account").get_data(as_text=True)
+    assert "First Partner Ltd" in account
+    assert "Second Partner Ltd" in account
+    path = f"/account/partners/{second.partner_id}/remove"
+    form = client.get(path)
+    assert form.status_code == 200
+    assert "Second Partner Ltd" in form.get_data(as_text=True)
+    assert client.post(path, data={}).status_code == 400  # no CSRF token: nothing changes
+    assert second.get(f"/v1/customers/{cid}").status_code == 200
+    removed = client.post(path, data={"csrf_token": csrf(form)})
+    assert removed.status_code == 302
+    account = client.get("/account").get_data(as_text=True)
+    assert "Second Partner Ltd is no longer your partner." in account
+    assert f"/account/partners/{second.partner_id}/remove" not in account
+    assert f"/account/partners/{first.partner_id}/remove" in account
+
+    assert second.get(f"/v1/customers/{cid}").status_code == 404
+    assert cid not in [c["id"] for c in second.get("/v1/customers").get_json()["items"]]
+    status = f"/v1/customers/{cid}/directSignedMicrosoftCustomerAgreementStatus"
+    assert second.get(status).status_code == 404
+    assert first.get(status).get_json()["isSigned"] is True
+    assert client.post(path, data={"csrf_token": csrf(form)}).status_code == 404  # once only
+
+    with app.app_context():
+        relationship = relationship_of(cid, second.partner_id)
+        assert relationship.state is RelationshipState.REMOVED
+        assert relationship.removed_by == f"customer:{made['userName']}"
+        event = (
+            db.session()
+            .scalars(select(Event).where(Event.kind == EventKind.RELATIONSHIP_REMOVED))
+            .one()
+        )
+        assert (event.partner_id, event.customer_id) == (second.partner_id, cid)
+        notice = (
+            db.session()
+            .scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == relationships.REMOVAL_NOTICE)
+            )
+            .one()
+        )
+        assert notice.to_address == "admin@second.example.test"
+        assert notice.partner_id == second.partner_id
+        assert customer["companyProfile"]["companyName"] in notice.subject
+        assert "Second Partner Ltd can no longer see this customer" in notice.text_body
+
+    partner_browser = app.test_client()
+    sign_in(partner_browser, "admin@second.example.test")
+    assert partner_browser.get(f"/dashboard/customers/{cid}").status_code == 404
+    assert cid not in partner_browser.get("/dashboard/customers.csv").get_data(as_text=True)
+    assert customer["companyProfile"]["companyName"] not in partner_browser.get(
+        "/dashboard/customers"
+    ).get_data(as_text=True)
+
+
+def test_a_customer_cannot_remove_a_partner_it_does_not_have(app, client, make_api):
+    from tests.test_dashboard import csrf
+
+    first = make_api(name="First Partner Ltd")
+    stranger = make_api(name="Stranger Ltd")
+    _, made = invited(first)
+    sign_in_from_link(client, made)
+    change_password(client)
+    accept(client)
+    page = client.get("/account")
+    for partner_id in (stranger.partner_id, "not-an-id"):
+        path = f"/account/partners/{partner_id}/remove"
+        assert client.get(path).status_code == 404
+        assert client.post(path, data={"csrf_token": csrf(page)}).status_code == 404
+
+
+def test_removing_a_partner_needs_a_signed_in_customer(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    customer = first.create_customer()
+    from tests.test_dashboard import csrf
+
+    path = f"/account/partners/{first.partner_id}/remove"
+    refused = client.post(path, data={"csrf_token": csrf(client.get("/signin"))})
+    assert refused.status_code == 302
+    assert "/signin" in refused.headers["Location"]
+    assert first.get(f"/v1/customers/{customer['id']}").status_code == 200

@@ -31,7 +31,9 @@ def demo(host: str, port: int) -> None:
         catalog = app.extensions["portal.catalog"]
         partner = session.scalars(select(Partner).where(Partner.name == DEMO_PARTNER)).first()
         if partner is None:
-            partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT)
+            partner = partners.create_partner(
+                session, DEMO_PARTNER, PartnerKind.DIRECT, country="US"
+            )
         key = partners.create_key(session, partner, label="demo")
         customer = session.scalars(
             select(Customer).where(Customer.domain == DEMO_CUSTOMER.domain)

@@ -24,13 +24,22 @@ def partners_group() -> None:
 @click.option("--name", required=True)
 @click.option("--kind", required=True, type=click.Choice(KINDS))
 @click.option("--provider", "provider_id", help="The indirect provider a reseller belongs to.")
+@click.option(
+    "--country",
+    default="",
+    help="ISO country code, e.g. US: the partner serves customers in its country or region.",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "apiKey": ...}.')
-def partners_create(name: str, kind: str, provider_id: str | None, as_json: bool) -> None:
+def partners_create(
+    name: str, kind: str, provider_id: str | None, country: str, as_json: bool
+) -> None:
     """Create a partner and its first API key (the key is shown this once)."""
     with in_app():
         session = db.session()
         try:
-            partner = partners.create_partner(session, name, PartnerKind(kind), provider_id)
+            partner = partners.create_partner(
+                session, name, PartnerKind(kind), provider_id, country=country
+            )
         except PortalError as exc:
             raise fail(exc) from exc
         key = partners.create_key(session, partner, label="first key")
@@ -50,11 +59,36 @@ def partners_list(as_json: bool) -> None:
     with in_app():
         found = partners.list_partners(db.session())
         rows = [
-            {"id": p.id, "name": p.name, "kind": p.kind.value, "providerId": p.provider_id}
+            {
+                "id": p.id,
+                "name": p.name,
+                "kind": p.kind.value,
+                "providerId": p.provider_id,
+                "country": p.country or None,
+            }
             for p in found
         ]
-        text = "\n".join(f"{p.id}  {p.kind.value:<18} {p.name}" for p in found)
+        text = "\n".join(f"{p.id}  {p.kind.value:<18} {p.country or '--'}  {p.name}" for p in found)
         emit(as_json, {"items": rows}, text or "no partners")
+
+
+@partners_group.command("country")
+@click.argument("partner_id")
+@click.argument("country")
+def partners_country(partner_id: str, country: str) -> None:
+    """Set a partner's country (ISO code, e.g. US): it may serve customers in its country or
+    region only, and needs one before it hands out relationship request links."""
+    with in_app():
+        session = db.session()
+        partner = session.get(Partner, partner_id)
+        if partner is None:
+            raise click.ClickException(f"no partner {partner_id}")
+        try:
+            partners.set_country(partner, country)
+        except PortalError as exc:
+            raise fail(exc) from exc
+        session.commit()
+        click.echo(f"{partner.name}: country {partner.country}")
 
 
 @partners_group.group("keys")

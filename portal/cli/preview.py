@@ -77,7 +77,7 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
     script = f"{parsed.script}-" if parsed.script else ""
     catalog = app.extensions["portal.catalog"]
     country = territory if territory in catalog.countries else "US"
-    partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT)
+    partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT, country="US")
     customer = customers.create_customer(
         session,
         partner,

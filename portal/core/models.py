@@ -204,6 +204,10 @@ class EventKind(enum.StrEnum):
     CUSTOMER_PASSWORD_CHANGED = "customer.password_changed"  # noqa: S105 - an event kind
     AGREEMENT_ACCEPTED = "agreement.accepted"
     AGREEMENT_ATTESTED = "agreement.attested"
+    #: A partner's relationship with a customer began (by accepting its request) or ended.
+    RELATIONSHIP_BEGAN = "relationship.began"
+    RELATIONSHIP_REMOVED = "relationship.removed"
+    RELATIONSHIP_DECLINED = "relationship.declined"
 
 
 class RelationshipKind(enum.StrEnum):
@@ -255,6 +259,9 @@ class Partner(Base):
     #: The indirect provider a reseller belongs to; None for every other kind.
     provider_id: Mapped[str | None] = mapped_column(ForeignKey("partners.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: ISO 3166 code of the partner's country; empty until set (``portal partners country``).
+    #: Relationships form only within its country or region (``portal.core.regions``).
+    country: Mapped[str] = mapped_column(String(2), default="", server_default="")
 
     provider: Mapped[Partner | None] = relationship(remote_side=[id])
 

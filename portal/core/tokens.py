@@ -117,3 +117,35 @@ def _ids(payload: object) -> tuple[str, str] | None:
     ):
         return payload[0], payload[1]
     return None
+
+
+RELATIONSHIP_REQUEST_SALT = "portal.relationship-request"
+
+
+def relationship_request_token(
+    secret_key: str, fallbacks: Sequence[str], partner_id: str, issued_at: int
+) -> str:
+    """A partner's reusable relationship request link's token: it names the partner only, and
+    is the same every time (dated ``issued_at``, the partner's creation); it does not expire."""
+    serializer = _serializer(secret_key, fallbacks, RELATIONSHIP_REQUEST_SALT, issued_at)
+    return str(serializer.dumps([partner_id]))
+
+
+def check_relationship_request_token(
+    secret_key: str, fallbacks: Sequence[str], token: str
+) -> str | None:
+    """The partner id a request link names, or None for anything not signed by us."""
+    if not _canonical(token):
+        return None
+    try:
+        payload = _serializer(secret_key, fallbacks, RELATIONSHIP_REQUEST_SALT).loads(token)
+    except BadSignature:
+        return None
+    if (
+        isinstance(payload, list)
+        and len(payload) == 1
+        and isinstance(payload[0], str)
+        and 0 < len(payload[0]) <= 64
+    ):
+        return payload[0]
+    return None

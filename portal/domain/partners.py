@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from portal.core import credentials, validate
+from portal.core import catalog, credentials, validate
 from portal.core.errors import NotFound, PortalError
 from portal.core.models import ApiKey, EventKind, Partner, PartnerKind, utcnow
 from portal.domain import events
@@ -23,12 +23,14 @@ def create_partner(
     kind: PartnerKind,
     provider_id: str | None = None,
     actor: str = "cli",
+    country: str = "",
 ) -> Partner:
     """A new partner; a reseller must name the indirect provider it belongs to."""
     name = name.strip()
     problem = validate.text(name, 200)
     if problem:
         raise InvalidPartner(f"The partner's name {problem}.")
+    country = _country(country)
     provider: Partner | None = None
     if kind is PartnerKind.INDIRECT_RESELLER:
         if not provider_id:
@@ -40,7 +42,7 @@ def create_partner(
             raise InvalidPartner(f"{provider_id} is not an indirect provider.")
     elif provider_id:
         raise InvalidPartner("Only an indirect reseller belongs to a provider.")
-    partner = Partner(name=name, kind=kind, provider=provider)
+    partner = Partner(name=name, kind=kind, provider=provider, country=country)
     session.add(partner)
     session.flush()
     events.record(
@@ -51,6 +53,21 @@ def create_partner(
         data={"name": name, "kind": kind.value, "provider_id": provider_id},
     )
     return partner
+
+
+def _country(country: str) -> str:
+    """An ISO 3166 code the agreement catalog knows, upper-cased; empty stays empty."""
+    country = country.strip().upper()
+    if country and country not in catalog.current().countries:
+        raise InvalidPartner(f"{country!r} is not an ISO 3166 country code the catalog knows.")
+    return country
+
+
+def set_country(partner: Partner, country: str) -> None:
+    """Set the partner's country (it decides which customers the partner may serve)."""
+    partner.country = _country(country)
+    if not partner.country:
+        raise InvalidPartner("Give the partner's country, e.g. US or DE.")
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,37 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask_babel import gettext
 from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from portal.core import fastsql
+from portal.core.errors import NotFound
 from portal.core.models import (
     Customer,
     CustomerRelationship,
+    EventKind,
     Partner,
     PartnerKind,
+    PartnerUser,
     Progress,
     RelationshipKind,
     RelationshipOrigin,
     RelationshipState,
+    UserRole,
     utcnow,
 )
+from portal.domain import events
+from portal.i18n.languages import DEFAULT_LOCALE
+from portal.mail import emails, outbox
+
+#: Outbox kind of the email telling a partner that a customer removed it.
+REMOVAL_NOTICE = "relationship-removal-notice"
+
+
+class RelationshipNotFound(NotFound):
+    error_name = "RelationshipNotFound"
+    description = "This customer has no active relationship with this partner."
 
 
 def visible_to(partner_id: Any) -> ColumnElement[bool]:
@@ -151,10 +167,80 @@ def begin(
     return former
 
 
+def remove(
+    session: Session, customer: Customer, partner_id: str, *, by: str, base_url: str
+) -> CustomerRelationship:
+    """End the partner's relationship with the customer: it loses access at once (every partner
+    question asks for an active relationship), an event records it, and the partner's admin
+    agents (and for an indirect reseller, its provider's) are told by email after commit.
+    ``by``: who ended it, ``customer:<user>`` or ``cli``."""
+    relationship = active(session, customer.id, partner_id)
+    if relationship is None:
+        raise RelationshipNotFound(customerId=customer.id, partnerId=partner_id)
+    relationship.state = RelationshipState.REMOVED
+    relationship.removed_at = utcnow()
+    relationship.removed_by = by
+    events.record(
+        session,
+        EventKind.RELATIONSHIP_REMOVED,
+        actor=by,
+        partner_id=partner_id,
+        customer_id=customer.id,
+        data={"kind": relationship.kind.value, "provider_id": relationship.provider_id},
+    )
+    _notify_removal(session, relationship, customer, base_url=base_url)
+    return relationship
+
+
+def _notify_removal(
+    session: Session, relationship: CustomerRelationship, customer: Customer, *, base_url: str
+) -> None:
+    """One email per admin agent of the removed partner and of its provider. Partners' users
+    have no language of their own yet: the notice is in the portal's default language."""
+    partner_ids = [relationship.partner_id, relationship.provider_id]
+    admins = session.scalars(
+        select(PartnerUser)
+        .where(
+            PartnerUser.partner_id.in_([p for p in partner_ids if p]),
+            PartnerUser.role == UserRole.ADMIN_AGENT,
+            PartnerUser.disabled_at.is_(None),
+        )
+        .order_by(PartnerUser.email)
+    )
+    partner_name = relationship.partner.name
+    for admin in admins:
+        email = emails.render(
+            "relationship_removed",
+            DEFAULT_LOCALE,
+            subject=lambda: gettext(
+                # Translators: subject of the email telling a partner that a customer ended the
+                # partner's relationship with it.
+                "%(company)s removed %(partner)s as its partner",
+                company=customer.company_name,
+                partner=partner_name,
+            ),
+            partner_name=partner_name,
+            company_name=customer.company_name,
+            domain=customer.domain,
+            customer_id=customer.id,
+            removed_at=emails.day(relationship.removed_at or utcnow(), DEFAULT_LOCALE),
+        )
+        outbox.queue(
+            session,
+            REMOVAL_NOTICE,
+            admin.email,
+            email,
+            base_url=base_url,
+            customer_id=customer.id,
+            partner_id=admin.partner_id,
+        )
+
+
 @dataclass(frozen=True)
 class CustomersPartner:
     """One of a customer's partners, as the customer's own pages show it."""
 
+    partner_id: str
     name: str
     kind: RelationshipKind
     #: The provider an indirect reseller buys through; None for a reseller.
@@ -167,6 +253,7 @@ def partners_of(session: Session, customer_id: str) -> list[CustomersPartner]:
     provider = aliased(Partner)
     rows = session.execute(
         select(
+            Partner.id,
             Partner.name,
             CustomerRelationship.kind,
             provider.name,
@@ -180,10 +267,7 @@ def partners_of(session: Session, customer_id: str) -> list[CustomersPartner]:
         )
         .order_by(CustomerRelationship.began_at, Partner.name)
     )
-    return [
-        CustomersPartner(name, kind, provider_name, since)
-        for name, kind, provider_name, since in rows
-    ]
+    return [CustomersPartner(*row) for row in rows]
 
 
 def listed(

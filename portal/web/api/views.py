@@ -40,10 +40,18 @@ from portal.core.models import (
     Invitation,
     OutboxMessage,
     Partner,
+    RelationshipState,
     is_id,
     iso,
 )
-from portal.domain import acceptance, customers, invitations, partners, relationships
+from portal.domain import (
+    acceptance,
+    customers,
+    invitations,
+    partners,
+    relationship_requests,
+    relationships,
+)
 from portal.domain.acceptance import Contact, Status
 from portal.i18n import languages
 
@@ -439,6 +447,56 @@ def _visible_customer(customer_id: str, with_credential: bool = False) -> Custom
     return customers.get_visible(
         db.session(), _partner().id, customer_id, with_credential=with_credential
     )
+
+
+@bp.get("/customers/relationshiprequests")
+def relationship_request() -> ResponseReturnValue:
+    """The caller's reusable reseller relationship request link (Partner Center's shape); a
+    provider's on behalf of one of its resellers with ``indirectResellerId``."""
+    partner = relationship_requests.requester(
+        db.session(), _partner(), request.args.get("indirectResellerId")
+    )
+    provider_id = request.args.get("indirectCloudSolutionProviderId")
+    if provider_id and provider_id.lower() != (partner.provider_id or ""):
+        raise relationship_requests.NotYourPartner(
+            indirectCloudSolutionProviderId=provider_id[:64]
+        )
+    links = invitations.LinkSettings.from_config(current_app.config)
+    return jsonify(
+        {
+            "url": relationship_requests.url(links, partner),
+            "attributes": {"objectType": "RelationshipRequest"},
+        }
+    )
+
+
+@bp.get("/customers/<customer_id>/relationships")
+def customer_relationships(customer_id: str) -> ResponseReturnValue:
+    """The customer's two-tier partners the caller may know of: a provider sees its resellers
+    on the customer, a reseller its provider; nobody sees other partners."""
+    customer = _visible_customer(customer_id)
+    me = _partner()
+    items = []
+    for found in relationships.listed(db.session(), customer_id=customer.id, partner_id=me.id):
+        if found.state is not RelationshipState.ACTIVE:
+            continue
+        if found.partner_id != me.id:  # my reseller's
+            items.append(_partner_relationship(found.partner, "is_indirect_reseller_of"))
+        elif found.provider_id is not None and found.partner.provider is not None:
+            provider = found.partner.provider
+            items.append(_partner_relationship(provider, "is_indirect_cloud_solution_provider_of"))
+    return jsonify(_collection(items))
+
+
+def _partner_relationship(partner: Partner, relationship_type: str) -> dict[str, Any]:
+    return {
+        "id": partner.id,
+        "name": partner.name,
+        "relationshipType": relationship_type,
+        "state": "active",
+        "location": partner.country,
+        "attributes": {"objectType": "PartnerRelationship"},
+    }
 
 
 @bp.get("/customers/<customer_id>")

@@ -61,6 +61,9 @@ def moment_name(kind: str) -> str:
         EventKind.CUSTOMER_PASSWORD_CHANGED: _("Customer chose a password"),
         EventKind.AGREEMENT_ACCEPTED: _("Customer accepted"),
         EventKind.AGREEMENT_ATTESTED: _("Partner attested acceptance"),
+        EventKind.RELATIONSHIP_BEGAN: _("Customer accepted the relationship"),
+        EventKind.RELATIONSHIP_REMOVED: _("Customer removed the relationship"),
+        EventKind.RELATIONSHIP_DECLINED: _("Customer declined the relationship request"),
         reports.MailOutcome.SENT: _("Email delivered to the mail server"),
         reports.MailOutcome.FAILED: _("Email delivery failed"),
     }

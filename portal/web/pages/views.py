@@ -11,8 +11,10 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
+from babel import Locale
 from flask import (
     Blueprint,
+    abort,
     current_app,
     g,
     redirect,
@@ -26,8 +28,15 @@ from werkzeug.routing import PathConverter
 
 from portal.core import catalog, db
 from portal.core.errors import InvalidFields, ProblemCode
-from portal.core.models import AgreementAcceptance, Customer, LinkState
-from portal.domain import acceptance, customers, invitations, relationships, signin
+from portal.core.models import AgreementAcceptance, Customer, LinkState, Partner
+from portal.domain import (
+    acceptance,
+    customers,
+    invitations,
+    relationship_requests,
+    relationships,
+    signin,
+)
 from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
 from portal.i18n import languages, wording
@@ -383,7 +392,163 @@ def account() -> ResponseReturnValue:
         accepted=_direct_acceptances(customer.id),
         partners=relationships.partners_of(db.session(), customer.id),
         just_accepted=bool(request.args.get("accepted")),
+        notice=session.pop(NOTICE_KEY, None),
     )
+
+
+#: The session key that carries what just happened to a partner (``removed``, ``accepted``,
+#: ``declined``) and its name, to the account page.
+NOTICE_KEY = "partner_notice"
+
+
+def _customers_partner(partner_id: str) -> relationships.CustomersPartner:
+    """One of the signed-in customer's active partners, or the 404 page."""
+    customer: customers.PageCustomer = g.customer
+    for partner in relationships.partners_of(db.session(), customer.id):
+        if partner.partner_id == partner_id:
+            return partner
+    abort(404)
+
+
+@bp.get("/account/partners/<partner_id>/remove")
+@customer_page()
+def remove_partner_form(partner_id: str) -> ResponseReturnValue:
+    return render_template("remove_partner.html", partner=_customers_partner(partner_id))
+
+
+@bp.post("/account/partners/<partner_id>/remove")
+@customer_page()
+def remove_partner(partner_id: str) -> ResponseReturnValue:
+    """The customer ends a partner's relationship; the partner loses access at once."""
+    signed_in: signin.SignedIn = g.signed_in
+    partner = _customers_partner(partner_id)
+    customer = db.session().get_one(Customer, signed_in.customer.id)
+    relationships.remove(
+        db.session(),
+        customer,
+        partner_id,
+        by=f"customer:{signed_in.customer.user_name}",
+        base_url=current_app.config["BASE_URL"],
+    )
+    db.session().commit()
+    session[NOTICE_KEY] = ("removed", partner.name)
+    return redirect(url_for("pages.account"))
+
+
+# --- relationship requests ----------------------------------------------------------------------
+
+
+def _request(token: str) -> relationship_requests.Request | None:
+    links = LinkSettings.from_config(current_app.config)
+    return relationship_requests.opened(db.session(), links, token)
+
+
+def _request_page(
+    found: relationship_requests.Request | None, status: int = 200, **extra: Any
+) -> ResponseReturnValue:
+    """The request's page for whoever opened it: the sign-in for a stranger (nothing on it
+    depends on who the customer is), the answer form for a signed-in customer."""
+    if found is None:
+        return render_template("relationship.html", request_=None), 404
+    signed_in: signin.SignedIn | None = g.signed_in
+    country = found.partner.country
+    context: dict[str, Any] = {
+        "request_": found,
+        "partner": found.partner,
+        "partner_country": Locale.parse(languages.current_locale()).territories.get(
+            country, country
+        ),
+    }
+    if signed_in is not None:
+        customer = signed_in.customer
+        context.update(
+            customer=customer,
+            already=relationships.active(db.session(), customer.id, found.partner.id) is not None,
+            allowed=relationship_requests.may_serve(found.partner, customer.country),
+            shown=[]
+            if signed_in.accepted
+            else acceptance.to_accept(customer, catalog.current(), _document_language(customer)),
+            form={
+                "first_name": customer.contact_first_name,
+                "last_name": customer.contact_last_name,
+                "email": customer.contact_email,
+                "phone": customer.contact_phone,
+            },
+        )
+    context.update(extra)
+    return render_template("relationship.html", **context), status
+
+
+@bp.get("/relationship/<link:token>")
+def relationship_request(token: str) -> ResponseReturnValue:
+    signed_in: signin.SignedIn | None = g.signed_in
+    if signed_in is not None and signed_in.must_change_password:
+        return redirect(url_for("pages.password_form"))
+    return _request_page(_request(token))
+
+
+@bp.post("/relationship/<link:token>")
+@customer_page(gate=False)
+def answer_relationship_request(token: str) -> ResponseReturnValue:
+    """Accept (with the agreement, if not accepted yet) or decline, in one submission."""
+    signed_in: signin.SignedIn = g.signed_in
+    found = _request(token)
+    if found is None:
+        return _request_page(None)
+    user_name = signed_in.customer.user_name or ""
+    customer = db.session().get_one(Customer, signed_in.customer.id)
+    partner = db.session().get_one(Partner, found.partner.id)
+    if request.form.get("answer") == "decline":
+        relationship_requests.decline(db.session(), customer, partner, user_name=user_name)
+        db.session().commit()
+        session[NOTICE_KEY] = ("declined", partner.name)
+        return redirect(url_for("pages.account"))
+    form = {
+        name: request.form.get(name, "")[:300]
+        for name in ("first_name", "last_name", "email", "phone")
+    }
+    shown = (
+        []
+        if signed_in.accepted
+        else acceptance.to_accept(
+            signed_in.customer, catalog.current(), _document_language(signed_in.customer)
+        )
+    )
+    if request.form.get("answer") != "accept" or (shown and request.form.get("accept") != "yes"):
+        return _request_page(found, 400, form=form, problems={"accept": True})
+    contact = Contact(form["first_name"], form["last_name"], form["email"], form["phone"])
+    try:
+        _, recorded, new = relationship_requests.accept(
+            db.session(),
+            customer,
+            partner,
+            user_name=user_name,
+            shown=shown,
+            contact=contact,
+            ip_address=auth.client_address(),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except InvalidFields as exc:
+        problems = {name.split(".", 1)[1]: True for name in exc.parameters}
+        return _request_page(found, 400, form=form, problems=problems)
+    except relationship_requests.OutsideRegion:
+        return _request_page(found, 409)
+    if new:
+        acceptance.confirm_acceptance(
+            db.session(),
+            customer,
+            recorded,
+            catalog.current(),
+            locale=str(languages.current_locale()),
+            base_url=current_app.config["BASE_URL"],
+            partner_name=partner.name,
+        )
+    try:
+        db.session().commit()
+    except relationship_requests.RaceLost:  # the same answer, submitted twice at once
+        db.session().rollback()
+    session[NOTICE_KEY] = ("accepted", partner.name)
+    return redirect(url_for("pages.account"))
 
 
 @bp.get("/")

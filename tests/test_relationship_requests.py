@@ -1,0 +1,275 @@
+"""Reseller relationship requests: the partner's link (Partner Center's endpoint), the customer's
+page that accepts it (with the agreement when not accepted yet) or declines it, the region rule,
+and a provider's request on behalf of its reseller (issue 16)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+
+from portal.core import db
+from portal.core.models import (
+    AgreementAcceptance,
+    Event,
+    EventKind,
+    OutboxMessage,
+    PartnerKind,
+    RelationshipKind,
+    RelationshipOrigin,
+    RelationshipState,
+)
+from tests.conftest import relationship_of
+from tests.test_dashboard import csrf
+from tests.test_pages import NEW_PASSWORD, accept, change_password, invited, sign_in_from_link
+
+STATUS = "/v1/customers/{}/directSignedMicrosoftCustomerAgreementStatus"
+
+
+def request_path(partner: Any, **query: str) -> str:
+    response = partner.get("/v1/customers/relationshiprequests", query_string=query)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["attributes"] == {"objectType": "RelationshipRequest"}
+    return urlsplit(body["url"]).path
+
+
+def customer_of(partner: Any, client: Any, *, accepted: bool = True, **changes: Any) -> Any:
+    """A customer invited by ``partner``, signed in to ``client`` with its own password; it has
+    accepted the agreement if ``accepted``. Returns (customer, invitation)."""
+    customer, made = invited(partner, **changes)
+    sign_in_from_link(client, made)
+    change_password(client)
+    if accepted:
+        assert accept(client).status_code == 302
+    return customer, made
+
+
+def answer(client: Any, path: str, answer: str = "accept", **fields: str) -> Any:
+    page = client.get(path)
+    return client.post(
+        path,
+        data={"csrf_token": csrf(page), "answer": answer, **fields},
+        headers={"User-Agent": "TestBrowser/1.0"},
+    )
+
+
+def count(app: Any, what: Any, *where: Any) -> int:
+    with app.app_context():
+        return db.session().scalar(select(func.count()).select_from(what).where(*where))
+
+
+# --- the partner's link ------------------------------------------------------------------------
+
+
+def test_the_link_is_partner_centers_shape_and_the_same_every_time(make_api):
+    partner = make_api(name="Second Partner Ltd")
+    first = partner.get("/v1/customers/relationshiprequests").get_json()
+    again = partner.get("/v1/customers/relationshiprequests").get_json()
+    assert first == again
+    assert set(first) == {"url", "attributes"}
+    assert urlsplit(first["url"]).path.startswith("/relationship/")
+    other = make_api(name="Other Ltd").get("/v1/customers/relationshiprequests").get_json()
+    assert other["url"] != first["url"]
+
+
+def test_a_partner_without_a_country_is_told_to_set_one(make_api):
+    partner = make_api(name="Nowhere Ltd", country="")
+    response = partner.get("/v1/customers/relationshiprequests")
+    assert response.status_code == 409
+    assert response.get_json()["errorName"] == "PartnerCountryMissing"
+
+
+def test_only_a_provider_asks_for_its_own_resellers(make_api):
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Provider")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Reseller")
+    other = make_api(PartnerKind.INDIRECT_PROVIDER, name="Other provider")
+    stranger = make_api(PartnerKind.INDIRECT_RESELLER, provider=other, name="Stranger")
+    direct = make_api(name="Direct")
+    for caller, query in (
+        (provider, {"indirectResellerId": stranger.partner_id}),
+        (provider, {"indirectResellerId": "6f0a1c2e-1111-4222-8333-944455556666"}),
+        (direct, {"indirectResellerId": reseller.partner_id}),
+        (reseller, {"indirectCloudSolutionProviderId": other.partner_id}),
+    ):
+        response = caller.get("/v1/customers/relationshiprequests", query_string=query)
+        assert response.status_code == 403, (caller.partner_id, query)
+        assert response.get_json()["errorName"] == "NotYourPartner"
+    own = request_path(provider, indirectResellerId=reseller.partner_id)
+    assert own == request_path(reseller, indirectCloudSolutionProviderId=provider.partner_id)
+
+
+# --- the customer's page -----------------------------------------------------------------------
+
+
+def test_a_stranger_sees_who_asks_and_a_sign_in_but_nothing_of_any_customer(client, make_api):
+    second = make_api(name="Second Partner Ltd")
+    page = client.get(request_path(second))
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert "Second Partner Ltd asks to become your partner" in body
+    assert "United States" in body
+    assert 'name="user_name"' in body
+    assert "Accept the request" not in body
+    for broken in ("/relationship/forged", request_path(second)[:-2] + "xx"):
+        assert client.get(broken).status_code == 404
+
+
+def test_an_accepted_customer_accepts_a_request_after_signing_in_on_its_page(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, made = customer_of(first, client)
+    client.post("/signout", data={"csrf_token": csrf(client.get("/account"))})
+    path = request_path(second)
+    page = client.get(path)
+    signed_in = client.post(
+        "/signin",
+        data={
+            "csrf_token": csrf(page),
+            "user_name": made["userName"],
+            "password": NEW_PASSWORD,
+            "next": path,
+        },
+    )
+    assert signed_in.headers["Location"].endswith(path)
+    body = client.get(path).get_data(as_text=True)
+    assert "Accept the request" in body
+    assert 'name="first_name"' not in body  # accepted already: no agreement to accept again
+    cid = customer["id"]
+    assert second.get(f"/v1/customers/{cid}").status_code == 404
+
+    accepted = answer(client, path)
+    assert accepted.status_code == 302
+    assert "Second Partner Ltd is now your partner." in client.get("/account").get_data(
+        as_text=True
+    )
+    assert second.get(f"/v1/customers/{cid}").status_code == 200
+    assert second.get(STATUS.format(cid)).get_json()["isSigned"] is True
+    with app.app_context():
+        relationship = relationship_of(cid, second.partner_id)
+        assert relationship.origin is RelationshipOrigin.REQUEST
+        assert relationship.accepted_by == made["userName"]
+        assert relationship.kind is RelationshipKind.RESELLER
+    assert count(app, AgreementAcceptance) == 1  # the acceptance follows the customer
+
+    assert answer(client, path).status_code == 302  # again: nothing new
+    assert "already your partner" in client.get(path).get_data(as_text=True)
+    assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 1
+
+
+def test_a_customer_accepts_the_request_and_the_agreement_in_one_submission(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client, accepted=False)
+    cid = customer["id"]
+    path = request_path(second)
+    body = client.get(path).get_data(as_text=True)
+    assert 'name="first_name"' in body
+    assert "Accept the request and the agreement" in body
+
+    unticked = answer(client, path, first_name="Ana", last_name="Silva", email="ana@x.test")
+    assert unticked.status_code == 400
+    assert count(app, AgreementAcceptance) == 0
+    assert second.get(f"/v1/customers/{cid}").status_code == 404
+
+    done = answer(
+        client, path, first_name="Ana", last_name="Silva", email="ana@x.test", accept="yes"
+    )
+    assert done.status_code == 302
+    for partner in (first, second):
+        assert partner.get(STATUS.format(cid)).get_json()["isSigned"] is True
+    with app.app_context():
+        (recorded,) = db.session().scalars(select(AgreementAcceptance)).all()
+        assert recorded.partner_id == second.partner_id
+        assert recorded.user_agent == "TestBrowser/1.0"
+        confirmation = (
+            db.session()
+            .scalars(select(OutboxMessage).where(OutboxMessage.kind == "acceptance-confirmation"))
+            .one()
+        )
+        assert "Second Partner Ltd" in confirmation.text_body
+    assert client.get("/account").status_code == 200  # the gate is open now
+
+
+def test_a_customer_declines(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client)
+    declined = answer(client, request_path(second), "decline")
+    assert declined.status_code == 302
+    assert "You declined the request from Second Partner Ltd." in client.get("/account").get_data(
+        as_text=True
+    )
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 404
+    assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_DECLINED) == 1
+    assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 0
+
+
+def test_a_partner_outside_the_customers_region_is_refused(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    german = make_api(name="Deutsche Partner GmbH", country="DE")
+    french = make_api(name="Partenaire SARL", country="FR")
+    customer, _ = customer_of(first, client)  # a US customer
+    path = request_path(german)
+    body = client.get(path).get_data(as_text=True)
+    assert "own country or region only" in body
+    assert "Accept the request" not in body
+    assert answer(client, path).status_code == 409
+    assert german.get(f"/v1/customers/{customer['id']}").status_code == 404
+
+    other = app.test_client()  # a German customer may take a French partner: one region
+    european, _ = customer_of(first, other, country="DE", culture="de-DE", language="de")
+    assert answer(other, request_path(french)).status_code == 302
+    assert french.get(f"/v1/customers/{european['id']}").status_code == 200
+
+
+def test_a_provider_requests_on_behalf_of_its_reseller(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Northwind Distribution")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Tailspin")
+    customer, _ = customer_of(first, client)
+    cid = customer["id"]
+    path = request_path(provider, indirectResellerId=reseller.partner_id)
+    body = client.get(path).get_data(as_text=True)
+    assert "Tailspin asks to become your partner" in body
+    assert "Northwind Distribution" in body
+    assert answer(client, path).status_code == 302
+    with app.app_context():
+        relationship = relationship_of(cid, reseller.partner_id)
+        assert relationship.kind is RelationshipKind.INDIRECT_RESELLER
+        assert relationship.provider_id == provider.partner_id
+    assert provider.get(f"/v1/customers/{cid}").get_json()["associatedPartnerId"] == (
+        reseller.partner_id
+    )
+    seen = provider.get(f"/v1/customers/{cid}/relationships").get_json()
+    assert [(i["id"], i["relationshipType"]) for i in seen["items"]] == [
+        (reseller.partner_id, "is_indirect_reseller_of")
+    ]
+    assert seen["items"][0]["attributes"] == {"objectType": "PartnerRelationship"}
+    from_reseller = reseller.get(f"/v1/customers/{cid}/relationships").get_json()
+    assert [(i["id"], i["relationshipType"]) for i in from_reseller["items"]] == [
+        (provider.partner_id, "is_indirect_cloud_solution_provider_of")
+    ]
+    # The first partner (direct) has no two-tier partners on this customer, and sees no others.
+    assert first.get(f"/v1/customers/{cid}/relationships").get_json()["items"] == []
+    outsider = make_api(name="Outsider")
+    assert outsider.get(f"/v1/customers/{cid}/relationships").status_code == 404
+
+
+def test_a_removed_partner_comes_back_by_a_new_request(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client)
+    path = request_path(second)
+    answer(client, path)
+    remove = f"/account/partners/{second.partner_id}/remove"
+    client.post(remove, data={"csrf_token": csrf(client.get(remove))})
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 404
+    assert answer(client, path).status_code == 302
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 200
+    with app.app_context():
+        relationship = relationship_of(customer["id"], second.partner_id)
+        assert relationship.state is RelationshipState.ACTIVE
+        assert relationship.removed_at is None
+    assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 2
