@@ -158,13 +158,13 @@ def _pick(values: list[str], random_column: str) -> str:
     return f"({_sql_array(values)})[1 + floor({random_column} * {len(values)})::int]"
 
 
-#: Customers of one partner, made on the server. Bind parameters: partner, n, now, prefix.
+#: Customers one partner created, made on the server. Bind parameters: partner, n, now, prefix.
 CUSTOMERS_SQL = f"""
 INSERT INTO customers (
     id, partner_id, created_at, company_name, domain, email, culture, language, country,
     address_first_name, address_last_name, address_line1, address_line2, city, state,
     postal_code, phone, contact_first_name, contact_last_name, contact_email, contact_phone,
-    requires_secrecy_amendment, progress, progress_at)
+    requires_secrecy_amendment)
 SELECT
     gen_random_uuid()::text, :partner, s.created,
     s.first_word || ' ' || s.second_word || ' ' || s.g || ' ' || s.suffix,
@@ -179,26 +179,20 @@ SELECT
     lower(translate(s.first_name, 'éèç', 'eec')) || '.'
         || lower(translate(s.last_name, 'éèçüí', 'eecui')) || '@' || s.domain,
     '',
-    s.loc = 2 AND s.r3 < 0.05,
-    s.progress,
-    CASE WHEN s.progress = 'not-invited' THEN s.created
-         ELSE s.created + (CAST(:now AS timestamp) - s.created) * s.r3 END
+    s.loc = 2 AND s.r3 < 0.05
 FROM (
     SELECT
         t.*,
         lower(regexp_replace(t.first_word, '[^A-Za-z]', '', 'g')) || '-' || :prefix || t.g
             || '.example' AS domain,
         CASE WHEN t.g % 10 = 0 THEN date_trunc('hour', t.raw_created)
-             ELSE t.raw_created END AS created,
-        CASE WHEN t.r1 < 0.15 THEN 'not-invited' WHEN t.r1 < 0.35 THEN 'invited'
-             WHEN t.r1 < 0.40 THEN 'link-opened' WHEN t.r1 < 0.45 THEN 'signed-in'
-             WHEN t.r1 < 0.85 THEN 'accepted' ELSE 'attested' END AS progress
+             ELSE t.raw_created END AS created
     FROM (
         SELECT
             g,
             CAST(:now AS timestamp) - interval '1095 days' * power(random(), 1.6)
                 AS raw_created,
-            random() AS r1, random() AS r3,
+            random() AS r3,
             {_pick(COMPANY_FIRST, "random()")} AS first_word,
             {_pick(COMPANY_SECOND, "random()")} AS second_word,
             {_pick(COMPANY_SUFFIX, "random()")} AS suffix,
@@ -210,20 +204,89 @@ FROM (
 ) AS s
 """  # noqa: S608 - constants of this file only; the values are bind parameters
 
-#: When each invited customer got its invitation(s); a temporary table for the next statements.
-PLAN_SQL = """
-CREATE TEMPORARY TABLE bench_plan ON COMMIT DROP AS
-SELECT
-    c.id, c.partner_id, c.progress, c.contact_email, c.culture, c.created_at, c.progress_at,
-    c.company_name, c.contact_first_name, c.contact_last_name, p.first_at,
-    CASE WHEN c.progress IN ('invited', 'link-opened', 'signed-in') AND p.r < 0.15
-         THEN p.first_at + (CAST(:now AS timestamp) - p.first_at) * random() END AS second_at
-FROM customers AS c
-CROSS JOIN LATERAL (
-    SELECT c.created_at + (CAST(:now AS timestamp) - c.created_at) * 0.05 * random() AS first_at,
-           random() AS r
-) AS p
-WHERE c.progress <> 'not-invited' AND (c.progress <> 'attested' OR random() < 0.3)
+#: Each customer's story, one row per customer, a temporary table for the statements after it.
+#: ``story``: how far its creator's dealings went (invitations are the creator's alone), with
+#: ``first_at``/``second_at`` its invitations and ``story_at`` when it got that far. A shared
+#: customer (one whose country the extra partners may serve, ``shared`` of all customers in all)
+#: accepted one to two relationship requests (``extra1`` at ``began1``, ``extra2`` at
+#: ``began2``): one of the candidates ``:pair_a`` (for customers of the partner and its
+#: resellers: the second partner first, then the additional ones) or ``:pair_b`` (for the second
+#: partner's: the partner first), the first of them with 60 % (of a list of four, the rest evenly),
+#: 5 % of them removed by the customer later. Accepting a request accepts the agreement too
+#: (``relationship_requests.accept``): ``accepted_at`` is the customer's own acceptance (through
+#: the creator's invitation, or the first request if earlier), which every relationship follows.
+#: Bind parameters: now, share (probability for a customer in an eligible country), eligible,
+#: pair_a, pair_b, other.
+STORY_SQL = """
+CREATE TEMPORARY TABLE bench_story ON COMMIT DROP AS
+SELECT v.*,
+    CASE WHEN v.story = 'accepted' AND (v.began1 IS NULL OR v.story_at <= v.began1)
+         THEN v.story_at ELSE v.began1 END AS accepted_at,
+    CASE WHEN v.story = 'accepted' AND (v.began1 IS NULL OR v.story_at <= v.began1)
+         THEN v.creator ELSE v.extra1 END AS accepted_through
+FROM (
+    SELECT x.*,
+        CASE WHEN x.story = 'not-invited' THEN x.created_at
+             WHEN x.first_at IS NULL THEN x.created_at + (CAST(:now AS timestamp) - x.created_at) * x.r3
+             WHEN x.story = 'invited' THEN coalesce(x.second_at, x.first_at)
+             WHEN x.story = 'link-opened' THEN coalesce(x.second_at, x.first_at) + interval '2 hours'
+             ELSE x.opened_at + (CAST(:now AS timestamp) - x.opened_at) * x.r3 END AS story_at,
+        CASE WHEN x.first_at IS NOT NULL
+             THEN coalesce(x.second_at, x.first_at) + interval '30 days' END AS expires_at
+    FROM (
+        SELECT w.*,
+            LEAST(coalesce(w.second_at, w.first_at) + interval '2 hours', CAST(:now AS timestamp))
+                AS opened_at,
+            CASE WHEN w.extra2 IS NOT NULL
+                 THEN w.began1 + (CAST(:now AS timestamp) - w.began1) * w.rb2 END AS began2,
+            CASE WHEN w.extra1 IS NOT NULL AND w.rm1 < 0.05
+                 THEN w.began1 + (CAST(:now AS timestamp) - w.began1) * w.rm1 * 20 END
+                AS removed1
+        FROM (
+            SELECT u.id, u.creator, u.creator_kind, u.creator_provider, u.created_at, u.domain,
+                u.country, u.culture, u.company_name, u.contact_email, u.contact_first_name,
+                u.contact_last_name, u.story, u.invited, u.r3, u.rb2, u.rm1, u.rm2,
+                u.first_at,
+                CASE WHEN u.invited AND u.story IN ('invited', 'link-opened', 'signed-in')
+                          AND u.rs < 0.15
+                     THEN u.first_at + (CAST(:now AS timestamp) - u.first_at) * u.rs2 END
+                    AS second_at,
+                CASE WHEN u.shared THEN u.cand[u.i1] END AS extra1,
+                CASE WHEN u.shared AND u.rk < 0.4
+                     THEN u.cand[u.i2 + CASE WHEN u.i2 >= u.i1 THEN 1 ELSE 0 END] END AS extra2,
+                CASE WHEN u.shared
+                     THEN u.created_at + (CAST(:now AS timestamp) - u.created_at) * u.rb1 END
+                    AS began1
+            FROM (
+                SELECT t.*,
+                    CASE WHEN t.r1 < 0.15 THEN 'not-invited' WHEN t.r1 < 0.35 THEN 'invited'
+                         WHEN t.r1 < 0.40 THEN 'link-opened' WHEN t.r1 < 0.45 THEN 'signed-in'
+                         WHEN t.r1 < 0.85 THEN 'accepted' ELSE 'attested' END AS story,
+                    t.r1 < 0.85 OR t.r2 < 0.3 AS invited,
+                    CASE WHEN t.r1 >= 0.15 AND (t.r1 < 0.85 OR t.r2 < 0.3)
+                         THEN t.created_at
+                              + (CAST(:now AS timestamp) - t.created_at) * 0.05 * t.rf END
+                        AS first_at,
+                    t.country = ANY(CAST(:eligible AS varchar[])) AND t.rsh < :share AS shared,
+                    CASE WHEN t.creator = CAST(:other AS varchar) THEN CAST(:pair_b AS varchar[])
+                         ELSE CAST(:pair_a AS varchar[]) END AS cand,
+                    CASE WHEN t.re1 < 0.6 THEN 1 ELSE 2 + floor(t.re2 * 3)::int END AS i1,
+                    1 + floor(t.re3 * 3)::int AS i2
+                FROM (
+                    SELECT c.id, c.partner_id AS creator, p.kind AS creator_kind,
+                        p.provider_id AS creator_provider, c.created_at, c.domain, c.country,
+                        c.culture, c.company_name, c.contact_email, c.contact_first_name,
+                        c.contact_last_name,
+                        random() AS r1, random() AS r2, random() AS r3, random() AS rf,
+                        random() AS rs, random() AS rs2, random() AS rsh, random() AS rk,
+                        random() AS re1, random() AS re2, random() AS re3, random() AS rb1,
+                        random() AS rb2, random() AS rm1, random() AS rm2
+                    FROM customers AS c JOIN partners AS p ON p.id = c.partner_id
+                ) AS t
+            ) AS u
+        ) AS w
+    ) AS x
+) AS v
 """
 
 INVITATION_COLUMNS = """
@@ -239,12 +302,12 @@ TYPICAL_COMPANY = "Northwind Traders 123456 GmbH"
 
 
 def _invitation_values(n: int, bodies: str) -> str:
-    """SQL: the values of invitation ``n`` (1 or 2) of a row of bench_plan, up to html_body."""
+    """SQL: the values of invitation ``n`` (1 or 2) of a row of bench_story, up to html_body."""
     nonce = f"md5(id || '#{n}') || md5(id || '#{n}{n}')"
     at = "first_at" if n == 1 else "second_at"
     return (
         f"gen_random_uuid()::text, id, {nonce}, {at}, {at} + interval '30 days', "
-        "'partner:' || partner_id, culture, contact_email, true, "
+        "'partner:' || creator, culture, contact_email, true, "
         f"replace(CAST(:subject AS text), '{COMPANY_PLACEHOLDER}', company_name), "
         # Superseding an invitation empties its bodies (invitations._close_open_invitations).
         # The same real email everywhere: the size is what matters to the database.
@@ -253,37 +316,22 @@ def _invitation_values(n: int, bodies: str) -> str:
     )
 
 
-#: Everyone's first invitation (superseded for some), then the second ones.
+#: The creator's invitations (only the creator invites: ``invitations.inviter``): everyone's
+#: first (superseded for some), then the second ones.
 INVITATIONS_SQL = [
     f"""
 INSERT INTO invitations ({INVITATION_COLUMNS})
 SELECT {_invitation_values(1, "second_at IS NULL")}, NULL, second_at,
-       CASE WHEN second_at IS NULL AND progress IN ('link-opened', 'signed-in', 'accepted')
-            THEN first_at + interval '2 hours' END
-FROM bench_plan
+       CASE WHEN second_at IS NULL AND story <> 'invited' THEN opened_at END
+FROM bench_story WHERE invited
 """,  # noqa: S608 - constants of this file only
     f"""
 INSERT INTO invitations ({INVITATION_COLUMNS})
 SELECT {_invitation_values(2, "true")}, NULL, NULL,
-       CASE WHEN progress IN ('link-opened', 'signed-in') THEN second_at + interval '2 hours' END
-FROM bench_plan WHERE second_at IS NOT NULL
+       CASE WHEN story <> 'invited' THEN opened_at END
+FROM bench_story WHERE second_at IS NOT NULL
 """,  # noqa: S608 - constants of this file only
-    # What invitations.create keeps on the customer: when the current link stops working.
-    """
-UPDATE customers AS c SET invitation_expires_at = i.expires_at
-FROM invitations AS i
-WHERE i.customer_id = c.id AND i.superseded_at IS NULL AND i.revoked_at IS NULL
-""",
 ]
-
-
-#: Stands for the company in the subject of the email rendered for the seed.
-COMPANY_PLACEHOLDER = "XCOMPANYX"
-
-
-#: The company of the email rendered for the seed.
-TYPICAL_COMPANY = "Northwind Traders 123456 GmbH"
-
 
 def invitation_email() -> tuple[str, str, str]:
     """Subject, text and HTML of one real invitation email (``portal.invitations.render``,
@@ -318,50 +366,72 @@ def invitation_email() -> tuple[str, str, str]:
     return email.subject.replace(TYPICAL_COMPANY, COMPANY_PLACEHOLDER), email.text, email.html
 
 
+#: Every customer's relationship with the partner that created it (as ``relationships.new``
+#: makes it: reseller, or indirect reseller with its provider), began when it was created, with
+#: the creator's progress (accepted once the customer accepted, through anyone) and, as
+#: ``invitations.issue`` keeps it, when its current invitation link expires; then the
+#: relationships the shared customers began by accepting a request (``relationships.begin``:
+#: accepted from the start), some removed since.
+RELATIONSHIPS_SQL = [
+    """
+INSERT INTO customer_relationships
+    (customer_id, partner_id, kind, provider_id, state, origin, began_at, accepted_by,
+     removed_at, removed_by, progress, progress_at, invitation_expires_at)
+SELECT id, creator,
+       CASE WHEN creator_kind = 'indirect-reseller' THEN 'indirect-reseller' ELSE 'reseller' END,
+       CASE WHEN creator_kind = 'indirect-reseller' THEN creator_provider END,
+       'active', 'created', created_at, '', NULL, '',
+       CASE WHEN accepted_at IS NOT NULL THEN 'accepted' ELSE story END,
+       coalesce(accepted_at, story_at), expires_at
+FROM bench_story
+""",
+    """
+INSERT INTO customer_relationships
+    (customer_id, partner_id, kind, provider_id, state, origin, began_at, accepted_by,
+     removed_at, removed_by, progress, progress_at, invitation_expires_at)
+SELECT s.id, e.partner_id, 'reseller', NULL,
+       CASE WHEN e.removed_at IS NULL THEN 'active' ELSE 'removed' END, 'request', e.began_at,
+       'admin@' || s.domain, e.removed_at,
+       CASE WHEN e.removed_at IS NULL THEN '' ELSE 'customer:admin@' || s.domain END,
+       'accepted', e.began_at, NULL
+FROM bench_story AS s
+CROSS JOIN LATERAL (VALUES
+    (s.extra1, s.began1, s.removed1),
+    (s.extra2, s.began2,
+     CASE WHEN s.rm2 < 0.05 THEN s.began2 + (CAST(:now AS timestamp) - s.began2) * s.rm2 * 20 END)
+) AS e (partner_id, began_at, removed_at)
+WHERE e.partner_id IS NOT NULL
+""",
+]
+
+#: The customer's own acceptance (its evidence the partner's it came through: the creator's
+#: invitation or the request accepted with it) and the creators' attestations.
 ACCEPTANCES_SQL = """
 INSERT INTO agreement_acceptances (
     id, customer_id, agreement_type, template_id, version_rank, method, dedupe_key, first_name,
     last_name, email, phone, date_agreed, recorded_at, recorded_by, country, language,
-    document_uri, ip_address, user_agent)
-SELECT gen_random_uuid()::text, c.id, 'MicrosoftCustomerAgreement',
-       '117a488c-6a2d-4e4e-9c2b-0a5e1e6a0b3e', 0,
-       CASE WHEN c.progress = 'accepted' THEN 'direct' ELSE 'attested' END,
-       CASE WHEN c.progress = 'accepted' THEN 'direct' ELSE md5(c.contact_email) END,
-       c.contact_first_name, c.contact_last_name, c.contact_email, '', c.progress_at,
-       c.progress_at,
-       CASE WHEN c.progress = 'accepted' THEN 'cust-' || left(c.id, 8) ELSE c.partner_id END,
-       c.country, c.culture, 'https://go.microsoft.com/fwlink/?LinkId=2143225',
-       CASE WHEN c.progress = 'accepted' THEN '203.0.113.' || (1 + abs(hashtext(c.id)) % 250)
+    document_uri, ip_address, user_agent, partner_id)
+SELECT gen_random_uuid()::text, s.id, 'MicrosoftCustomerAgreement',
+       '117a488c-6a2d-4e4e-9c2b-0a5e1e6a0b3e', 0, a.method,
+       CASE WHEN a.method = 'direct' THEN 'direct' ELSE md5(s.contact_email) END,
+       s.contact_first_name, s.contact_last_name, s.contact_email, '', a.at, a.at,
+       CASE WHEN a.method = 'direct' THEN 'cust-' || left(s.id, 8) ELSE s.creator END,
+       s.country, s.culture, 'https://go.microsoft.com/fwlink/?LinkId=2143225',
+       CASE WHEN a.method = 'direct' THEN '203.0.113.' || (1 + abs(hashtext(s.id)) % 250)
             ELSE '' END,
-       CASE WHEN c.progress = 'accepted' THEN 'Mozilla/5.0 (bench)' ELSE '' END
-FROM customers AS c WHERE c.progress IN ('accepted', 'attested')
+       CASE WHEN a.method = 'direct' THEN 'Mozilla/5.0 (bench)' ELSE '' END,
+       a.partner_id
+FROM bench_story AS s
+CROSS JOIN LATERAL (VALUES
+    ('direct', s.accepted_at, s.accepted_through),
+    ('attested', CASE WHEN s.story = 'attested' THEN s.story_at END, s.creator)
+) AS a (method, at, partner_id)
+WHERE a.at IS NOT NULL
 """
 
 
 #: Tables the bulk load fills; their plain indexes are rebuilt after it (see drop_plain_indexes).
 SEEDED_TABLES = ["customers", "invitations", "agreement_acceptances", "customer_relationships"]
-
-#: Customers the second partner serves too (it accepted a relationship request), beside the
-#: creators' relationships that migration 0009 makes (its own statement, run again here).
-SHARED_SQL = """
-INSERT INTO customer_relationships
-    (customer_id, partner_id, kind, provider_id, state, origin, began_at, accepted_by, removed_by)
-SELECT c.id, CAST(:other AS varchar), 'reseller', NULL, 'active', 'request',
-       LEAST(c.created_at + interval '1 day', :now), 'admin@' || c.domain, ''
-FROM customers c WHERE c.partner_id <> CAST(:other AS varchar) AND random() < :share
-"""
-
-
-def creators_relationships_sql() -> str:
-    """Migration 0009's backfill: every customer's relationship with the partner that made it."""
-    from alembic.script import ScriptDirectory
-
-    from portal.core import db
-
-    revision = ScriptDirectory(str(db.MIGRATIONS)).get_revision("0009")
-    assert revision is not None  # noqa: S101 - the project's own migration
-    return str(revision.module.BACKFILL)
-
 
 PLAIN_INDEXES_SQL = """
 SELECT index.relname, pg_get_indexdef(i.indexrelid)
@@ -392,6 +462,7 @@ def drop_plain_indexes(connection: Any, tables: list[str]) -> list[str]:
 @dataclass
 class Seeding:
     partner_id: str
+    #: Customers on the partner's list (its active relationships, and its resellers').
     customers: int
     seconds: float
     #: Rows in the tables afterwards.
@@ -423,13 +494,39 @@ def schema_exists(admin_url: str, schema: str) -> bool:
         engine.dispose()
 
 
+def listed_customers(session: Any, partner_id: str) -> Any:
+    """SELECT (began_at, customer_id, company_name) of the partner's list, newest first: the
+    relationships ``reports.customer_page`` shows it (``relationships.shown_to``)."""
+    from sqlalchemy import select
+
+    from portal.core.models import Customer, CustomerRelationship
+    from portal.domain import relationships
+
+    r = CustomerRelationship
+    return (
+        select(r.began_at, r.customer_id, Customer.company_name)
+        .join(Customer, Customer.id == r.customer_id)
+        .where(
+            relationships.shown_to(partner_id, relationships.partner_ids(session, partner_id))
+        )
+        .order_by(r.began_at.desc(), r.customer_id.desc())
+    )
+
+
+def list_size(session: Any, partner_id: str) -> int:
+    from sqlalchemy import func, select
+
+    listed = listed_customers(session, partner_id).order_by(None).subquery()
+    return int(session.scalar(select(func.count()).select_from(listed)) or 0)
+
+
 def seeded_partner(url: str) -> Seeding | None:
     """The benchmark's partner in an already seeded schema, if there is one."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.orm import Session
 
-    from portal.core.models import Customer, Partner, PartnerUser
+    from portal.core.models import Partner, PartnerUser
 
     engine = engine_for(url)
     try:
@@ -440,15 +537,9 @@ def seeded_partner(url: str) -> Seeding | None:
             ).first()
             if partner is None or user is None:
                 return None
-            visible = select(Partner.id).where(
-                (Partner.id == partner.id) | (Partner.provider_id == partner.id)
-            )
-            count = session.scalar(
-                select(func.count()).select_from(Customer).where(Customer.partner_id.in_(visible))
-            )
-            return Seeding(partner.id, int(count or 0), 0.0, reused=True)
+            return Seeding(partner.id, list_size(session, partner.id), 0.0, reused=True)
     except DBAPIError:
-        return None  # not migrated
+        return None  # not migrated, or by an older version of the benchmark
     finally:
         engine.dispose()
 
@@ -457,15 +548,15 @@ def seed(
     url: str, customers: int, other_customers: int, resellers: int = 0, shared: float = 0.3
 ) -> Seeding:
     """Migrate, create the partners and the user, then the customers and their story. With
-    ``resellers``, the partner is an indirect provider and its customers are shared evenly
-    between it and that many resellers of its own (the provider's list shows them all). A
-    ``shared`` fraction of the partner's customers is served by the second partner too (a
-    relationship each; the lists do not read relationships yet, so this does not change what is
-    measured today)."""
+    ``resellers``, the partner is an indirect provider and the customers it created are split
+    evenly between it and that many resellers of its own (the provider's list shows them all).
+    A ``shared`` fraction of all customers has one or two partners besides its creator (see
+    ``STORY_SQL``): the partner's list holds customers the second partner created and the
+    other way round."""
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from portal.core import db
+    from portal.core import db, regions
     from portal.core.models import PartnerKind, UserRole
     from portal.domain import partners, users
 
@@ -478,6 +569,11 @@ def seed(
         print(f"  {name}: {now - since:.1f} s", flush=True)
         return now
 
+    # Relationship requests form only within the partner's region (portal.core.regions): the
+    # shared customers are drawn from the countries the partners may serve.
+    rule = regions.load()
+    eligible = sorted({loc[2] for loc in LOCALES if rule.may_serve(PARTNER_COUNTRY, loc[2])})
+    share = min(1.0, shared * len(LOCALES) / max(1, sum(loc[2] in eligible for loc in LOCALES)))
     engine = engine_for(url)
     try:
         mark = time.monotonic()
@@ -485,8 +581,18 @@ def seed(
         mark = step("migrations (portal.core.db.upgrade)", mark)
         with Session(engine) as session:
             kind = PartnerKind.INDIRECT_PROVIDER if resellers else PartnerKind.DIRECT
-            partner = partners.create_partner(session, PARTNER_NAME, kind)
-            other = partners.create_partner(session, OTHER_PARTNER_NAME, PartnerKind.DIRECT)
+            partner = partners.create_partner(
+                session, PARTNER_NAME, kind, country=PARTNER_COUNTRY
+            )
+            other = partners.create_partner(
+                session, OTHER_PARTNER_NAME, PartnerKind.DIRECT, country=PARTNER_COUNTRY
+            )
+            additional = [
+                partners.create_partner(
+                    session, f"{PARTNER_NAME} {n}", PartnerKind.DIRECT, country=PARTNER_COUNTRY
+                ).id
+                for n in range(3, 3 + ADDITIONAL_PARTNERS)
+            ]
             session.flush()
             owners = [(partner.id, customers - customers // (resellers + 1) * resellers, "a")]
             for number in range(1, resellers + 1):
@@ -495,6 +601,7 @@ def seed(
                     f"{PARTNER_NAME} reseller {number}",
                     PartnerKind.INDIRECT_RESELLER,
                     provider_id=partner.id,
+                    country=PARTNER_COUNTRY,
                 )
                 session.flush()
                 owners.append((reseller.id, customers // (resellers + 1), f"r{number}x"))
@@ -516,18 +623,29 @@ def seed(
                         text(CUSTOMERS_SQL), {"partner": pid, "n": n, "now": now, "prefix": prefix}
                     )
             mark = step(f"customers ({customers:,} + {other_customers:,})", mark)
-            connection.execute(text(PLAN_SQL), {"now": now})
+            connection.execute(
+                text(STORY_SQL),
+                {
+                    "now": now,
+                    "share": share,
+                    "eligible": eligible,
+                    "pair_a": [other_id, *additional],
+                    "pair_b": [partner_id, *additional],
+                    "other": other_id,
+                },
+            )
+            mark = step("stories (a temporary table)", mark)
             subject, text_body, html_body = invitation_email()
             for statement in INVITATIONS_SQL:
                 connection.execute(
                     text(statement), {"subject": subject, "text": text_body, "html": html_body}
                 )
             mark = step("invitations", mark)
+            for statement in RELATIONSHIPS_SQL:
+                connection.execute(text(statement), {"now": now})
+            mark = step(f"relationships ({shared:.0%} of the customers shared)", mark)
             connection.execute(text(ACCEPTANCES_SQL))
             mark = step("acceptances", mark)
-            connection.execute(text(creators_relationships_sql()))
-            connection.execute(text(SHARED_SQL), {"other": other_id, "now": now, "share": shared})
-            mark = step(f"relationships ({shared:.0%} of the partner's customers shared)", mark)
             for definition in rebuild:
                 connection.execute(text(definition))
             rebuilt = connection.execute(text(PLAIN_INDEXES_SQL), {"tables": SEEDED_TABLES}).all()
@@ -543,7 +661,29 @@ def seed(
                 counts[table] = int(
                     connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608
                 )
-        return Seeding(partner_id, customers, time.monotonic() - started, counts, steps)
+            counts["customers the partner's list holds, not created by it"] = int(
+                connection.execute(
+                    text(
+                        "SELECT count(*) FROM customer_relationships AS r "
+                        "JOIN customers AS c ON c.id = r.customer_id "
+                        "WHERE r.partner_id = :p AND r.state = 'active' AND c.partner_id <> :p"
+                    ),
+                    {"p": partner_id},
+                ).scalar_one()
+            )
+            counts["of the partner's created customers, served by others too"] = int(
+                connection.execute(
+                    text(
+                        "SELECT count(DISTINCT r.customer_id) FROM customer_relationships AS r "
+                        "JOIN customers AS c ON c.id = r.customer_id "
+                        "WHERE c.partner_id = :p AND r.partner_id <> :p AND r.state = 'active'"
+                    ),
+                    {"p": partner_id},
+                ).scalar_one()
+            )
+        with Session(engine) as session:
+            listed = list_size(session, partner_id)
+        return Seeding(partner_id, listed, time.monotonic() - started, counts, steps)
     finally:
         engine.dispose()
 

@@ -273,3 +273,63 @@ def test_a_removed_partner_comes_back_by_a_new_request(app, client, make_api):
         assert relationship.state is RelationshipState.ACTIVE
         assert relationship.removed_at is None
     assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 2
+
+
+# --- the dashboard ------------------------------------------------------------------------------
+
+
+def test_the_dashboard_shows_the_links_and_the_email_to_send_them_in(app, client, make_api):
+    from tests.test_dashboard import add_user, sign_in
+
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Northwind Distribution")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Tailspin")
+    add_user(app, provider.partner_id, "admin@northwind.example.test")
+    sign_in(client, "admin@northwind.example.test")
+    page = client.get("/dashboard/relationships")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    own = provider.get("/v1/customers/relationshiprequests").get_json()["url"]
+    theirs = reseller.get("/v1/customers/relationshiprequests").get_json()["url"]
+    assert body.count(f'value="{own}"') == 1
+    assert body.count(f'value="{theirs}"') == 1
+    assert "For your reseller Tailspin" in body
+    assert "Northwind Distribution asks to become your cloud solution partner" in body
+    assert "mailto:?subject=" in body
+
+
+def test_the_dashboard_says_when_the_country_is_missing(app, client, make_api):
+    from tests.test_dashboard import add_user, sign_in
+
+    partner = make_api(name="Nowhere Ltd", country="")
+    add_user(app, partner.partner_id, "admin@nowhere.example.test")
+    sign_in(client, "admin@nowhere.example.test")
+    body = client.get("/dashboard/relationships").get_data(as_text=True)
+    assert "Your country is not set yet" in body
+    assert "/relationship/" not in body
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_the_command_line_prints_the_link_and_removes_a_relationship(app, client, runner, make_api):
+    from tests.test_cli import invoke
+
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    printed = invoke(runner, "relationships", "request", second.partner_id)
+    assert printed.exit_code == 0, printed.output
+    assert urlsplit(printed.output.strip()).path == request_path(second)
+    nowhere = make_api(name="Nowhere Ltd", country="")
+    refused = invoke(runner, "relationships", "request", nowhere.partner_id)
+    assert refused.exit_code != 0
+    assert "no country yet" in refused.output
+
+    customer, _ = customer_of(first, client)
+    answer(client, request_path(second))
+    removed = invoke(runner, "relationships", "remove", customer["id"], second.partner_id)
+    assert removed.exit_code == 0, removed.output
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 404
+    again = invoke(runner, "relationships", "remove", customer["id"], second.partner_id)
+    assert again.exit_code != 0
+    with app.app_context():
+        assert relationship_of(customer["id"], second.partner_id).removed_by == "cli"

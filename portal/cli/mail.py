@@ -40,6 +40,7 @@ def mail_send(batch: int, loop: bool) -> None:
                 "outbox; `portal mail outbox` shows them."
             )
             return
+        delivery.prepare(app)
         total = sending.Report()
         while True:
             report = sending.deliver_due(app, db.session(), batch)

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_SEND_INTERVAL": 5,  # seconds between passes of the delivery loop in ``portal serve``
     # Invitation links expire after this many seconds (30 days).
     "INVITATION_MAX_AGE": 30 * 24 * 3600,
+    # A "forgot password" link works once, for this many seconds (an hour).
+    "PASSWORD_RESET_MAX_AGE": 3600,
     # Where failed sign-ins are counted: the portal's database (every worker and process sees
     # it), or a ``limits`` storage such as redis://127.0.0.1:6379/0 (memory:// counts per process).
     "RATELIMIT_STORAGE_URI": "database://",

@@ -546,6 +546,22 @@ class OutboxMessage(Base):
     invitation: Mapped[Invitation | None] = relationship(back_populates="messages")
 
 
+class PasswordResetRequest(Base):
+    """A "forgot password" request, stored as typed whether or not the account exists (the page
+    does the same work for everyone); the mail sender answers it (``resets.prepare``)."""
+
+    __tablename__ = "password_reset_requests"
+    __table_args__ = (Index("ix_password_reset_requests_waiting", "handled_at", "requested_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    #: As typed, lower-cased; may name no account.
+    user_name: Mapped[str] = mapped_column(String(254))
+    #: The page's language: the email's.
+    locale: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class CustomerSession(Base):
     """A signed-in customer's session, kept on the server so sign-out and idle expiry are real."""
 

@@ -149,3 +149,39 @@ def check_relationship_request_token(
     ):
         return payload[0]
     return None
+
+
+PASSWORD_RESET_SALT = "portal.password-reset"  # noqa: S105 - a salt
+
+
+def password_reset_token(
+    secret_key: str, fallbacks: Sequence[str], customer_id: str, generation: int
+) -> str:
+    """A "forgot password" link's token: the account and its credential generation, which the
+    reset moves on, so the link works once (and not after any other change of the password)."""
+    return str(
+        _serializer(secret_key, fallbacks, PASSWORD_RESET_SALT).dumps([customer_id, generation])
+    )
+
+
+def check_password_reset_token(
+    secret_key: str, fallbacks: Sequence[str], token: str, max_age: int
+) -> tuple[str, int] | None:
+    """The account and generation a reset link names, or None when it is not ours or too old."""
+    if not _canonical(token):
+        return None
+    try:
+        payload = _serializer(secret_key, fallbacks, PASSWORD_RESET_SALT).loads(
+            token, max_age=max_age
+        )
+    except BadSignature:  # SignatureExpired too
+        return None
+    if (
+        isinstance(payload, list)
+        and len(payload) == 2
+        and isinstance(payload[0], str)
+        and 0 < len(payload[0]) <= 64
+        and type(payload[1]) is int
+    ):
+        return payload[0], payload[1]
+    return None

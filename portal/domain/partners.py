@@ -70,6 +70,14 @@ def set_country(partner: Partner, country: str) -> None:
         raise InvalidPartner("Give the partner's country, e.g. US or DE.")
 
 
+def resellers(session: Session, provider: Partner) -> list[Partner]:
+    """A provider's indirect resellers, by name (none for any other partner)."""
+    found = session.scalars(
+        select(Partner).where(Partner.provider_id == provider.id).order_by(Partner.name)
+    )
+    return list(found)
+
+
 @dataclass(frozen=True)
 class NewKey:
     key: ApiKey

@@ -20,6 +20,8 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.core import db
+from portal.domain import resets
+from portal.i18n import languages
 from portal.mail import sending
 
 log = logging.getLogger(__name__)
@@ -28,10 +30,21 @@ log = logging.getLogger(__name__)
 PARENT_VARIABLE = "PORTAL_DELIVERY_PARENT"
 
 
+def prepare(app: Flask) -> int:
+    """Queue what the pages asked the sender to write (the "forgot password" links), so that
+    the pass sends it. In an app context; returns how many were queued."""
+    if not app.config.get("MAIL_SERVER"):
+        return 0  # they wait, as the outbox does, for a server to send them to
+    return resets.prepare(
+        db.session(), resets.ResetLinks.from_config(app.config), languages.available_locales()
+    )
+
+
 def run_once(app: Flask, stop: Callable[[], bool] | None = None) -> sending.Report | None:
     """One outbox pass; ``stop`` ends it early, between batches."""
     with app.app_context():
         try:
+            prepare(app)
             report = sending.deliver_due(app, db.session(), stop=stop)
         except SQLAlchemyError as exc:
             # The database may be restarting: try again on the next pass.

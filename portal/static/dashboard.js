@@ -24,6 +24,15 @@ if (body && mailto && subject) {
       "&body=" + encodeURIComponent(body.value);
   });
 }
+// Relationship request emails: each textarea names its link (no recipient: the partner adds one).
+document.querySelectorAll("textarea[data-mailto]").forEach(function (area) {
+  var link = document.getElementById(area.dataset.mailto);
+  if (!link) { return; }
+  area.addEventListener("input", function () {
+    link.href = "mailto:?subject=" + encodeURIComponent(area.dataset.subject) +
+      "&body=" + encodeURIComponent(area.value);
+  });
+});
 
 // CSV import: send the file a slice of rows at a time and show the progress and each row's result.
 // Without script the form posts once and the server answers with the whole report.

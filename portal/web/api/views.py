@@ -458,9 +458,7 @@ def relationship_request() -> ResponseReturnValue:
     )
     provider_id = request.args.get("indirectCloudSolutionProviderId")
     if provider_id and provider_id.lower() != (partner.provider_id or ""):
-        raise relationship_requests.NotYourPartner(
-            indirectCloudSolutionProviderId=provider_id[:64]
-        )
+        raise relationship_requests.NotYourPartner(indirectCloudSolutionProviderId=provider_id[:64])
     links = invitations.LinkSettings.from_config(current_app.config)
     return jsonify(
         {

@@ -31,7 +31,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import format_date, format_number
+from flask_babel import format_date, format_number, gettext
 
 from portal.core import catalog, db
 from portal.core.catalog import CUSTOMER_AGREEMENT
@@ -50,7 +50,9 @@ from portal.domain import (
     bulk,
     customers,
     invitations,
+    partners,
     receipts,
+    relationship_requests,
     relationships,
     reports,
     users,
@@ -638,6 +640,39 @@ def allow_larger_forms(endpoint: str | None, values: dict[str, Any] | None) -> N
     elif endpoint == "dashboard.send":
         # Percent-encoded, a character takes up to 12 bytes (4 in UTF-8, 3 for each).
         request.max_content_length = 12 * invitations.MAX_TEXT + 4096
+
+
+@bp.get("/relationships")
+@signed_in
+def relationship_requests_page() -> ResponseReturnValue:
+    """The partner's reseller relationship request links (a provider's resellers' too), each
+    with an email to send it in, which the partner may edit around the link."""
+    partner = _partner()
+    links = invitations.LinkSettings.from_config(current_app.config)
+    requesters = [partner, *partners.resellers(db.session(), partner)]
+    shown = []
+    if partner.country:
+        for requester in requesters:
+            url = relationship_requests.url(links, requester)
+            subject = gettext(
+                # Translators: subject of the email a partner sends with its relationship request.
+                "%(partner)s asks to become your cloud solution partner",
+                partner=requester.name,
+            )
+            body = render_template(
+                "dashboard/relationship_request.txt", partner=requester, url=url
+            ).strip()
+            mailto = f"mailto:?subject={quote(subject, safe='')}&body={quote(body, safe='')}"
+            shown.append(
+                {
+                    "partner": requester,
+                    "url": url,
+                    "subject": subject,
+                    "body": body,
+                    "mailto": mailto,
+                }
+            )
+    return render_template("dashboard/relationships.html", shown=shown, partner=partner)
 
 
 @bp.get("/import")

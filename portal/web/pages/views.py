@@ -26,7 +26,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import PathConverter
 
-from portal.core import catalog, db
+from portal.core import catalog, credentials, db
 from portal.core.errors import InvalidFields, ProblemCode
 from portal.core.models import AgreementAcceptance, Customer, LinkState, Partner
 from portal.domain import (
@@ -35,6 +35,7 @@ from portal.domain import (
     invitations,
     relationship_requests,
     relationships,
+    resets,
     signin,
 )
 from portal.domain.acceptance import Contact
@@ -303,6 +304,59 @@ def password() -> ResponseReturnValue:
     db.session().commit()
     auth.begin(SESSION_KEY, started.token)  # the session goes on under a new id
     return redirect(url_for("pages.agreement_form"))
+
+
+# --- forgot password ----------------------------------------------------------------------------
+
+
+def _reset_links() -> resets.ResetLinks:
+    return resets.ResetLinks.from_config(current_app.config)
+
+
+@bp.get("/password/forgot")
+def forgot_form() -> ResponseReturnValue:
+    return render_template("forgot.html", sent=False)
+
+
+@bp.post("/password/forgot")
+def forgot() -> ResponseReturnValue:
+    """Store the request as typed and give the same answer whether or not the account exists;
+    the mail sender sends the link (``resets.prepare``). Counted as a sign-in attempt."""
+    user_name = request.form.get("user_name", "").strip()
+    if not user_name:
+        return render_template("forgot.html", sent=False, problem=True), 400
+    auth.attempt("customer", user_name)  # never "succeeded": asking uses up the same limits
+    resets.request(db.session(), user_name, str(languages.current_locale()))
+    db.session().commit()
+    return render_template("forgot.html", sent=True)
+
+
+@bp.get("/password/reset/<link:token>")
+def reset_form(token: str) -> ResponseReturnValue:
+    if resets.check(db.session(), _reset_links(), token) is None:
+        return render_template("reset.html", valid=False), 410
+    return render_template("reset.html", valid=True)
+
+
+@bp.post("/password/reset/<link:token>")
+@db.reads_first
+def reset_password(token: str) -> ResponseReturnValue:
+    """Set the new password once; every session of the account ends; then sign in."""
+    credential = resets.check(db.session(), _reset_links(), token)
+    if credential is None:
+        return render_template("reset.html", valid=False), 410
+    new = request.form.get("password", "")
+    problem = signin.password_problem(new, request.form.get("repeat", ""), credential.user_name)
+    if problem is not None:
+        return render_template("reset.html", valid=True, problem=problem), 400
+    password_hash = credentials.hash_password(new)  # slow: before the write begins
+    db.session().commit()
+    if not resets.reset(db.session(), credential, password_hash):
+        db.session().rollback()
+        return render_template("reset.html", valid=False), 410
+    db.session().commit()
+    auth.end()
+    return redirect(url_for("pages.signin_form", reset=1))
 
 
 def _session_over() -> ResponseReturnValue:
