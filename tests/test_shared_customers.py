@@ -4,15 +4,18 @@ stays the partner's own (issue 16)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.core import db
 from portal.core.models import (
+    AgreementAcceptance,
     Customer,
     Event,
     EventKind,
+    Invitation,
     OutboxMessage,
     Partner,
     PartnerKind,
@@ -249,3 +252,78 @@ def test_removing_a_partner_needs_a_signed_in_customer(app, client, make_api):
     assert refused.status_code == 302
     assert "/signin" in refused.headers["Location"]
     assert first.get(f"/v1/customers/{customer['id']}").status_code == 200
+
+
+# --- isolation on every route, with a shared customer --------------------------------------------
+
+
+def _customer_routes() -> list[tuple[str, str]]:
+    """Every (method, path) of the API that names a customer, from the OpenAPI document: a new
+    route is swept without being listed here."""
+    document = json.loads((Path(__file__).parents[1] / "portal/web/api/openapi.json").read_text())
+    return [
+        (method, path)
+        for path, item in document["paths"].items()
+        if "{customerId}" in path
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+def test_every_customer_route_is_404_for_a_partner_without_a_relationship(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    outsider = make_api(name="Outsider Ltd")
+    customer, made = accepted_customer(app, first, client)
+    share(app, customer["id"], second, accepted=True)
+    routes = _customer_routes()
+    assert len(routes) >= 10
+    for method, template in routes:
+        path = template.replace("{customerId}", customer["id"]).replace(
+            "{invitationId}", made["id"]
+        )
+        response = outsider.client.open(
+            path,
+            method=method.upper(),
+            headers={"Authorization": f"Bearer {outsider.key}"},
+            json=attestation() if method == "post" else None,
+        )
+        assert response.status_code == 404, (method, path, response.get_json())
+        # The second partner serves the customer, but the first partner's invitation is not its.
+        if "{invitationId}" in template:
+            theirs = second.client.open(
+                path, method=method.upper(), headers={"Authorization": f"Bearer {second.key}"}
+            )
+            assert theirs.status_code == 404, (method, path)
+    with app.app_context():
+        session = db.session()
+        assert session.scalar(select(func.count()).select_from(AgreementAcceptance)) == 1
+        invitation = session.get_one(Invitation, made["id"])
+        assert invitation.revoked_at is None
+
+
+def test_the_second_partners_dashboard_cannot_touch_the_first_partners_invitation(
+    app, client, make_api
+):
+    from tests.test_dashboard import csrf
+
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, made = accepted_customer(app, first, client)
+    share(app, customer["id"], second, accepted=True)
+    add_user(app, second.partner_id, "admin@second.example.test")
+    browser = app.test_client()
+    sign_in(browser, "admin@second.example.test")
+    token = csrf(browser.get("/dashboard/customers"))
+    base = f"/dashboard/customers/{customer['id']}/invitations/{made['id']}"
+    for method, path in (
+        ("get", base),
+        ("get", base + "/email.html"),
+        ("post", base + "/send"),
+        ("post", base + "/withdraw"),
+    ):
+        response = getattr(browser, method)(path, data={"csrf_token": token})
+        assert response.status_code == 404, (method, path)
+    assert browser.get(f"/dashboard/customers/{customer['id']}").status_code == 200
+    with app.app_context():
+        assert db.session().get_one(Invitation, made["id"]).revoked_at is None
