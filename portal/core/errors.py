@@ -173,7 +173,10 @@ class DomainTaken(PortalError):
     status = 409
     code = 10409
     error_name = "DomainAlreadyExists"
-    description = "A customer with this domain already exists."
+    description = (
+        "A customer with this domain already exists. To serve it, send it your relationship "
+        "request link (GET /v1/customers/relationshiprequests)."
+    )
 
 
 class AttestationExists(PortalError):
