@@ -108,7 +108,7 @@ def seed_customers(port: int, key: str, count: int) -> str:
             )
             if status != 201:
                 raise RuntimeError(f"POST /v1/customers: {status} {raw[:300]!r}")
-            customer_id = json.loads(raw)["id"]
+            customer_id = str(json.loads(raw)["id"])
             ids.append(customer_id)
             if n % 2 == 0:
                 attestation = {

@@ -50,6 +50,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     fastpath.init_app(app)
 
+    from portal.domain import resets
+    from portal.mail import delivery
+
+    app.extensions[delivery.PREPARERS] = [resets.prepare_for]
+
     from portal.web.api import views as api
     from portal.web.dashboard import views as dashboard
     from portal.web.pages import views as pages

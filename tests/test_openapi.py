@@ -291,6 +291,13 @@ def _schemathesis_config(world: World) -> schemathesis.Config:
                         "coverage": {"checks": {"positive_data_acceptance": {"enabled": False}}}
                     },
                 },
+                {
+                    # And of a personal relationship request.
+                    "include-operation-id": "createPersonalRelationshipRequest",
+                    "phases": {
+                        "coverage": {"checks": {"positive_data_acceptance": {"enabled": False}}}
+                    },
+                },
             ],
         }
     )

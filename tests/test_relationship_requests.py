@@ -4,9 +4,12 @@ and a provider's request on behalf of its reseller (issue 16)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+import time_machine
 from sqlalchemy import func, select
 
 from portal.core import db
@@ -333,3 +336,224 @@ def test_the_command_line_prints_the_link_and_removes_a_relationship(app, client
     assert again.exit_code != 0
     with app.app_context():
         assert relationship_of(customer["id"], second.partner_id).removed_by == "cli"
+
+
+# --- personal requests --------------------------------------------------------------------------
+
+
+def personal(partner: Any, **changes: Any) -> Any:
+    body = {"domain": "contoso.example.test", "email": "it@contoso.example.test", **changes}
+    response = partner.post("/v1/relationshiprequests", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+@pytest.mark.mail
+def test_a_personal_request_is_an_email_in_the_customers_language_tracked_to_its_answer(
+    app, client, make_api, smtp
+):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Zweiter Partner GmbH", country="DE")
+    customer, _ = customer_of(
+        first,
+        client,
+        country="DE",
+        culture="de-DE",
+        language="de",
+        domain="kunde.example.test",
+    )
+    made = personal(
+        second, domain="Kunde.Example.Test", email="it@kunde.example.test", language="de-DE"
+    )
+    assert made["status"] == "created"
+    assert made["language"] == "de"
+    assert made["domain"] == "kunde.example.test"
+    assert made["url"] in made["textBody"]
+    assert "Zweiter Partner GmbH" in made["subject"]
+    assert made["attributes"] == {"objectType": "PersonalRelationshipRequest"}
+
+    sent = second.post(f"/v1/relationshiprequests/{made['id']}/resend")
+    assert sent.status_code == 202
+    assert sent.get_json()["status"] == "queued"
+    with app.app_context():
+        from portal.mail import sending
+
+        sending.deliver_due(app, db.session())
+    (message,) = [m for m in smtp.inbox.messages if m["To"] == "it@kunde.example.test"]
+    assert "Zweiter Partner GmbH" in message["Subject"]
+    assert urlsplit(made["url"]).path in message.get_body(("plain",)).get_content()
+    assert second.get(f"/v1/relationshiprequests/{made['id']}").get_json()["status"] == "sent"
+
+    path = urlsplit(made["url"]).path
+    assert client.get(path).status_code == 200
+    read = second.get(f"/v1/relationshiprequests/{made['id']}").get_json()
+    assert read["status"] == "opened"
+    assert read["openedAt"] is not None
+    assert answer(client, path).status_code == 302
+    read = second.get(f"/v1/relationshiprequests/{made['id']}").get_json()
+    assert read["status"] == "accepted"
+    assert read["customerId"] == customer["id"]
+    assert read["url"] is None
+    assert "textBody" not in read
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 200
+    listed = second.get("/v1/relationshiprequests").get_json()["items"]
+    assert [r["id"] for r in listed] == [made["id"]]
+    # Answered: the link lands on "already your partner", and a resend is refused.
+    again = client.get(path)
+    assert again.status_code == 200  # German: "already your partner", no answer to give
+    assert 'value="accept"' not in again.get_data(as_text=True)
+    assert 'href="/account"' in again.get_data(as_text=True)
+    closed = second.post(f"/v1/relationshiprequests/{made['id']}/resend")
+    assert closed.status_code == 409
+    assert closed.get_json()["errorName"] == "RelationshipRequestClosed"
+
+
+def test_a_personal_request_answers_only_the_company_it_is_addressed_to(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client, domain="mine.example.test")
+    made = personal(second, domain="someone-else.example.test")
+    path = urlsplit(made["url"]).path
+    assert "addressed to another company" in client.get(path).get_data(as_text=True)
+    assert answer(client, path).status_code == 409
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 404
+    assert second.get(f"/v1/relationshiprequests/{made['id']}").get_json()["status"] == "opened"
+
+
+def test_a_withdrawn_or_expired_personal_request_can_no_longer_be_answered(app, client, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client, domain="mine.example.test")
+    made = personal(second, domain="mine.example.test", send=True)
+    assert made["status"] == "queued"
+    withdrawn = second.client.delete(
+        f"/v1/relationshiprequests/{made['id']}",
+        headers={"Authorization": f"Bearer {second.key}"},
+    )
+    assert withdrawn.status_code == 200
+    assert withdrawn.get_json()["status"] == "withdrawn"
+    assert [m["status"] for m in withdrawn.get_json()["messages"]] == ["cancelled"]
+    path = urlsplit(made["url"]).path
+    page = client.get(path)
+    assert page.status_code == 410
+    assert "can no longer be answered" in page.get_data(as_text=True)
+    assert answer_posted(client, path).status_code == 409
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 404
+
+    later = personal(second, domain="mine.example.test")
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=31), tick=False):
+        assert client.get(urlsplit(later["url"]).path).status_code in (404, 410)
+        read = second.get(f"/v1/relationshiprequests/{later['id']}").get_json()
+        assert read["status"] == "expired"
+
+
+def answer_posted(client: Any, path: str) -> Any:
+    token = csrf(client.get("/account"))
+    return client.post(path, data={"csrf_token": token, "answer": "accept"})
+
+
+def test_personal_requests_are_the_partners_own(app, make_api):
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Provider")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Reseller")
+    other = make_api(name="Other")
+    made = personal(provider, indirectResellerId=reseller.partner_id)
+    assert made["partnerId"] == reseller.partner_id
+    assert reseller.get(f"/v1/relationshiprequests/{made['id']}").status_code == 200
+    assert provider.get(f"/v1/relationshiprequests/{made['id']}").status_code == 200
+    for path in (f"/v1/relationshiprequests/{made['id']}", "/v1/relationshiprequests/nope"):
+        response = other.get(path)
+        assert response.status_code == 404
+        assert response.get_json()["errorName"] == "RelationshipRequestNotFound"
+    assert other.get("/v1/relationshiprequests").get_json()["items"] == []
+    assert other.post(f"/v1/relationshiprequests/{made['id']}/resend").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "it@x.example.test"}, "domain"),
+        ({"domain": "not a domain", "email": "it@x.example.test"}, "domain"),
+        ({"domain": "x.example.test"}, "email"),
+        ({"domain": "x.example.test", "email": "nope"}, "email"),
+        ({"domain": "x.example.test", "email": "a@x.example.test", "language": "??"}, "language"),
+        ({"domain": "x.example.test", "email": "a@x.example.test", "send": "yes"}, "send"),
+    ],
+)
+def test_a_bad_personal_request_is_400_naming_the_field(app, make_api, body, field):
+    partner = make_api()
+    response = partner.post("/v1/relationshiprequests", json=body)
+    assert response.status_code == 400
+    assert field in response.get_json()["parameters"]
+    assert partner.get("/v1/relationshiprequests").get_json()["items"] == []
+
+
+def test_null_switches_count_as_left_out(make_api):
+    partner = make_api()
+    body = {"domain": "x.example.test", "email": "a@x.example.test", "send": None, "language": None}
+    made = partner.post("/v1/relationshiprequests", json=body)
+    assert made.status_code == 201, made.get_json()
+    assert made.get_json()["status"] == "created"  # not sent
+    customer = partner.create_customer()
+    invited = partner.post(
+        f"/v1/customers/{customer['id']}/invitations",
+        json={"send": None, "includeCredentials": None},
+    )
+    assert invited.status_code == 201, invited.get_json()
+    assert invited.get_json()["includeCredentials"] is True
+
+
+def test_the_dashboard_writes_sends_tracks_and_withdraws_a_personal_request(app, make_api):
+    from tests.test_dashboard import add_user, sign_in
+
+    partner = make_api(name="Second Partner Ltd")
+    add_user(app, partner.partner_id, "admin@second.example.test")
+    browser = app.test_client()
+    sign_in(browser, "admin@second.example.test")
+    page = browser.get("/dashboard/relationships")
+    bad = browser.post(
+        "/dashboard/relationships",
+        data={"csrf_token": csrf(page), "domain": "not a domain", "email": "x@y.example.test"},
+    )
+    assert bad.status_code == 400
+    assert "Enter a domain name such as contoso.example." in bad.get_data(as_text=True)
+    assert partner.get("/v1/relationshiprequests").get_json()["items"] == []
+
+    made = browser.post(
+        "/dashboard/relationships",
+        data={
+            "csrf_token": csrf(page),
+            "domain": "contoso.example.test",
+            "email": "it@contoso.example.test",
+            "language": "fr",
+            "send": "yes",
+        },
+    )
+    assert made.status_code == 302
+    (listed,) = partner.get("/v1/relationshiprequests").get_json()["items"]
+    assert listed["status"] == "queued"
+    assert listed["language"] == "fr"
+    screen = browser.get(made.headers["Location"])
+    body = screen.get_data(as_text=True)
+    assert "Waiting to be sent" in body
+    assert listed["url"] in body
+    overview = browser.get("/dashboard/relationships").get_data(as_text=True)
+    assert "contoso.example.test" in overview
+    withdrawn = browser.post(
+        made.headers["Location"] + "/withdraw", data={"csrf_token": csrf(screen)}
+    )
+    assert withdrawn.status_code == 302
+    read = partner.get(f"/v1/relationshiprequests/{listed['id']}").get_json()
+    assert read["status"] == "withdrawn"
+    again = browser.post(made.headers["Location"] + "/send", data={"csrf_token": csrf(screen)})
+    assert again.status_code == 409
+
+    other = make_api(name="Other Ltd")
+    add_user(app, other.partner_id, "admin@other.example.test")
+    stranger = app.test_client()
+    sign_in(stranger, "admin@other.example.test")
+    assert stranger.get(made.headers["Location"]).status_code == 404
+    token = csrf(stranger.get("/dashboard/relationships"))
+    assert (
+        stranger.post(made.headers["Location"] + "/send", data={"csrf_token": token}).status_code
+        == 404
+    )

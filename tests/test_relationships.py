@@ -13,7 +13,6 @@ from portal.core import db
 from portal.core.models import (
     Customer,
     CustomerRelationship,
-    Partner,
     PartnerKind,
     RelationshipKind,
     RelationshipOrigin,
@@ -27,10 +26,18 @@ from tests.test_pages import accept, change_password, invited, sign_in_from_link
 
 def _partner(connection, name: str, kind: PartnerKind, provider_id: str | None = None) -> str:
     partner_id = new_id()
-    connection.execute(
-        Partner.__table__.insert().values(
-            id=partner_id, name=name, kind=kind, provider_id=provider_id
-        )
+    connection.execute(  # the columns of the schema before 0011 (no country)
+        text(
+            "INSERT INTO partners (id, name, kind, provider_id, created_at)"
+            " VALUES (:id, :name, :kind, :provider_id, :at)"
+        ),
+        {
+            "id": partner_id,
+            "name": name,
+            "kind": kind.value,
+            "provider_id": provider_id,
+            "at": datetime(2025, 1, 1),
+        },
     )
     return partner_id
 

@@ -24,9 +24,9 @@ def mail_group() -> None:
 )
 def mail_send(batch: int, loop: bool) -> None:
     """Send what is due, once. SMTP trouble is recorded per message, and exits 0."""
-    if loop:
-        from portal.mail import delivery
+    from portal.mail import delivery  # the loop's module: imported only when sending
 
+    if loop:
         app = load_app()
         try:
             delivery.run_forever(app)

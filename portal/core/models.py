@@ -510,6 +510,46 @@ class Invitation(Base):
     )
 
 
+class PersonalRequest(Base):
+    """A reseller relationship request addressed to one company (by domain) and one person, as
+    an email in their language: tracked (sent, opened, accepted, declined), expiring."""
+
+    __tablename__ = "personal_requests"
+    __table_args__ = (Index("ix_personal_requests_partner", "partner_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    #: The partner asking (an indirect reseller's request names its provider through it).
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"))
+    #: Who asked for it: ``partner:<id>`` (a provider for its reseller), ``user:<email>``.
+    created_by: Mapped[str] = mapped_column(String(300), default="")
+    #: The company it is addressed to: only a customer with this domain may answer it.
+    domain: Mapped[str] = mapped_column(String(255))
+    recipient: Mapped[str] = mapped_column(String(254))
+    #: The locale the email was written in.
+    language: Mapped[str] = mapped_column(String(35))
+    #: Random; the link carries it.
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    subject: Mapped[str] = mapped_column(String(300))
+    text_body: Mapped[str] = mapped_column(Text, default="")
+    html_body: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: ``accepted`` or ``declined`` once the company answered; empty before.
+    answer: Mapped[str] = mapped_column(String(16), default="")
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The customer that answered.
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    partner: Mapped[Partner] = relationship()
+    messages: Mapped[list[OutboxMessage]] = relationship(
+        primaryjoin="PersonalRequest.id == foreign(OutboxMessage.request_id)",
+        order_by="OutboxMessage.created_at",
+        viewonly=True,
+    )
+
+
 class OutboxMessage(Base):
     """An email waiting to be sent, written in the same transaction as what caused it."""
 
@@ -520,6 +560,8 @@ class OutboxMessage(Base):
     #: What it is: ``invitation``, ``attestation-notice``, ...
     kind: Mapped[str] = mapped_column(String(64))
     invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id"), index=True)
+    #: The personal relationship request it carries, if any.
+    request_id: Mapped[str | None] = mapped_column(String(36), index=True)
     customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
     #: The partner whose dealing it is (an invitation, a notice); None for the customer's own
     #: mail, such as the confirmation of its acceptance.

@@ -76,9 +76,32 @@ def check_invitation_token(
     secret_key: str, fallbacks: Sequence[str], token: str, max_age: int
 ) -> Checked:
     """Expired and tampered are different outcomes: they get different pages."""
+    return _check_pair(secret_key, fallbacks, token, max_age, INVITATION_SALT)
+
+
+PERSONAL_REQUEST_SALT = "portal.personal-request"
+
+
+def personal_request_token(
+    secret_key: str, fallbacks: Sequence[str], request_id: str, nonce: str, issued_at: int
+) -> str:
+    """A personal relationship request's link token, as an invitation's: the same every time."""
+    serializer = _serializer(secret_key, fallbacks, PERSONAL_REQUEST_SALT, issued_at)
+    return str(serializer.dumps([request_id, nonce]))
+
+
+def check_personal_request_token(
+    secret_key: str, fallbacks: Sequence[str], token: str, max_age: int
+) -> Checked:
+    return _check_pair(secret_key, fallbacks, token, max_age, PERSONAL_REQUEST_SALT)
+
+
+def _check_pair(
+    secret_key: str, fallbacks: Sequence[str], token: str, max_age: int, salt: str
+) -> Checked:
     if not _canonical(token):
         return Checked(Outcome.INVALID)
-    serializer = _serializer(secret_key, fallbacks, INVITATION_SALT)
+    serializer = _serializer(secret_key, fallbacks, salt)
     try:
         payload = serializer.loads(token, max_age=max_age)
     except SignatureExpired as exc:

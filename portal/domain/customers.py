@@ -268,6 +268,7 @@ class PageCustomer:
     id: str
     partner_name: str
     company_name: str
+    domain: str
     culture: str
     language: str
     country: str
@@ -285,6 +286,7 @@ PAGE_CUSTOMER: dict[str, InstrumentedAttribute[Any]] = {
     "id": Customer.id,
     "partner_name": Partner.name,
     "company_name": Customer.company_name,
+    "domain": Customer.domain,
     "culture": Customer.culture,
     "language": Customer.language,
     "country": Customer.country,

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from flask import Flask
 from flask_babel import gettext
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from portal.core import tokens
+from portal.core import db, tokens
 from portal.core.models import (
     Customer,
     CustomerCredential,
@@ -28,7 +29,7 @@ from portal.core.models import (
     utcnow,
 )
 from portal.domain import events, sessions
-from portal.i18n import wording
+from portal.i18n import languages, wording
 from portal.i18n.languages import best_locale
 from portal.mail import emails, outbox
 
@@ -51,6 +52,11 @@ class ResetLinks:
             config["BASE_URL"],
             int(config["PASSWORD_RESET_MAX_AGE"]),
         )
+
+
+def prepare_for(app: Flask) -> int:
+    """The mail sender's preparer (``delivery.PREPARERS``): answer waiting requests."""
+    return prepare(db.session(), ResetLinks.from_config(app.config), languages.available_locales())
 
 
 def request(session: Session, user_name: str, locale: str) -> None:

@@ -20,8 +20,6 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.core import db
-from portal.domain import resets
-from portal.i18n import languages
 from portal.mail import sending
 
 log = logging.getLogger(__name__)
@@ -30,14 +28,17 @@ log = logging.getLogger(__name__)
 PARENT_VARIABLE = "PORTAL_DELIVERY_PARENT"
 
 
-def prepare(app: Flask) -> int:
-    """Queue what the pages asked the sender to write (the "forgot password" links), so that
-    the pass sends it. In an app context; returns how many were queued."""
+#: ``app.extensions`` key: what writes mail the pages asked the sender for, called before each
+#: pass with the app (in its app context). ``create_app`` fills it (the "forgot password" links).
+PREPARERS = "portal.mail_preparers"
+
+
+def prepare(app: Flask) -> None:
+    """Queue what the pages asked the sender to write, so that the pass sends it."""
     if not app.config.get("MAIL_SERVER"):
-        return 0  # they wait, as the outbox does, for a server to send them to
-    return resets.prepare(
-        db.session(), resets.ResetLinks.from_config(app.config), languages.available_locales()
-    )
+        return  # it waits, as the outbox does, for a server to send it to
+    for preparer in app.extensions.get(PREPARERS, []):
+        preparer(app)
 
 
 def run_once(app: Flask, stop: Callable[[], bool] | None = None) -> sending.Report | None:

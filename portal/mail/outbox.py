@@ -37,6 +37,7 @@ def queue(
     invitation: Invitation | None = None,
     customer_id: str | None = None,
     partner_id: str | None = None,
+    request_id: str | None = None,
 ) -> OutboxMessage:
     """Add a message to the outbox; it is sent only if this transaction commits.
 
@@ -51,6 +52,7 @@ def queue(
         invitation=invitation,
         customer_id=customer_id,
         partner_id=partner_id,
+        request_id=request_id,
     )
     session.add(message)
     return message
@@ -65,6 +67,7 @@ def compose(
     invitation: Invitation | None = None,
     customer_id: str | None = None,
     partner_id: str | None = None,
+    request_id: str | None = None,
 ) -> OutboxMessage:
     """An outbox message with its MIME bytes, not yet in any session (``queue`` adds it)."""
     host = urlsplit(base_url).hostname or "portal.invalid"
@@ -78,28 +81,31 @@ def compose(
         invitation=invitation,
         customer_id=customer_id,
         partner_id=partner_id,
+        request_id=request_id,
         next_attempt_at=utcnow(),
     )
     message.mime = mime.build(current_app.config["MAIL_DEFAULT_SENDER"], message)
     return message
 
 
-def cancel_pending(session: Session, invitation_id: str) -> None:
-    """Withdraw unsent messages of an invitation and drop the bodies of all of them."""
+def cancel_pending(
+    session: Session, invitation_id: str | None = None, *, request_id: str | None = None
+) -> None:
+    """Withdraw unsent messages of an invitation (or of a personal relationship request) and
+    drop the bodies of all of them."""
+    of = (
+        OutboxMessage.invitation_id == invitation_id
+        if invitation_id is not None
+        else OutboxMessage.request_id == request_id
+    )
     session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.invitation_id == invitation_id,
-            OutboxMessage.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]),
-        )
+        .where(of, OutboxMessage.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.FAILED]))
         .values(status=DeliveryStatus.CANCELLED, claimed_until=None)
     )
     session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.invitation_id == invitation_id,
-            OutboxMessage.status != DeliveryStatus.SENDING,
-        )
+        .where(of, OutboxMessage.status != DeliveryStatus.SENDING)
         .values(text_body="", html_body="", mime=None)
     )
 

@@ -40,6 +40,7 @@ from portal.core.models import (
     Invitation,
     OutboxMessage,
     Partner,
+    PersonalRequest,
     RelationshipState,
     is_id,
     iso,
@@ -208,9 +209,9 @@ class Fields:
 
     def boolean(self, path: str, default: bool) -> bool:
         value = self._lookup(path, absent=_ABSENT)
-        if value is _ABSENT:
+        if value is _ABSENT or value is None:  # null counts as left out, as for every field
             return default
-        if not isinstance(value, bool):  # null too: a switch is true or false
+        if not isinstance(value, bool):
             self.problems.setdefault(path, _MUST_BE_BOOLEAN)
             return default
         return value
@@ -816,6 +817,98 @@ def revoke_invitation(customer_id: str, invitation_id: str) -> ResponseReturnVal
     db.session().commit()
     db.session().refresh(invitation)
     return jsonify(invitation_json(invitation))
+
+
+# --- personal relationship requests -----------------------------------------------------------
+
+
+def personal_request_json(found: PersonalRequest, bodies: bool = False) -> dict[str, Any]:
+    """A personal request as the API shows it; ``bodies``: with its email (while open)."""
+    state = relationship_requests.state(found)
+    is_open = state not in relationship_requests.CLOSED
+    body: dict[str, Any] = {
+        "id": found.id,
+        "partnerId": found.partner_id,
+        "domain": found.domain,
+        "to": found.recipient,
+        "language": found.language.replace("_", "-"),
+        "url": relationship_requests.personal_url(_links(), found) if is_open else None,
+        "status": state.value,
+        "createdAt": iso(found.created_at),
+        "expiresAt": iso(found.expires_at),
+        "openedAt": iso(found.opened_at),
+        "answeredAt": iso(found.answered_at),
+        "withdrawnAt": iso(found.withdrawn_at),
+        "customerId": found.customer_id if found.answer == "accepted" else None,
+        "messages": [message_json(m) for m in found.messages],
+        "attributes": {"objectType": "PersonalRelationshipRequest"},
+    }
+    if bodies and is_open:
+        body.update(subject=found.subject, textBody=found.text_body, htmlBody=found.html_body)
+    return body
+
+
+@bp.post("/relationshiprequests")
+def create_personal_request() -> ResponseReturnValue:
+    """A reseller relationship request addressed to one company and person, as an email in
+    their language: sent with ``"send": true``, else copy it from the answer."""
+    fields = Fields(_json_body())
+    domain = fields.string("domain")
+    to = fields.string("email")
+    language = fields.string("language", required=False) or None
+    send = fields.boolean("send", False)
+    reseller_id = fields.string("indirectResellerId", required=False) or None
+    fields.check()
+    requester = relationship_requests.requester(db.session(), _partner(), reseller_id)
+    found = relationship_requests.create_personal(
+        db.session(),
+        requester,
+        domain=domain,
+        recipient=to,
+        language=language,
+        links=_links(),
+        locales=languages.available_locales(),
+        created_by=f"partner:{_partner().id}",
+    )
+    if send:
+        relationship_requests.send_personal(db.session(), found, current_app.config["BASE_URL"])
+    db.session().commit()
+    response = jsonify(personal_request_json(found, bodies=True))
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/relationshiprequests/{found.id}"
+    return response
+
+
+@bp.get("/relationshiprequests")
+def list_personal_requests() -> ResponseReturnValue:
+    found = relationship_requests.personal_requests(db.session(), _partner().id)
+    return jsonify(_collection([personal_request_json(r) for r in found]))
+
+
+@bp.get("/relationshiprequests/<request_id>")
+def get_personal_request(request_id: str) -> ResponseReturnValue:
+    found = relationship_requests.personal_request(db.session(), _partner().id, request_id)
+    return jsonify(personal_request_json(found, bodies=True))
+
+
+@bp.post("/relationshiprequests/<request_id>/resend")
+def resend_personal_request(request_id: str) -> ResponseReturnValue:
+    found = relationship_requests.personal_request(db.session(), _partner().id, request_id)
+    relationship_requests.send_personal(db.session(), found, current_app.config["BASE_URL"])
+    db.session().commit()
+    db.session().refresh(found)
+    response = jsonify(personal_request_json(found))
+    response.status_code = 202
+    return response
+
+
+@bp.delete("/relationshiprequests/<request_id>")
+def withdraw_personal_request(request_id: str) -> ResponseReturnValue:
+    found = relationship_requests.personal_request(db.session(), _partner().id, request_id)
+    relationship_requests.withdraw_personal(db.session(), found)
+    db.session().commit()
+    db.session().refresh(found)
+    return jsonify(personal_request_json(found))
 
 
 # --- the contract itself ----------------------------------------------------------------------

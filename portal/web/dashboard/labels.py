@@ -33,6 +33,22 @@ def state_name(state: str) -> str:
     return names.get(state, state)
 
 
+def request_state_name(state: str) -> str:
+    """A personal relationship request's state (``relationship_requests.state``)."""
+    names: dict[str, str] = {
+        "created": _("Not sent"),
+        "queued": _("Waiting to be sent"),
+        "sent": _("Delivered to the mail server"),
+        "failed": _("Delivery failed"),
+        "opened": _("Link opened"),
+        "accepted": _("Accepted"),
+        "declined": _("Declined"),
+        "expired": _("Expired"),
+        "withdrawn": _("Withdrawn"),
+    }
+    return names.get(state, state)
+
+
 def delivery_name(status: str) -> str:
     """An invitation's status (see ``invitations.status``) as the partner reads it."""
     names: dict[str, str] = {

@@ -179,7 +179,13 @@ def signout() -> ResponseReturnValue:
 
 
 # The dashboard templates' helpers: template globals, not context a processor makes per render.
-for _helper in (labels.state_name, labels.delivery_name, labels.moment_name, format_number):
+for _helper in (
+    labels.state_name,
+    labels.delivery_name,
+    labels.request_state_name,
+    labels.moment_name,
+    format_number,
+):
     bp.add_app_template_global(_helper)
 
 
@@ -644,7 +650,11 @@ def allow_larger_forms(endpoint: str | None, values: dict[str, Any] | None) -> N
 
 @bp.get("/relationships")
 @signed_in
-def relationship_requests_page() -> ResponseReturnValue:
+def relationship_requests_page(
+    form: dict[str, str] | None = None,
+    problems: dict[str, str] | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
     """The partner's reseller relationship request links (a provider's resellers' too), each
     with an email to send it in, which the partner may edit around the link."""
     partner = _partner()
@@ -672,7 +682,96 @@ def relationship_requests_page() -> ResponseReturnValue:
                     "mailto": mailto,
                 }
             )
-    return render_template("dashboard/relationships.html", shown=shown, partner=partner)
+    return render_template(
+        "dashboard/relationships.html",
+        shown=shown,
+        partner=partner,
+        personal=relationship_requests.personal_requests(db.session(), partner.id),
+        state_of=relationship_requests.state,
+        form=form or {},
+        problems=problems or {},
+    ), status
+
+
+@bp.post("/relationships")
+@signed_in
+def create_personal_request() -> ResponseReturnValue:
+    """A request addressed to one company, as an email in its language; sent at once when the
+    partner ticks "send"."""
+    form = {name: request.form.get(name, "")[:300] for name in ("domain", "email", "language")}
+    try:
+        made = relationship_requests.create_personal(
+            db.session(),
+            _partner(),
+            domain=form["domain"],
+            recipient=form["email"],
+            language=form["language"] or None,
+            links=invitations.LinkSettings.from_config(current_app.config),
+            locales=languages.available_locales(),
+            created_by=_actor(),
+        )
+        if request.form.get("send") == "yes":
+            relationship_requests.send_personal(db.session(), made, current_app.config["BASE_URL"])
+    except InvalidFields as exc:
+        db.session().rollback()
+        return relationship_requests_page(form=form, problems=labels.problems(exc), status=400)
+    except relationship_requests.PartnerCountryMissing:
+        db.session().rollback()
+        return relationship_requests_page(form=form, status=409)
+    db.session().commit()
+    return redirect(url_for("dashboard.personal_request", request_id=made.id))
+
+
+def _personal(request_id: str) -> Any:
+    return relationship_requests.personal_request(db.session(), _partner().id, request_id)
+
+
+@bp.get("/relationships/<request_id>")
+@signed_in
+def personal_request(request_id: str) -> ResponseReturnValue:
+    return _personal_screen(_personal(request_id))
+
+
+def _personal_screen(found: Any, status: int = 200) -> ResponseReturnValue:
+    state = relationship_requests.state(found)
+    links = invitations.LinkSettings.from_config(current_app.config)
+    is_open = state not in relationship_requests.CLOSED
+    mailto = (
+        f"mailto:{quote(found.recipient, safe='@')}?subject={quote(found.subject, safe='')}"
+        f"&body={quote(found.text_body, safe='')}"
+    )
+    return render_template(
+        "dashboard/personal_request.html",
+        found=found,
+        state=state,
+        is_open=is_open,
+        url=relationship_requests.personal_url(links, found) if is_open else "",
+        mailto=mailto,
+    ), status
+
+
+@bp.post("/relationships/<request_id>/send")
+@signed_in
+def send_personal_request(request_id: str) -> ResponseReturnValue:
+    found = _personal(request_id)
+    try:
+        relationship_requests.send_personal(db.session(), found, current_app.config["BASE_URL"])
+    except relationship_requests.PersonalRequestClosed:
+        return _personal_screen(found, 409)
+    db.session().commit()
+    return redirect(url_for("dashboard.personal_request", request_id=found.id))
+
+
+@bp.post("/relationships/<request_id>/withdraw")
+@signed_in
+def withdraw_personal_request(request_id: str) -> ResponseReturnValue:
+    found = _personal(request_id)
+    try:
+        relationship_requests.withdraw_personal(db.session(), found)
+    except relationship_requests.PersonalRequestClosed:
+        return _personal_screen(found, 409)
+    db.session().commit()
+    return redirect(url_for("dashboard.personal_request", request_id=found.id))
 
 
 @bp.get("/import")

@@ -505,6 +505,7 @@ def _request_page(
     if found is None:
         return render_template("relationship.html", request_=None), 404
     signed_in: signin.SignedIn | None = g.signed_in
+    personal = found.personal
     country = found.partner.country
     context: dict[str, Any] = {
         "request_": found,
@@ -517,6 +518,7 @@ def _request_page(
         customer = signed_in.customer
         context.update(
             customer=customer,
+            elsewhere=personal is not None and personal.domain != customer.domain,
             already=relationships.active(db.session(), customer.id, found.partner.id) is not None,
             allowed=relationship_requests.may_serve(found.partner, customer.country),
             shown=[]
@@ -529,7 +531,10 @@ def _request_page(
                 "phone": customer.contact_phone,
             },
         )
+    context["closed"] = found.closed and not context.get("already")
     context.update(extra)
+    if context["closed"] and status == 200:
+        status = 410
     return render_template("relationship.html", **context), status
 
 
@@ -538,7 +543,10 @@ def relationship_request(token: str) -> ResponseReturnValue:
     signed_in: signin.SignedIn | None = g.signed_in
     if signed_in is not None and signed_in.must_change_password:
         return redirect(url_for("pages.password_form"))
-    return _request_page(_request(token))
+    found = _request(token)
+    if db.session().in_transaction():  # a personal request's first opening, noted
+        _commit_noted("relationship request opened")
+    return _request_page(found)
 
 
 @bp.post("/relationship/<link:token>")
@@ -552,8 +560,12 @@ def answer_relationship_request(token: str) -> ResponseReturnValue:
     user_name = signed_in.customer.user_name or ""
     customer = db.session().get_one(Customer, signed_in.customer.id)
     partner = db.session().get_one(Partner, found.partner.id)
+    personal = found.personal
+    if found.closed or (personal is not None and personal.domain != customer.domain):
+        return _request_page(found, 409)
     if request.form.get("answer") == "decline":
         relationship_requests.decline(db.session(), customer, partner, user_name=user_name)
+        relationship_requests.answered(found, customer, "declined")
         db.session().commit()
         session[NOTICE_KEY] = ("declined", partner.name)
         return redirect(url_for("pages.account"))
@@ -587,6 +599,7 @@ def answer_relationship_request(token: str) -> ResponseReturnValue:
         return _request_page(found, 400, form=form, problems=problems)
     except relationship_requests.OutsideRegion:
         return _request_page(found, 409)
+    relationship_requests.answered(found, customer, "accepted")
     if new:
         acceptance.confirm_acceptance(
             db.session(),
