@@ -557,3 +557,62 @@ def test_the_dashboard_writes_sends_tracks_and_withdraws_a_personal_request(app,
         stranger.post(made.headers["Location"] + "/send", data={"csrf_token": token}).status_code
         == 404
     )
+
+
+def test_the_new_partners_timeline_begins_with_the_relationship(app, client, make_api):
+    from tests.test_dashboard import add_user, sign_in
+
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client)
+    answer(client, request_path(second))
+    add_user(app, second.partner_id, "admin@second.example.test")
+    browser = app.test_client()
+    sign_in(browser, "admin@second.example.test")
+    page = browser.get(f"/dashboard/customers/{customer['id']}").get_data(as_text=True)
+    assert "Customer accepted the relationship" in page
+    assert "Customer accepted" in page  # the agreement: the customer's own step, shared
+    assert "Invitation created" not in page  # the first partner's dealing
+    assert "Customer signed in" not in page
+
+
+def test_twenty_simultaneous_answers_begin_one_relationship(app, client, make_api):
+    """Run on both databases: the keys settle the race, every answer lands on the account."""
+    import threading
+
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client, accepted=False)
+    path = request_path(second)
+    token = csrf(client.get(path))
+    cookie = client.get_cookie("session").value
+    data = {
+        "csrf_token": token,
+        "answer": "accept",
+        "first_name": "Ana",
+        "last_name": "Silva",
+        "email": "ana@contoso.example.test",
+        "accept": "yes",
+    }
+    barrier = threading.Barrier(20)
+    results: list[tuple[int, str]] = []
+
+    def submit() -> None:
+        browser = app.test_client()
+        browser.set_cookie("session", cookie)
+        barrier.wait()
+        response = browser.post(path, data=data)
+        results.append((response.status_code, response.headers.get("Location", "")))
+
+    threads = [threading.Thread(target=submit) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 20
+    assert all(status == 302 and where.endswith("/account") for status, where in results), results
+    assert count(app, AgreementAcceptance) == 1
+    assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 1
+    with app.app_context():
+        assert relationship_of(customer["id"], second.partner_id).state is RelationshipState.ACTIVE
+    assert second.get(STATUS.format(customer["id"])).get_json()["isSigned"] is True
