@@ -385,10 +385,32 @@ def test_pages_carry_security_headers_and_no_inline_script(api, client):
         assert "<script" not in response.get_data(as_text=True)
 
 
-def test_twenty_simultaneous_submissions_record_one_acceptance(app, api, client):
-    """Run on both databases; on PostgreSQL the unique index settles the race."""
+def at_once(app, cookie: str, path: str, data: dict, times: int = 20) -> list[tuple[int, str]]:
+    """POST ``data`` to ``path`` from ``times`` threads let go together, each a browser with the
+    session ``cookie``; each answer's status and Location."""
     import threading
 
+    barrier = threading.Barrier(times)
+    results: list[tuple[int, str]] = []
+
+    def submit() -> None:
+        browser = app.test_client()
+        browser.set_cookie("session", cookie)
+        barrier.wait()
+        response = browser.post(path, data=data)
+        results.append((response.status_code, response.headers.get("Location", "")))
+
+    threads = [threading.Thread(target=submit) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == times
+    return results
+
+
+def test_twenty_simultaneous_submissions_record_one_acceptance(app, api, client):
+    """Run on both databases; on PostgreSQL the unique index settles the race."""
     customer, made = invited(api)
     sign_in_from_link(client, made)
     change_password(client)
@@ -401,22 +423,7 @@ def test_twenty_simultaneous_submissions_record_one_acceptance(app, api, client)
         "email": "ana@contoso.example.test",
         "accept": "yes",
     }
-    barrier = threading.Barrier(20)
-    results: list[tuple[int, str]] = []
-
-    def submit() -> None:
-        browser = app.test_client()
-        browser.set_cookie("session", cookie)
-        barrier.wait()
-        response = browser.post("/agreement", data=data)
-        results.append((response.status_code, response.headers.get("Location", "")))
-
-    threads = [threading.Thread(target=submit) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert len(results) == 20
+    results = at_once(app, cookie, "/agreement", data)
     assert all(
         status == 302 and where.endswith("/account?accepted=1") for status, where in results
     ), results

@@ -25,7 +25,14 @@ from portal.core.models import (
 )
 from tests.conftest import relationship_of
 from tests.test_dashboard import csrf
-from tests.test_pages import NEW_PASSWORD, accept, change_password, invited, sign_in_from_link
+from tests.test_pages import (
+    NEW_PASSWORD,
+    accept,
+    at_once,
+    change_password,
+    invited,
+    sign_in_from_link,
+)
 
 STATUS = "/v1/customers/{}/directSignedMicrosoftCustomerAgreementStatus"
 
@@ -578,8 +585,6 @@ def test_the_new_partners_timeline_begins_with_the_relationship(app, client, mak
 
 def test_twenty_simultaneous_answers_begin_one_relationship(app, client, make_api):
     """Run on both databases: the keys settle the race, every answer lands on the account."""
-    import threading
-
     first = make_api(name="First Partner Ltd")
     second = make_api(name="Second Partner Ltd")
     customer, _ = customer_of(first, client, accepted=False)
@@ -594,22 +599,7 @@ def test_twenty_simultaneous_answers_begin_one_relationship(app, client, make_ap
         "email": "ana@contoso.example.test",
         "accept": "yes",
     }
-    barrier = threading.Barrier(20)
-    results: list[tuple[int, str]] = []
-
-    def submit() -> None:
-        browser = app.test_client()
-        browser.set_cookie("session", cookie)
-        barrier.wait()
-        response = browser.post(path, data=data)
-        results.append((response.status_code, response.headers.get("Location", "")))
-
-    threads = [threading.Thread(target=submit) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert len(results) == 20
+    results = at_once(app, cookie, path, data)
     assert all(status == 302 and where.endswith("/account") for status, where in results), results
     assert count(app, AgreementAcceptance) == 1
     assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 1

@@ -378,6 +378,29 @@ def _agreement_context(customer: customers.PageCustomer, **extra: Any) -> dict[s
     return {"customer": customer, "partner_name": customer.partner_name, "shown": shown, **extra}
 
 
+def _acceptor_form() -> dict[str, str]:
+    """Who accepts, as the agreement form sent it (each field cut to a sane length)."""
+    return {
+        name: request.form.get(name, "")[:300]
+        for name in ("first_name", "last_name", "email", "phone")
+    }
+
+
+def _confirm(
+    customer: Customer, recorded: list[AgreementAcceptance], partner_name: str | None = None
+) -> None:
+    """Email the acceptor the confirmation of what was just accepted (after commit)."""
+    acceptance.confirm_acceptance(
+        db.session(),
+        customer,
+        recorded,
+        catalog.current(),
+        locale=str(languages.current_locale()),
+        base_url=current_app.config["BASE_URL"],
+        partner_name=partner_name,
+    )
+
+
 @bp.get("/agreement")
 @customer_page(gate=False)
 def agreement_form() -> ResponseReturnValue:
@@ -398,10 +421,7 @@ def agreement_form() -> ResponseReturnValue:
 @customer_page(gate=False)
 def agreement() -> ResponseReturnValue:
     signed_in: signin.SignedIn = g.signed_in
-    form = {
-        name: request.form.get(name, "")[:300]
-        for name in ("first_name", "last_name", "email", "phone")
-    }
+    form = _acceptor_form()
     context = _agreement_context(signed_in.customer, form=form)
     if request.form.get("accept") != "yes":
         if signed_in.accepted:  # a repeated submission of an accepted page
@@ -423,14 +443,7 @@ def agreement() -> ResponseReturnValue:
         problems = {name.split(".", 1)[1]: True for name in exc.parameters}
         return render_template("agreement.html", problems=problems, **context), 400
     if new:
-        acceptance.confirm_acceptance(
-            db.session(),
-            customer,
-            recorded,
-            catalog.current(),
-            locale=str(languages.current_locale()),
-            base_url=current_app.config["BASE_URL"],
-        )
+        _confirm(customer, recorded)
     db.session().commit()
     return redirect(url_for("pages.account", accepted=1))
 
@@ -569,10 +582,7 @@ def answer_relationship_request(token: str) -> ResponseReturnValue:
         db.session().commit()
         session[NOTICE_KEY] = ("declined", partner.name)
         return redirect(url_for("pages.account"))
-    form = {
-        name: request.form.get(name, "")[:300]
-        for name in ("first_name", "last_name", "email", "phone")
-    }
+    form = _acceptor_form()
     shown = (
         []
         if signed_in.accepted
@@ -601,15 +611,7 @@ def answer_relationship_request(token: str) -> ResponseReturnValue:
         return _request_page(found, 409)
     relationship_requests.answered(found, customer, "accepted")
     if new:
-        acceptance.confirm_acceptance(
-            db.session(),
-            customer,
-            recorded,
-            catalog.current(),
-            locale=str(languages.current_locale()),
-            base_url=current_app.config["BASE_URL"],
-            partner_name=partner.name,
-        )
+        _confirm(customer, recorded, partner.name)
     try:
         db.session().commit()
     except relationship_requests.RaceLost:  # the same answer, submitted twice at once
