@@ -606,3 +606,37 @@ def test_twenty_simultaneous_answers_begin_one_relationship(app, client, make_ap
     with app.app_context():
         assert relationship_of(customer["id"], second.partner_id).state is RelationshipState.ACTIVE
     assert second.get(STATUS.format(customer["id"])).get_json()["isSigned"] is True
+
+
+def test_the_partner_may_edit_the_email_but_not_drop_its_link(app, make_api):
+    from tests.test_dashboard import add_user, sign_in
+
+    partner = make_api(name="Second Partner Ltd")
+    made = personal(partner)
+    path = f"/v1/relationshiprequests/{made['id']}/resend"
+    lost = partner.post(path, json={"textBody": "Hello, please accept."})
+    assert lost.status_code == 400
+    assert "textBody" in lost.get_json()["parameters"]
+    assert partner.get(f"/v1/relationshiprequests/{made['id']}").get_json()["messages"] == []
+    edited = f"Dear Ana,\n\nplease accept our request:\n\n{made['url']}\n\nBest, Second"
+    sent = partner.post(path, json={"textBody": edited})
+    assert sent.status_code == 202
+    body = sent.get_json()
+    assert body["textBody"] == edited
+    assert f'href="{made["url"]}"' in body["htmlBody"]  # the HTML made from the edit
+    assert body["status"] == "queued"
+
+    add_user(app, partner.partner_id, "admin@second.example.test")
+    browser = app.test_client()
+    sign_in(browser, "admin@second.example.test")
+    screen = browser.get(f"/dashboard/relationships/{made['id']}")
+    assert "Dear Ana" in screen.get_data(as_text=True)
+    refused = browser.post(
+        f"/dashboard/relationships/{made['id']}/send",
+        data={"csrf_token": csrf(screen), "text_body": "No link here"},
+    )
+    assert refused.status_code == 400
+    text = refused.get_data(as_text=True)
+    assert "Not sent: the email must contain the request link" in text
+    assert "No link here" in text  # the partner's edit is kept on the screen
+    assert len(partner.get(f"/v1/relationshiprequests/{made['id']}").get_json()["messages"]) == 1

@@ -472,10 +472,10 @@ def resend(
         raise InvitationClosed()
     if has_direct_acceptance(session, invitation.customer_id):
         raise AlreadyAccepted()
-    text = invitation.text_body if text_body is None else _plain(text_body)
+    text = invitation.text_body if text_body is None else plain(text_body)
     edited = text != invitation.text_body
     if edited:
-        _check_text(text, invitation.text_body)
+        check_text(text, invitation.text_body)
         email = emails.written(invitation.subject, text, invitation.language)
         invitation.text_body = email.text
         invitation.html_body = email.html
@@ -513,22 +513,23 @@ def resend(
 _UNSENDABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """A text as submitted by a browser (CRLF line ends) as the portal keeps texts."""
     return _UNSENDABLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
-def _check_text(text: str, sent_before: str) -> None:
+def check_text(text: str, sent_before: str, marker: str = "/invite/") -> None:
     """Raise TextRejected unless ``text`` can go to the customer: not empty, not too long, and
-    still holding every invitation link of the text it replaces."""
+    still holding every link of the text it replaces whose address holds ``marker`` (the
+    invitation's; a relationship request's is ``/relationship/``)."""
     if not text.strip():
         raise TextRejected(Problem(ProblemCode.REQUIRED, "is empty"))
     if len(text) > MAX_TEXT:
         raise TextRejected(validate.too_long(MAX_TEXT))
     present = set(emails.web_addresses(text))
     for link in emails.web_addresses(sent_before):
-        if "/invite/" in link and link not in present:
-            raise TextRejected(Problem(ProblemCode.NO_LINK, "lacks the invitation's link"), link)
+        if marker in link and link not in present:
+            raise TextRejected(Problem(ProblemCode.NO_LINK, f"lacks the link {link}"), link)
 
 
 def revoke(session: Session, invitation: Invitation, actor: str) -> None:

@@ -32,7 +32,7 @@ from portal.core.models import (
     new_id,
     utcnow,
 )
-from portal.domain import acceptance, events, relationships
+from portal.domain import acceptance, events, invitations, relationships
 from portal.domain.acceptance import Contact, Shown
 from portal.domain.invitations import LinkSettings
 from portal.i18n.languages import best_locale
@@ -269,10 +269,19 @@ def _render(request: PersonalRequest, url: str) -> emails.Email:
     )
 
 
-def send_personal(session: Session, request: PersonalRequest, base_url: str) -> None:
-    """Queue the request's email (again); refused once it is closed."""
+def send_personal(
+    session: Session, request: PersonalRequest, base_url: str, text_body: str | None = None
+) -> None:
+    """Queue the request's email (again); refused once it is closed. ``text_body``, the
+    partner's edit, is sent instead and kept (``invitations.TextRejected`` when it lost the
+    link or is empty or too long, before anything is written)."""
     if state(request) in CLOSED:
         raise PersonalRequestClosed(requestId=request.id)
+    text = request.text_body if text_body is None else invitations.plain(text_body)
+    if text != request.text_body:
+        invitations.check_text(text, request.text_body, marker="/relationship/")
+        edited = emails.written(request.subject, text, request.language)
+        request.text_body, request.html_body = edited.text, edited.html
     outbox.queue(
         session,
         PERSONAL_REQUEST_EMAIL,

@@ -894,10 +894,16 @@ def get_personal_request(request_id: str) -> ResponseReturnValue:
 @bp.post("/relationshiprequests/<request_id>/resend")
 def resend_personal_request(request_id: str) -> ResponseReturnValue:
     found = relationship_requests.personal_request(db.session(), _partner().id, request_id)
-    relationship_requests.send_personal(db.session(), found, current_app.config["BASE_URL"])
+    # Optional: {"textBody": "..."}, the partner's edit of the email (it must keep the link).
+    fields = Fields(_json_body(optional=True))
+    text = fields.string("textBody", required=False) or None
+    fields.check()
+    relationship_requests.send_personal(
+        db.session(), found, current_app.config["BASE_URL"], text_body=text
+    )
     db.session().commit()
     db.session().refresh(found)
-    response = jsonify(personal_request_json(found))
+    response = jsonify(personal_request_json(found, bodies=True))
     response.status_code = 202
     return response
 

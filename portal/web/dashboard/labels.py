@@ -104,7 +104,19 @@ def problems(error: InvalidFields) -> dict[str, str]:
     return {name: field_problem(problem) for name, problem in error.problems.items()}
 
 
-def text_problem(error: invitations.TextRejected) -> str:
+def text_problem(error: invitations.TextRejected, request: bool = False) -> str:
+    """Why an edited email was not sent; ``request``: a relationship request's, not an
+    invitation's."""
+    if error.problem is ProblemCode.NO_LINK and request:
+        return str(
+            gettext(
+                # Translators: link is the partner's relationship request link (an https://
+                # address).
+                "Not sent: the email must contain the request link, %(link)s. Without it the "
+                "company cannot accept.",
+                link=error.link,
+            )
+        )
     if error.problem is ProblemCode.REQUIRED:
         return _("Not sent: the email is empty.")
     if error.problem is ProblemCode.TOO_LONG:

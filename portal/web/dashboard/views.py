@@ -732,7 +732,9 @@ def personal_request(request_id: str) -> ResponseReturnValue:
     return _personal_screen(_personal(request_id))
 
 
-def _personal_screen(found: Any, status: int = 200) -> ResponseReturnValue:
+def _personal_screen(
+    found: Any, status: int = 200, text: str | None = None, problem: str = ""
+) -> ResponseReturnValue:
     state = relationship_requests.state(found)
     links = invitations.LinkSettings.from_config(current_app.config)
     is_open = state not in relationship_requests.CLOSED
@@ -747,6 +749,8 @@ def _personal_screen(found: Any, status: int = 200) -> ResponseReturnValue:
         is_open=is_open,
         url=relationship_requests.personal_url(links, found) if is_open else "",
         mailto=mailto,
+        text=found.text_body if text is None else text,
+        problem=problem,
     ), status
 
 
@@ -754,10 +758,15 @@ def _personal_screen(found: Any, status: int = 200) -> ResponseReturnValue:
 @signed_in
 def send_personal_request(request_id: str) -> ResponseReturnValue:
     found = _personal(request_id)
+    text = request.form.get("text_body")  # the email as the partner left it
     try:
-        relationship_requests.send_personal(db.session(), found, current_app.config["BASE_URL"])
+        relationship_requests.send_personal(
+            db.session(), found, current_app.config["BASE_URL"], text_body=text
+        )
     except relationship_requests.PersonalRequestClosed:
         return _personal_screen(found, 409)
+    except invitations.TextRejected as exc:
+        return _personal_screen(found, 400, text, labels.text_problem(exc, request=True))
     db.session().commit()
     return redirect(url_for("dashboard.personal_request", request_id=found.id))
 
