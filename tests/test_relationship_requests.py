@@ -640,3 +640,32 @@ def test_the_partner_may_edit_the_email_but_not_drop_its_link(app, make_api):
     assert "Not sent: the email must contain the request link" in text
     assert "No link here" in text  # the partner's edit is kept on the screen
     assert len(partner.get(f"/v1/relationshiprequests/{made['id']}").get_json()["messages"]) == 1
+
+
+def test_a_first_sign_in_on_the_request_page_comes_back_to_it_after_the_new_password(
+    client, make_api
+):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    _, made = invited(first)  # never signed in: the emailed temporary password
+    path = request_path(second)
+    page = client.get(path)
+    signed_in = client.post(
+        "/signin",
+        data={
+            "csrf_token": csrf(page),
+            "user_name": made["userName"],
+            "password": made["password"],
+            "next": path,
+        },
+    )
+    assert signed_in.headers["Location"].endswith("/password")
+    chosen = change_password(client)
+    assert chosen.status_code == 302
+    assert chosen.headers["Location"].endswith(path)
+    assert "Accept the request and the agreement" in client.get(path).get_data(as_text=True)
+    # Without a page to return to, the agreement comes next, as before.
+    other = client.application.test_client()
+    _, again = invited(first)
+    sign_in_from_link(other, again)
+    assert change_password(other).headers["Location"].endswith("/agreement")

@@ -158,8 +158,15 @@ def _begin_session(credential: Any) -> ResponseReturnValue:
     db.session().commit()
     auth.begin(SESSION_KEY, started.token)
     if started.record.must_change_password:
+        # A relationship request's page, say: shown once the password is chosen.
+        if _next(""):
+            session[RETURN_AFTER_KEY] = _next("")
         return redirect(url_for("pages.password_form"))
     return redirect(_next(url_for("pages.account")))
+
+
+#: The session key that keeps where a sign-in was going while the first password is chosen.
+RETURN_AFTER_KEY = "return_after"
 
 
 def _next(default: str) -> str:
@@ -302,8 +309,9 @@ def password() -> ResponseReturnValue:
         db.session().rollback()
         return _session_over()
     db.session().commit()
+    after = session.pop(RETURN_AFTER_KEY, None)
     auth.begin(SESSION_KEY, started.token)  # the session goes on under a new id
-    return redirect(url_for("pages.agreement_form"))
+    return redirect(redirects.local_target(after, url_for("pages.agreement_form")))
 
 
 # --- forgot password ----------------------------------------------------------------------------
