@@ -327,3 +327,35 @@ def test_the_second_partners_dashboard_cannot_touch_the_first_partners_invitatio
     assert browser.get(f"/dashboard/customers/{customer['id']}").status_code == 200
     with app.app_context():
         assert db.session().get_one(Invitation, made["id"]).revoked_at is None
+
+
+def test_every_dashboard_route_of_a_shared_customer_is_404_for_an_outsider(app, client, make_api):
+    from tests.test_dashboard import csrf
+
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    outsider = make_api(name="Outsider Ltd")
+    customer, made = accepted_customer(app, first, client)
+    share(app, customer["id"], second, accepted=True)
+    add_user(app, outsider.partner_id, "admin@outsider.example.test")
+    browser = app.test_client()
+    sign_in(browser, "admin@outsider.example.test")
+    token = csrf(browser.get("/dashboard/customers"))
+    base = f"/dashboard/customers/{customer['id']}"
+    for method, path in (
+        ("get", base),
+        ("get", base + "/evidence.json"),
+        ("get", base + "/receipt.pdf"),
+        ("get", f"{base}/invitations/{made['id']}"),
+        ("get", f"{base}/invitations/{made['id']}/email.html"),
+        ("post", base + "/invitations"),
+        ("post", f"{base}/invitations/{made['id']}/send"),
+        ("post", f"{base}/invitations/{made['id']}/withdraw"),
+        ("post", base + "/attest"),
+    ):
+        response = getattr(browser, method)(path, data={"csrf_token": token})
+        assert response.status_code == 404, (method, path)
+    for path in ("/dashboard/customers", "/dashboard/customers.csv", "/dashboard/"):
+        assert customer["id"] not in browser.get(path).get_data(as_text=True), path
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(AgreementAcceptance)) == 1
