@@ -518,15 +518,28 @@ def test_preview_writes_the_invitation_and_the_pages(i18n_runner, locales, germa
             "acceptance_confirmation.html",
             "acceptance_confirmation.txt",
             "account.html",
+            "account_partner_removed.html",
             "agreement.html",
+            "forgot.html",
             "invitation.html",
             "invitation.txt",
             "landing.html",
             "password.html",
+            "password_reset.html",
+            "password_reset.txt",
             "portal.css",
+            "relationship.html",
+            "relationship_removed.html",
+            "relationship_removed.txt",
+            "relationship_request.html",
+            "relationship_request.txt",
+            "remove_partner.html",
+            "reset.html",
             "signin.html",
         ]
     )
+    assert "Northwind Traders" in (out / "relationship.html").read_text()
+    assert "/password/reset/" in (out / "password_reset.txt").read_text()
     invitation = (out / "invitation.txt").read_text()
     assert invitation.startswith("Subject: Demo Partner asks Contoso Demo to accept")
     assert "Hallo Avery Demo," in invitation

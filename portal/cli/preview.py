@@ -3,6 +3,7 @@ driving a throwaway portal through its test client."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,10 +13,23 @@ from flask import Flask
 from portal.cli.base import in_app, invite_one
 from portal.cli.demo import DEMO_CUSTOMER, DEMO_PARTNER
 from portal.core import db
-from portal.core.models import PartnerKind
-from portal.domain import customers, invitations, partners
+from portal.core.models import PartnerKind, UserRole
+from portal.domain import (
+    acceptance,
+    customers,
+    invitations,
+    partners,
+    relationship_requests,
+    relationships,
+    resets,
+    users,
+)
+from portal.domain.invitations import LinkSettings
 from portal.i18n import files, languages
 from portal.mail import outbox
+
+#: The partner whose relationship request the preview shows.
+SECOND_PARTNER = "Northwind Traders"
 
 # --- translations -----------------------------------------------------------------------------
 
@@ -61,6 +75,11 @@ def _preview(locales_dir: Path, locale: str, target: Path) -> list[Path]:
                 )
             db.upgrade(db.engine())
             return _preview_pages(app, locale, target)
+
+
+def _email(pages: dict[str, str], name: str, subject: str, text: str, html: str) -> None:
+    pages[f"{name}.txt"] = f"Subject: {subject}\n\n{text}"
+    pages[f"{name}.html"] = html
 
 
 def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
@@ -114,17 +133,52 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
     page("", "POST", "/signin", 302, user_name=issued.user_name, password=issued.password)
     page("password.html", "GET", "/password", 200)
     page("", "POST", "/password", 302, password=password, repeat=password)
+    # A second partner's relationship request, seen while the agreement is still to accept.
+    second = partners.create_partner(session, SECOND_PARTNER, PartnerKind.DIRECT, country=country)
+    users.create_user(session, second, "admin@northwind.example", password, UserRole.ADMIN_AGENT)
+    links = LinkSettings.from_config(app.config)
+    request_path = relationship_requests.url(links, second).removeprefix(app.config["BASE_URL"])
+    personal = relationship_requests.create_personal(
+        session,
+        second,
+        domain=customer.domain,
+        recipient=DEMO_CUSTOMER.email,
+        language=locale,
+        links=links,
+        locales=languages.available_locales(),
+        created_by="preview",
+    )
+    session.commit()
+    _email(pages, "relationship_request", personal.subject, personal.text_body, personal.html_body)
+    page("relationship.html", "GET", request_path, 200)
     page("agreement.html", "GET", "/agreement", 200)
     contact = {"first_name": "Avery", "last_name": "Demo", "email": DEMO_CUSTOMER.email}
     page("", "POST", "/agreement", 302, accept="yes", phone="", **contact)
     page("account.html", "GET", "/account?accepted=1", 200)
-    confirmation = outbox.pending(db.session(), 10)
-    for message in confirmation:
-        if message.to_address == DEMO_CUSTOMER.email and message.customer_id == customer.id:
-            pages["acceptance_confirmation.txt"] = (
-                f"Subject: {message.subject}\n\n{message.text_body}"
-            )
-            pages["acceptance_confirmation.html"] = message.html_body
+    page("", "POST", request_path, 302, answer="accept")
+    remove = f"/account/partners/{second.id}/remove"
+    page("remove_partner.html", "GET", remove, 200)
+    page("", "POST", remove, 302)
+    page("account_partner_removed.html", "GET", "/account", 200)
+    page("forgot.html", "GET", "/password/forgot", 200)
+    resets.request(session, issued.user_name, locale)
+    session.commit()
+    resets.prepare(
+        session, resets.ResetLinks.from_config(app.config), languages.available_locales()
+    )
+    for message in outbox.pending(db.session(), 50):
+        if message.kind == acceptance.ACCEPTANCE_CONFIRMATION:
+            name = "acceptance_confirmation"
+        elif message.kind == relationships.REMOVAL_NOTICE:
+            name = "relationship_removed"
+        elif message.kind == resets.RESET_EMAIL:
+            name = "password_reset"
+            reset = re.search(r"/password/reset/\S+", message.text_body)
+            if reset:
+                page("reset.html", "GET", reset.group(0), 200)
+        else:
+            continue
+        _email(pages, name, message.subject, message.text_body, message.html_body)
 
     target.mkdir(parents=True, exist_ok=True)
     stylesheet = Path(app.static_folder or "") / "portal.css"
