@@ -19,6 +19,7 @@ from portal.core.models import (
     EventKind,
     OutboxMessage,
     PartnerKind,
+    PersonalRequest,
     RelationshipKind,
     RelationshipOrigin,
     RelationshipState,
@@ -545,6 +546,8 @@ def test_the_dashboard_writes_sends_tracks_and_withdraws_a_personal_request(app,
     assert listed["url"] in body
     overview = browser.get("/dashboard/relationships").get_data(as_text=True)
     assert "contoso.example.test" in overview
+    listed_page = browser.get("/dashboard/customers").get_data(as_text=True)
+    assert "Relationship requests waiting for an answer: 1" in listed_page
     withdrawn = browser.post(
         made.headers["Location"] + "/withdraw", data={"csrf_token": csrf(screen)}
     )
@@ -669,3 +672,29 @@ def test_a_first_sign_in_on_the_request_page_comes_back_to_it_after_the_new_pass
     _, again = invited(first)
     sign_in_from_link(other, again)
     assert change_password(other).headers["Location"].endswith("/agreement")
+
+
+def test_the_customer_list_counts_only_requests_still_waiting(app, client, make_api):
+    from tests.test_dashboard import add_user, sign_in
+
+    partner = make_api(name="Second Partner Ltd")
+    add_user(app, partner.partner_id, "admin@second.example.test")
+    browser = app.test_client()
+    sign_in(browser, "admin@second.example.test")
+    assert "waiting for an answer" not in browser.get("/dashboard/customers").get_data(as_text=True)
+    waiting = personal(partner, domain="a.example.test")
+    withdrawn = personal(partner, domain="b.example.test")
+    partner.client.delete(
+        f"/v1/relationshiprequests/{withdrawn['id']}",
+        headers={"Authorization": f"Bearer {partner.key}"},
+    )
+    page = browser.get("/dashboard/customers").get_data(as_text=True)
+    assert "Relationship requests waiting for an answer: 1" in page
+    with app.app_context():  # the waiting one expires
+        found = db.session().get_one(PersonalRequest, waiting["id"])
+        found.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        db.session().commit()
+    page = browser.get("/dashboard/customers")
+    assert page.status_code == 200
+    assert "<h1>Customers</h1>" in page.get_data(as_text=True)
+    assert "waiting for an answer" not in page.get_data(as_text=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask_babel import gettext
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -311,6 +311,24 @@ def personal_requests(session: Session, partner_id: str) -> list[PersonalRequest
             .where(PersonalRequest.partner_id.in_(ids))
             .order_by(PersonalRequest.created_at.desc(), PersonalRequest.id)
         )
+    )
+
+
+def waiting_count(session: Session, partner_id: str) -> int:
+    """How many of the partner's personal requests (and its resellers') wait for an answer."""
+    ids = relationships.partner_ids(session, partner_id)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(PersonalRequest)
+            .where(
+                PersonalRequest.partner_id.in_(ids),
+                PersonalRequest.answer == "",
+                PersonalRequest.withdrawn_at.is_(None),
+                PersonalRequest.expires_at > utcnow(),
+            )
+        )
+        or 0
     )
 
 

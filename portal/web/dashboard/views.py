@@ -231,7 +231,10 @@ def customer_list() -> ResponseReturnValue:
             states=reports.STATES,
             problem=_("A search cannot contain control characters such as line breaks."),
         ), 400
-    return render_template("dashboard/customers.html", page=page, states=reports.STATES)
+    waiting = relationship_requests.waiting_count(db.session(), _partner().id)
+    return render_template(
+        "dashboard/customers.html", page=page, states=reports.STATES, waiting_requests=waiting
+    )
 
 
 # --- a new customer ------------------------------------------------------------------------------
