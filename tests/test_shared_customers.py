@@ -3,7 +3,9 @@ stays the partner's own (issue 16)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -359,3 +361,61 @@ def test_every_dashboard_route_of_a_shared_customer_is_404_for_an_outsider(app, 
         assert customer["id"] not in browser.get(path).get_data(as_text=True), path
     with app.app_context():
         assert db.session().scalar(select(func.count()).select_from(AgreementAcceptance)) == 1
+
+
+# --- attestations are the attesting partner's own -------------------------------------------------
+
+
+def test_two_partners_may_attest_the_same_contact_each_once(app, make_api):
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer = first.create_customer()
+    share(app, customer["id"], second)
+    path = f"/v1/customers/{customer['id']}/agreements"
+    assert first.post(path, json=attestation()).status_code == 201
+    theirs = second.post(path, json=attestation())
+    assert theirs.status_code == 201, theirs.get_json()  # not "already exists": its own record
+    again = second.post(path, json=attestation())
+    assert again.status_code == 409
+    assert again.get_json()["code"] == 600061
+    for partner in (first, second):
+        listed = partner.get(f"{path}?agreementType=MicrosoftCustomerAgreement").get_json()
+        assert len(listed["items"]) == 1  # each sees its own attestation only
+
+
+def test_0014_gives_each_attestation_a_key_naming_its_partner(empty_database):
+    from alembic import command
+    from sqlalchemy import text
+
+    from portal.domain.acceptance import Contact, attestation_key
+    from tests.test_relationships import OLD_ACCEPTANCE, _customer, _partner
+
+    engine = db.make_engine(empty_database)
+    db.upgrade(engine, "0008")
+    when = datetime(2025, 5, 4, 3, 2, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        partner = _partner(connection, "Direct", PartnerKind.DIRECT)
+        customer = _customer(connection, partner, "a.example.test", when)
+    db.upgrade(engine, "0013")
+    old = hashlib.sha256("\x00".join(["a", "b", "a@example.test", ""]).encode()).hexdigest()
+    with engine.begin() as connection:
+        values = {"at": when.replace(tzinfo=None), "customer_id": customer}
+        connection.execute(
+            OLD_ACCEPTANCE, {"id": "1", "method": "attested", "key": old, "by": partner, **values}
+        )
+        connection.execute(
+            OLD_ACCEPTANCE, {"id": "2", "method": "direct", "key": "direct", "by": "x", **values}
+        )
+        connection.execute(text("UPDATE agreement_acceptances SET partner_id = :p"), {"p": partner})
+    db.upgrade(engine)
+    read = "SELECT id, dedupe_key FROM agreement_acceptances ORDER BY id"
+    with engine.connect() as connection:
+        keys = dict(connection.execute(text(read)).all())
+    assert keys == {
+        "1": attestation_key(partner, Contact("A", "B", "a@example.test", "")),
+        "2": "direct",
+    }
+    command.downgrade(db.alembic_config(engine), "0013")
+    with engine.connect() as connection:
+        assert dict(connection.execute(text(read)).all()) == {"1": old, "2": "direct"}
+    engine.dispose()

@@ -76,9 +76,11 @@ def _recorded(
     ).first()
 
 
-def _attestation_key(contact: Contact) -> str:
-    """Same contact details, same key: the unique index turns a repeat into a 409."""
+def attestation_key(partner_id: str, contact: Contact) -> str:
+    """The same partner and contact details, the same key: the unique index turns a repeat into
+    a 409. Another partner's attestation of the same contact is a record of its own."""
     parts = [
+        partner_id,
         contact.first_name.strip().lower(),
         contact.last_name.strip().lower(),
         contact.email.strip().lower(),
@@ -122,7 +124,7 @@ def attest(
             {"dateAgreed": Problem(ProblemCode.IN_FUTURE, "must not be in the future")}
         )
 
-    dedupe = _attestation_key(contact)
+    dedupe = attestation_key(partner.id, contact)
     if _recorded(session, customer.id, template_id, dedupe) is not None:
         raise AttestationExists()
     document = (
