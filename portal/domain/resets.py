@@ -28,7 +28,7 @@ from portal.core.models import (
     PasswordResetRequest,
     utcnow,
 )
-from portal.domain import events, sessions
+from portal.domain import events, sessions, signin
 from portal.i18n import languages, wording
 from portal.i18n.languages import best_locale
 from portal.mail import emails, outbox
@@ -155,24 +155,8 @@ def reset(session: Session, credential: CustomerCredential, password_hash: str) 
     """Set the new password, once: False when the link was used (or the password changed) in
     between. Every session of the account ends."""
     now = utcnow()
-    changed = cast(
-        CursorResult[Any],
-        session.execute(
-            update(CustomerCredential)
-            .where(
-                CustomerCredential.id == credential.id,
-                CustomerCredential.generation == credential.generation,
-            )
-            .values(
-                password_hash=password_hash,
-                temporary=False,
-                updated_at=now,
-                generation=CustomerCredential.generation + 1,
-            )
-            .execution_options(synchronize_session=False)
-        ),
-    )
-    if changed.rowcount != 1:
+    customer_id, generation = credential.customer_id, credential.generation
+    if not signin.replace_password(session, customer_id, generation, password_hash, now):
         return False
     sessions.end_all(
         session, CustomerSession, CustomerSession.customer_id, credential.customer_id, now

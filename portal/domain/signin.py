@@ -247,6 +247,32 @@ def new_password_hash(
     return credentials.hash_password(password)
 
 
+def replace_password(
+    session: Session, customer_id: str, generation: int, password_hash: str, now: datetime
+) -> bool:
+    """Make ``password_hash`` the account's own password, if its credentials are still at
+    ``generation`` (else False: of two changes at once only the first wins), and move the
+    generation on, which ends the sessions and links made before."""
+    changed = cast(
+        CursorResult[Any],
+        session.execute(
+            update(CustomerCredential)
+            .where(
+                CustomerCredential.customer_id == customer_id,
+                CustomerCredential.generation == generation,
+            )
+            .values(
+                password_hash=password_hash,
+                temporary=False,
+                updated_at=now,
+                generation=CustomerCredential.generation + 1,
+            )
+            .execution_options(synchronize_session=False),
+        ),
+    )
+    return changed.rowcount == 1
+
+
 def change_password(
     session: Session,
     signed_in: SignedIn,
@@ -264,24 +290,7 @@ def change_password(
     """
     customer_id = signed_in.customer.id
     now = utcnow()
-    changed = cast(
-        CursorResult[Any],
-        session.execute(
-            update(CustomerCredential)
-            .where(
-                CustomerCredential.customer_id == customer_id,
-                CustomerCredential.generation == signed_in.generation,
-            )
-            .values(
-                password_hash=password_hash,
-                temporary=False,
-                updated_at=now,
-                generation=CustomerCredential.generation + 1,
-            )
-            .execution_options(synchronize_session=False),
-        ),
-    )
-    if changed.rowcount != 1:
+    if not replace_password(session, customer_id, signed_in.generation, password_hash, now):
         raise SessionOver()
     sessions.end_all(session, CustomerSession, CustomerSession.customer_id, customer_id, now)
     events.record(
