@@ -698,3 +698,18 @@ def test_the_customer_list_counts_only_requests_still_waiting(app, client, make_
     assert page.status_code == 200
     assert "<h1>Customers</h1>" in page.get_data(as_text=True)
     assert "waiting for an answer" not in page.get_data(as_text=True)
+
+
+def test_twenty_simultaneous_answers_of_an_accepted_customer_begin_one_relationship(
+    app, client, make_api
+):
+    """No agreement to accept: only the relationship's key settles the race."""
+    first = make_api(name="First Partner Ltd")
+    second = make_api(name="Second Partner Ltd")
+    customer, _ = customer_of(first, client)
+    path = request_path(second)
+    data = {"csrf_token": csrf(client.get(path)), "answer": "accept"}
+    results = at_once(app, client.get_cookie("session").value, path, data)
+    assert all(status == 302 and where.endswith("/account") for status, where in results), results
+    assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 1
+    assert second.get(f"/v1/customers/{customer['id']}").status_code == 200

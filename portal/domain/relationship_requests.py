@@ -391,9 +391,11 @@ def accept(
     existing = relationships.active(session, customer.id, partner.id)
     if existing is not None:
         return existing, recorded, new
-    relationship = relationships.begin(
+    relationship, began = relationships.begin(
         session, customer, partner, accepted_by=user_name, accepted=True
     )
+    if not began:
+        return relationship, recorded, new
     events.record(
         session,
         EventKind.RELATIONSHIP_BEGAN,

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask_babel import gettext
 from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from portal.core import fastsql
@@ -136,19 +137,28 @@ def active(session: Session, customer_id: str, partner_id: str) -> CustomerRelat
 
 def begin(
     session: Session, customer: Customer, partner: Partner, *, accepted_by: str, accepted: bool
-) -> CustomerRelationship:
+) -> tuple[CustomerRelationship, bool]:
     """The relationship a customer begins by accepting a partner's request (written at once);
-    one that was removed begins again. ``accepted``: the customer has accepted the agreement."""
+    one that was removed begins again. ``accepted``: the customer has accepted the agreement.
+    Returns it and whether this call began it: of two answers at once, the relationship's key
+    lets one begin it, and the other finds it active."""
     progress = Progress.ACCEPTED if accepted else Progress.NOT_INVITED
-    former = session.get(CustomerRelationship, (customer.id, partner.id))
+    key = (customer.id, partner.id)
+    former = session.get(CustomerRelationship, key)
     if former is not None and former.state is RelationshipState.ACTIVE:
-        return former
+        return former, False
     relationship = new(
         customer, partner, RelationshipOrigin.REQUEST, accepted_by=accepted_by, progress=progress
     )
     if former is None:
-        fastsql.insert_now(session, relationship)
-        return relationship
+        try:
+            with session.begin_nested():
+                fastsql.insert_now(session, relationship)
+        except IntegrityError:  # the other answer's, committed meanwhile
+            if relationship in session:
+                session.expunge(relationship)
+            return session.get_one(CustomerRelationship, key, populate_existing=True), False
+        return relationship, True
     # Removed before: the same row begins again.
     for name in (
         "kind",
@@ -164,7 +174,7 @@ def begin(
         setattr(former, name, getattr(relationship, name))
     former.removed_at = None
     former.invitation_expires_at = None
-    return former
+    return former, True
 
 
 def remove(
