@@ -1,8 +1,12 @@
-"""Reseller relationship requests: a partner's reusable link, and the customer's answer.
+"""Reseller relationship requests: a partner's reusable link, personal requests, and the
+customer's answer.
 
 A partner hands out one link (``url``) that names only the partner; a provider asks for one on
-behalf of its indirect reseller. The customer's admin opens it, signs in with the account they
-already have, and accepts (with the customer agreement, if not accepted yet) or declines.
+behalf of its indirect reseller. A personal request (``create_personal``) is addressed to one
+company by its domain, as an email in its language with a link of its own that expires, and is
+tracked (``state``). The customer's admin opens a link, signs in with the account they already
+have, and accepts (with the customer agreement, if not accepted yet: ``accept``) or declines.
+Relationships form only where the region rule allows (``may_serve``).
 """
 
 from __future__ import annotations
