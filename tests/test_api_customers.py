@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -453,3 +454,48 @@ def test_a_new_customer_is_linked_to_its_credentials_and_partner_without_queries
         session.commit()
         stored = session.scalars(select(CustomerCredential)).one()
         assert stored.customer_id == created.customer.id
+
+
+# --- Partner Center's tracking headers and odd-cased cultures (issue 17, first steps) -------------
+
+
+def test_tracking_headers_are_echoed_or_made_on_every_answer(api, client):
+    request_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    sent = {"MS-RequestId": request_id, "MS-CorrelationId": "c0ffee00-1111-4222-8333-944455556666"}
+    made = api.create_customer()
+    for method, path, headers in (
+        ("GET", "/v1/customers", {"Authorization": f"Bearer {api.key}", **sent}),
+        (
+            "GET",
+            f"/v1/customers/{made['id']}/directSignedMicrosoftCustomerAgreementStatus",
+            {"Authorization": f"Bearer {api.key}", **sent},
+        ),
+        ("GET", "/v1/customers", sent),  # 401 too
+        ("GET", "/v1/nowhere", {"Authorization": f"Bearer {api.key}", **sent}),  # 404 too
+    ):
+        response = client.open(path, method=method, headers=headers)
+        assert response.headers["MS-RequestId"] == request_id, (path, response.status_code)
+        assert response.headers["MS-CorrelationId"] == sent["MS-CorrelationId"], path
+    bare = api.get("/v1/customers")
+    for name in ("MS-RequestId", "MS-CorrelationId"):
+        assert uuid.UUID(bare.headers[name])  # made when the request had none
+    odd = api.get("/v1/customers", headers={"MS-RequestId": "not a request id; Injected: 1"})
+    assert uuid.UUID(odd.headers["MS-RequestId"])
+    assert "Injected" not in odd.headers
+    assert "MS-RequestId" not in client.get("/signin").headers  # the API's only
+
+
+def test_cultures_and_languages_in_any_case_are_taken_in_their_usual_case(api):
+    made = api.create_customer(culture="EN-US", language="En")
+    assert made["billingProfile"]["culture"] == "en-US"
+    assert made["billingProfile"]["language"] == "en"
+    chinese = api.create_customer(culture="zh-hant-tw", language="ZH-HANT", country="TW")
+    assert chinese["billingProfile"]["culture"] == "zh-Hant-TW"
+    assert chinese["billingProfile"]["language"] == "zh-Hant"
+    invited = api.post(f"/v1/customers/{made['id']}/invitations", json={"language": "DE-de"})
+    assert invited.status_code == 201, invited.get_json()
+    assert invited.get_json()["language"] == "de"
+    for culture in ("EN_US!", " en-US", "en-US\x85"):  # only the case changes
+        bad = api.post("/v1/customers", json=customer_body(culture=culture, language="en"))
+        assert bad.status_code == 400, culture
+        assert "billingProfile.culture" in bad.get_json()["parameters"]

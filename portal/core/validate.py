@@ -81,6 +81,24 @@ def phone(value: str) -> Problem | None:
     return None
 
 
+def language_tag(value: str) -> str:
+    """A language tag in its usual case, as BCP 47 writes it: ``EN-US`` is ``en-US``, ``En`` is
+    ``en``, ``zh-hans-cn`` is ``zh-Hans-CN`` (Microsoft's own samples send the odd ones). Only
+    the case changes; what is not a tag stays as it was, for the checks to name."""
+    parts = value.replace("_", "-").split("-")
+    if not all(part.isascii() and part.isalnum() for part in parts):
+        return value
+    cased = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 4 and part.isalpha():
+            cased.append(part.title())
+        elif (len(part) == 2 and part.isalpha()) or (len(part) == 3 and part.isdigit()):
+            cased.append(part.upper())
+        else:
+            cased.append(part.lower())
+    return "-".join(cased)
+
+
 def culture(value: str) -> Problem | None:
     """A culture such as ``de-DE`` that Babel knows."""
     if not _CULTURE.match(value):

@@ -115,6 +115,8 @@ def create_customer(
 ) -> Created:
     """Create a customer and its temporary credentials; raise InvalidFields or DomainTaken."""
     data.domain = data.domain.strip().lower()
+    data.culture = validate.language_tag(data.culture)
+    data.language = validate.language_tag(data.language)
     problems = check(data, catalog)
     if problems:
         raise InvalidFields(problems)

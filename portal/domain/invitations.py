@@ -214,10 +214,11 @@ def prepare(
     prepare outside the transaction that stores it, which then stays short (on SQLite it holds
     the write lock)."""
     recipient = options.to if options.to is not None else customer.contact_email
+    language = validate.language_tag(options.language) if options.language else None
     problems = {
         "to": validate.email(recipient),
         # Checked as at the customer's creation; a language with no translation then falls back.
-        "language": validate.language(options.language) if options.language else None,
+        "language": validate.language(language) if language else None,
     }
     if any(problems.values()):
         raise InvalidFields({field: problem for field, problem in problems.items() if problem})
@@ -226,7 +227,7 @@ def prepare(
         raise LookupError(f"customer {customer.id} has no credentials")
     password = credentials.new_temporary_password()
     now = utcnow()
-    locale = best_locale([options.language, customer.culture, customer.language], locales)
+    locale = best_locale([language, customer.culture, customer.language], locales)
     invitation = Invitation(
         id=new_id(),  # known before the INSERT, so the row is written once, complete
         customer=customer,

@@ -224,6 +224,7 @@ def create_personal(
         raise PartnerCountryMissing(partnerId=partner.id)
     domain = domain.strip().lower()
     recipient = recipient.strip()
+    language = validate.language_tag(language) if language else None
     problems = {
         name: problem
         for name, problem in (

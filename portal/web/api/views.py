@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,22 @@ def _bearer() -> str:
     if scheme.lower() != "bearer" or not token or len(token) > 200:
         raise Unauthorized()
     return token
+
+
+#: Partner Center's tracking headers: the SDKs send both on every request, and expect them back.
+TRACKING_HEADERS = ("MS-RequestId", "MS-CorrelationId")
+_TRACKING_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+
+
+@bp.after_app_request
+def echo_tracking_headers(response: Response) -> Response:
+    """Every answer under /v1 (errors and unknown paths too) carries ``MS-RequestId`` and
+    ``MS-CorrelationId``: the request's, or new ones when it sent none (or an unusable one)."""
+    if request.path.startswith("/v1/") or request.path == "/v1":
+        for name in TRACKING_HEADERS:
+            sent = request.headers.get(name, "")
+            response.headers[name] = sent if _TRACKING_VALUE.match(sent) else str(uuid.uuid4())
+    return response
 
 
 @bp.before_request
