@@ -390,14 +390,38 @@ def test_purchase_eligibility_after_acceptance(app, api):
     assert body["acceptance"]["acceptanceMethod"] == "direct"
 
 
-def test_cloud_agreement_attestation_does_not_make_eligible(api):
+def test_cloud_agreement_attestation_does_not_make_eligible(app, api):
+    """Nor can it be made any more: the catalog retires it (Partner Center since 2020-02-01)."""
     customer = api.create_customer()
-    api.post(
+    refused = api.post(
         f"/v1/customers/{customer['id']}/agreements",
         json=attestation(templateId=CLOUD, type="MicrosoftCloudAgreement"),
     )
+    assert refused.status_code == 400
+    problem = refused.get_json()["parameters"]["type"]
+    assert problem.startswith("is retired since 2020-02-01")
+    assert acceptance_rows(app) == 0
     body = api.get(f"/v1/customers/{customer['id']}/purchaseEligibility").get_json()
     assert body["eligible"] is False
+
+
+def test_the_catalog_decides_which_types_are_retired(app, make_app, api, tmp_path):
+    from portal.core import catalog
+
+    shipped = catalog.SHIPPED.read_text()
+    assert "retired\tMicrosoftCloudAgreement\t2020-02-01" in shipped
+    unretired = tmp_path / "catalog.tsv"
+    unretired.write_text(shipped.replace("retired\tMicrosoftCloudAgreement\t2020-02-01\n", ""))
+    other = make_app(AGREEMENT_CATALOG=str(unretired)).test_client()
+    customer = api.create_customer()
+    made = other.post(
+        f"/v1/customers/{customer['id']}/agreements",
+        json=attestation(templateId=CLOUD, type="MicrosoftCloudAgreement"),
+        headers={"Authorization": f"Bearer {api.key}"},
+    )
+    assert made.status_code == 201, made.get_json()
+    with pytest.raises(catalog.CatalogError, match="not a date"):
+        catalog.parse(shipped.replace("2020-02-01", "Feb 2020"))
 
 
 @pytest.mark.mail

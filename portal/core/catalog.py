@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -65,6 +66,8 @@ class Agreement:
     download_pattern: str
     #: country code -> languages published there, in catalog order
     documents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Since when partners may no longer attest it (a ``retired`` row); None while they may.
+    retired_since: date | None = None
 
     def document(self, country: str | None = None, language: str | None = None) -> Document:
         """The document for ``country`` and ``language``, falling back as Partner Center does.
@@ -200,6 +203,17 @@ def parse(text: str, name: str = "catalog") -> Catalog:
                 type_, template_id, int(rank), link, title.strip(), display, download
             )
             template_ids.add(template_id)
+        elif kind == "retired":
+            if len(cells) != 3:
+                raise fail(f"a retired row has 3 tab-separated fields, this one has {len(cells)}")
+            _, type_, since = cells
+            agreement = agreements.get(type_)
+            if agreement is None:
+                raise fail(f"retired {type_!r}, which no agreement row above declares")
+            try:
+                agreement.retired_since = date.fromisoformat(since)
+            except ValueError as exc:
+                raise fail(f"retired since {since!r} is not a date such as 2020-02-01") from exc
         elif kind == "document":
             if len(cells) != 5:
                 raise fail(f"a document row has 5 tab-separated fields, this one has {len(cells)}")
@@ -224,7 +238,7 @@ def parse(text: str, name: str = "catalog") -> Catalog:
         else:
             raise CatalogError(
                 f"agreement catalog {name}, line {number}: unknown row kind {kind!r}; "
-                "rows start with 'agreement' or 'document'"
+                "rows start with 'agreement', 'document' or 'retired'"
             )
 
     if not agreements:

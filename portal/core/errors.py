@@ -36,6 +36,8 @@ class ProblemCode(enum.StrEnum):
     WRONG_TYPE = "wrong-type"
     #: Not one of the values this field takes (an agreement type, a template id).
     NOT_ONE_OF = "not-one-of"
+    #: An agreement type partners may no longer attest (the catalog's ``retired`` rows).
+    RETIRED = "retired"
     #: A new password and its repetition differ.
     MISMATCH = "mismatch"
     SAME_AS_USER = "same-as-user"

@@ -111,6 +111,12 @@ def attest(
         problems["type"] = Problem(
             ProblemCode.NOT_ONE_OF, f"is not one of {', '.join(catalog.types)}"
         )
+    elif agreement.retired_since is not None:
+        problems["type"] = Problem(
+            ProblemCode.RETIRED,
+            f"is retired since {agreement.retired_since.isoformat()}: it can no longer be "
+            f"attested; attest the {CUSTOMER_AGREEMENT} instead",
+        )
     elif agreement.template_id != template_id:
         problems["templateId"] = Problem(
             ProblemCode.NOT_ONE_OF,
