@@ -279,6 +279,17 @@ def test_continuation_token_also_works_as_header(api):
     assert second["items"][0]["id"] not in {i["id"] for i in first["items"]}
 
 
+def test_size_zero_is_the_default_page_as_the_sdks_send_it(app, api):
+    for _ in range(3):
+        api.create_customer()
+    app.config["API_PAGE_SIZE"] = 2
+    page = api.get("/v1/customers?size=0").get_json()
+    assert len(page["items"]) == 2
+    assert page["totalCount"] == 3
+    assert "size=2" in page["links"]["next"]["uri"]
+    assert all(item["relationshipToPartner"] == "reseller" for item in page["items"])
+
+
 def test_list_is_never_unbounded(app, api):
     for _ in range(3):
         api.create_customer()
@@ -292,7 +303,6 @@ def test_list_is_never_unbounded(app, api):
 @pytest.mark.parametrize(
     "query",
     [
-        "size=0",
         "size=-1",
         "size=abc",
         "continuationToken=forged",

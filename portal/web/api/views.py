@@ -295,6 +295,9 @@ def customer_json(customer: Customer, through: str | None = None) -> dict[str, A
             "email": customer.contact_email,
             "phoneNumber": customer.contact_phone,
         },
+        # Partner Center's: what the caller is to the customer. Every customer a partner sees,
+        # it serves as a reseller (an indirect one too, as Partner Center says it).
+        "relationshipToPartner": "reseller",
         SECRECY_FIELD: customer.requires_secrecy_amendment,
         "createdAt": iso(customer.created_at),
         "links": {"self": {"uri": f"/v1/customers/{customer.id}", "method": "GET"}},
@@ -422,7 +425,9 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 @bp.get("/customers")
 def list_customers() -> ResponseReturnValue:
     config = current_app.config
-    size = _int_arg("size", config["API_PAGE_SIZE"], 1, config["API_MAX_PAGE_SIZE"])
+    # size=0, as the SDKs' simple query sends it, means the default page size.
+    size = _int_arg("size", config["API_PAGE_SIZE"], 0, config["API_MAX_PAGE_SIZE"])
+    size = size or config["API_PAGE_SIZE"]
     token = request.args.get("continuationToken") or request.headers.get("MS-ContinuationToken")
     after = None
     if token:
