@@ -509,3 +509,61 @@ def test_cultures_and_languages_in_any_case_are_taken_in_their_usual_case(api):
         bad = api.post("/v1/customers", json=customer_body(culture=culture, language="en"))
         assert bad.status_code == 400, culture
         assert "billingProfile.culture" in bad.get_json()["parameters"]
+
+
+def test_partner_centers_customer_query_filters_by_its_fields(api, make_api):
+    import json as json_
+    from urllib.parse import quote
+
+    contoso = api.create_customer(company_name="Contoso Ltd", domain="contoso-a.example.test")
+    api.create_customer(company_name="Contoso_Wide", domain="wide.example.test")
+    api.create_customer(company_name="Fabrikam Inc", domain="fab.example.test")
+    make_api(name="Other").create_customer(company_name="Contoso Foreign")
+
+    def found(**query: str) -> list[str]:
+        body = json_.dumps(query)
+        response = api.get(f"/v1/customers?size=0&filter={quote(body)}")
+        assert response.status_code == 200, response.get_json()
+        return sorted(c["companyProfile"]["companyName"] for c in response.get_json()["items"])
+
+    assert found(Field="CompanyName", Value="cont", Operator="starts_with") == [
+        "Contoso Ltd",
+        "Contoso_Wide",
+    ]
+    assert found(field="DisplayName", value="CONTOSO_", operator="StartsWith") == ["Contoso_Wide"]
+    assert found(Field="Domain", Value="contoso-a", Operator="starts_with") == ["Contoso Ltd"]
+    assert found(Field="DefaultDomainName", Value="fab.", Operator="starts_with") == [
+        "Fabrikam Inc"
+    ]
+    assert found(Field="CompanyName", Value="%", Operator="starts_with") == []  # no wildcards
+    page = api.get(
+        "/v1/customers?size=1&filter="
+        + quote(json_.dumps({"Field": "CompanyName", "Value": "Cont", "Operator": "starts_with"}))
+    ).get_json()
+    assert page["totalCount"] == 2
+    following = api.get(page["links"]["next"]["uri"]).get_json()
+    assert following["totalCount"] == 2  # the next link keeps the filter
+    names = {page["items"][0]["id"], following["items"][0]["id"]}
+    assert contoso["id"] in names
+    assert len(names) == 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "not json",
+        "[1]",
+        '{"Field": "Country", "Value": "DE", "Operator": "starts_with"}',
+        '{"Field": "CompanyName", "Value": "c", "Operator": "contains"}',
+        '{"Field": "CompanyName", "Value": "", "Operator": "starts_with"}',
+        '{"Field": "CompanyName", "Value": "c", "Operator": "starts_with", "Other": 1}',
+    ],
+)
+def test_a_filter_partner_center_would_not_take_is_400_naming_it(api, query):
+    from urllib.parse import quote
+
+    response = api.get(f"/v1/customers?filter={quote(query)}")
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["errorName"] == "InvalidQueryParameter"
+    assert "filter" in body["parameters"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
@@ -226,16 +226,44 @@ class Page:
     after: tuple[datetime, str] | None
 
 
+#: Partner Center's customer query fields, in every spelling its clients send (the .NET SDK's
+#: names and those of clients generated from its swagger), lower-cased, and what each matches.
+FILTER_FIELDS: dict[str, str] = {
+    "companyname": "company",
+    "displayname": "company",
+    "domain": "domain",
+    "defaultdomainname": "domain",
+    "indirectreseller": "reseller",
+    "indirectcloudsolutionprovider": "provider",
+}
+
+
+def starts_with(field: str, value: str) -> ColumnElement[bool]:
+    """Partner Center's only filter: ``field`` (a ``FILTER_FIELDS`` value) starts with
+    ``value``, whatever the case; a reseller or provider by its id."""
+    pattern = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    columns: dict[str, ColumnElement[Any]] = {
+        "company": func.lower(Customer.company_name),
+        "domain": Customer.domain.expression,
+        "reseller": CustomerRelationship.partner_id.expression,
+        "provider": CustomerRelationship.provider_id.expression,
+    }
+    return columns[field].like(pattern, escape="\\")
+
+
 def page(
     session: Session,
     partner_id: str,
     size: int,
     after: tuple[datetime, str] | None = None,
+    where: ColumnElement[bool] | None = None,
 ) -> Page:
     """One page of the customers a partner sees, in the order it began serving them, by keyset
-    (stable under inserts)."""
+    (stable under inserts); ``where``: a filter (``starts_with``)."""
     partner_ids = relationships.partner_ids(session, partner_id)
     shown = relationships.shown_to(partner_id, partner_ids)
+    if where is not None:
+        shown = and_(shown, where)
     began = CustomerRelationship.began_at
     query = (
         select(Customer, CustomerRelationship)
@@ -252,7 +280,10 @@ def page(
             )
         )
     rows = list(session.execute(query.limit(size + 1)))
-    total = session.scalar(select(func.count()).select_from(CustomerRelationship).where(shown))
+    counted = select(func.count()).select_from(CustomerRelationship)
+    if where is not None:
+        counted = counted.join(Customer, Customer.id == CustomerRelationship.customer_id)
+    total = session.scalar(counted.where(shown))
     more = len(rows) > size
     rows = rows[:size]
     items = [(c, None if r.partner_id == partner_id else r.partner_id) for c, r in rows]

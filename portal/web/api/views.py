@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -438,7 +439,9 @@ def list_customers() -> ResponseReturnValue:
             raise InvalidParameter(
                 "continuationToken is not one this API gave out.", continuationToken=token[:50]
             ) from exc
-    page = customers.page(db.session(), _partner().id, size, after)
+    raw_filter = request.args.get("filter")
+    where = _customer_filter(raw_filter) if raw_filter else None
+    page = customers.page(db.session(), _partner().id, size, after, where)
     links: dict[str, Any] = {"self": {"uri": request.full_path.rstrip("?"), "method": "GET"}}
     body: dict[str, Any] = {
         "totalCount": page.total,
@@ -449,13 +452,53 @@ def list_customers() -> ResponseReturnValue:
     }
     if page.after is not None:
         next_token = _page_serializer().dumps([page.after[0].isoformat(), page.after[1]])
+        query = f"size={size}&seekOperation=Next&continuationToken={next_token}"
+        if raw_filter:
+            query += "&filter=" + quote(raw_filter, safe="")
         links["next"] = {
-            "uri": f"/v1/customers?size={size}&seekOperation=Next&continuationToken={next_token}",
+            "uri": f"/v1/customers?{query}",
             "method": "GET",
             "headers": [{"key": "MS-ContinuationToken", "value": next_token}],
         }
         body["continuationToken"] = next_token
     return jsonify(body)
+
+
+_OPERATORS = {"starts_with", "startswith"}
+
+
+def _customer_filter(raw: str) -> Any:
+    """Partner Center's customer query, ``{"Field": …, "Value": …, "Operator": "starts_with"}``,
+    with its names in any case and its fields and operator in every spelling real clients send;
+    anything else is a 400 naming what."""
+
+    def refuse(why: str) -> InvalidParameter:
+        return InvalidParameter(f"filter {why}.", filter=raw[:200])
+
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise refuse(
+            'is not JSON such as {"Field": "CompanyName", "Value": "cont", '
+            '"Operator": "starts_with"}'
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise refuse("must be a JSON object")
+    named = {str(key).lower(): value for key, value in parsed.items()}
+    unknown = sorted(set(named) - {"field", "value", "operator"})
+    if unknown:
+        raise refuse(f"has unknown members {', '.join(unknown)}")
+    field, value, operator = (named.get(name) for name in ("field", "value", "operator"))
+    if not isinstance(field, str) or field.lower() not in customers.FILTER_FIELDS:
+        raise refuse(
+            "Field must be one of CompanyName, Domain, IndirectReseller, "
+            "IndirectCloudSolutionProvider (or DisplayName, DefaultDomainName)"
+        )
+    if not isinstance(value, str) or not value or len(value) > 200 or validate.has_control(value):
+        raise refuse("Value must be a text of 1 to 200 characters")
+    if not isinstance(operator, str) or operator.lower() not in _OPERATORS:
+        raise refuse("Operator must be starts_with (or StartsWith): the only one there is")
+    return customers.starts_with(customers.FILTER_FIELDS[field.lower()], value)
 
 
 def _seen_by() -> list[str]:
