@@ -24,7 +24,7 @@ from portal.core.models import (
     RelationshipOrigin,
     RelationshipState,
 )
-from tests.conftest import relationship_of
+from tests.conftest import customer_body, relationship_of
 from tests.test_dashboard import csrf
 from tests.test_pages import (
     NEW_PASSWORD,
@@ -713,3 +713,28 @@ def test_twenty_simultaneous_answers_of_an_accepted_customer_begin_one_relations
     assert all(status == 302 and where.endswith("/account") for status, where in results), results
     assert count(app, Event, Event.kind == EventKind.RELATIONSHIP_BEGAN) == 1
     assert second.get(f"/v1/customers/{customer['id']}").status_code == 200
+
+
+@pytest.mark.mail
+def test_an_address_no_mail_header_can_carry_is_refused_everywhere_before_anything_is_kept(
+    app, make_api
+):
+    """Found by Schemathesis: "¡@0.0" was taken, and building its email then failed (500)."""
+    partner = make_api()
+    for address in ("¡@example.test", "tänia@example.test"):
+        made = partner.post(
+            "/v1/relationshiprequests",
+            json={"domain": "x.example.test", "email": address, "send": True},
+        )
+        assert made.status_code == 400, made.get_json()
+        assert "email" in made.get_json()["parameters"]
+        customer = partner.post("/v1/customers", json=customer_body(email=address))
+        assert customer.status_code == 400
+        assert "billingProfile.email" in customer.get_json()["parameters"]
+        existing = partner.create_customer()
+        invited = partner.post(
+            f"/v1/customers/{existing['id']}/invitations", json={"to": address, "send": True}
+        )
+        assert invited.status_code == 400
+        assert "to" in invited.get_json()["parameters"]
+    assert partner.get("/v1/relationshiprequests").get_json()["items"] == []

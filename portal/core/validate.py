@@ -35,8 +35,13 @@ def has_control(value: str) -> bool:
     return any(c in _BIDI_CONTROLS or unicodedata.category(c) in _CONTROL_CATEGORIES for c in value)
 
 
-# A pragmatic address check: one @, a dotted domain, no spaces or control characters.
-_EMAIL = re.compile(r"^[^\s@<>()\[\],;:\"\\]{1,64}@(?=.{1,253}\Z)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
+# A pragmatic address check: one @, a dotted domain, no spaces or control characters, and ASCII
+# only: a mail header cannot carry any other address without SMTPUTF8, which the portal does not
+# ask its SMTP server for (the address would be taken, and then no email could ever be built).
+_EMAIL = re.compile(
+    r"^[!#-'*+\-./0-9=?A-Z^-~]{1,64}"  # printable ASCII but for spaces and "(),:;<>@[\]
+    r"@(?=.{1,253}\Z)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z"
+)
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _PHONE = re.compile(r"^(?=.{3,40}\Z)\+?[0-9 ()./-]+\Z")
 _CULTURE = re.compile(r"^[a-z]{2,3}(-[A-Z][a-z]{3})?-[A-Z]{2}\Z")
