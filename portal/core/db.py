@@ -155,10 +155,16 @@ def commit_if_possible(log_as: str) -> None:
         current_app.logger.info("%s not recorded: %s", log_as, exc)
 
 
-def _close_session(_exc: BaseException | None) -> None:
+def end_session() -> None:
+    """Close the app context's session (what it did not commit is dropped); the next
+    ``session()`` is a new one."""
     db_session: Session | None = g.pop("db_session", None)
     if db_session is not None:
         db_session.close()
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    end_session()
 
 
 def alembic_config(engine: Engine) -> Config:

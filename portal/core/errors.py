@@ -188,6 +188,29 @@ class AttestationExists(PortalError):
     description = "A partner confirmed agreement already exists for the customer."
 
 
+class RequestIdReused(PortalError):
+    status = 409
+    code = 10420
+    error_name = "RequestIdReused"
+    description = (
+        "This MS-RequestId was already used for a different request (another method, path or "
+        "body). A retry must repeat the request exactly; a new request needs a new MS-RequestId."
+    )
+
+
+class RequestInProgress(PortalError):
+    status = 409
+    code = 10421
+    error_name = "RequestInProgress"
+    description = (
+        "A request with this MS-RequestId is still being processed. Retry shortly for its answer."
+    )
+    retryable = True
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class TooLarge(PortalError):
     status = 413
     code = 10413

@@ -678,3 +678,26 @@ class RateLimitCounter(Base):
     count: Mapped[int] = mapped_column(Integer)
     #: Seconds since the epoch, as the ``limits`` library counts them.
     expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class ApiRequest(Base):
+    """A partner's POST or DELETE carrying ``MS-RequestId``, Partner Center's idempotency key:
+    claimed before the request runs, answered after (``portal.domain.idempotency``). A retry
+    with the same id and the same request gets the first answer back."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (Index("ix_api_requests_claimed_at", "claimed_at"),)
+
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: SHA-256 of the method, path, query and body: the same id for another request is a 409.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: None while the first request runs.
+    status: Mapped[int | None] = mapped_column(Integer)
+    #: The answer's JSON without its secrets (credentials, emails that carry them).
+    body: Mapped[str | None] = mapped_column(Text)
+    #: The secrets, encrypted with a key derived from the API key that made the request: only
+    #: the same key reads them back.
+    sealed: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(String(300))

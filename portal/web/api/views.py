@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from cryptography.fernet import Fernet
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -50,6 +51,7 @@ from portal.core.models import (
 from portal.domain import (
     acceptance,
     customers,
+    idempotency,
     invitations,
     partners,
     relationship_requests,
@@ -97,13 +99,85 @@ def echo_tracking_headers(response: Response) -> Response:
 
 
 @bp.before_request
-def authenticate() -> None:
+def authenticate() -> ResponseReturnValue | None:
     if request.endpoint in _OWN_AUTH:
-        return
+        return None
+    # Before the request's own session begins (on SQLite a writer's holds the write lock).
+    replayed = _replay_or_claim()
+    if replayed is not None:
+        return replayed
     partner = partners.partner_for_key(db.session(), _bearer())
     if partner is None:
         raise Unauthorized()
     g.partner = partner
+    return None
+
+
+def _replay_or_claim() -> Response | None:
+    """A POST or DELETE with ``MS-RequestId`` is claimed before it runs; a retry of one that was
+    answered gets that answer back (``portal.domain.idempotency``)."""
+    if request.method not in ("POST", "DELETE"):
+        return None
+    request_id = request.headers.get("MS-RequestId", "")
+    if not _TRACKING_VALUE.match(request_id):
+        return None
+    print_ = idempotency.fingerprint(
+        request.method, request.path, request.query_string, request.get_data()
+    )
+    with db.new_session(current_app) as session:
+        partner = partners.partner_for_key(session, _bearer())
+        if partner is None:
+            raise Unauthorized()
+        session.commit()
+        found = idempotency.claim(session, partner.id, request_id, print_, _seal())
+    if found is None:
+        g.claimed = (partner.id, request_id)
+        return None
+    response = jsonify(found.body)
+    response.status_code = found.status
+    if found.location:
+        response.headers["Location"] = found.location
+    return response
+
+
+def _seal() -> Fernet:
+    return idempotency.sealer(current_app.config["SECRET_KEY"], _bearer())
+
+
+@bp.after_request
+def answer_claimed(response: Response) -> Response:
+    """Store the answer to a claimed request; a 5xx or 429 (worth retrying) lets the claim go."""
+    claimed = g.pop("claimed", None)
+    if claimed is None:
+        return response
+    db.end_session()  # the view committed what it meant to; its session must not hold a lock
+    with db.new_session(current_app) as session:
+        if response.status_code >= 500 or response.status_code == 429:
+            idempotency.release(session, *claimed)
+        else:
+            body = response.get_json(silent=True) if response.is_json else None
+            partner_id, request_id = claimed
+            idempotency.answer(
+                session,
+                partner_id,
+                request_id,
+                response.status_code,
+                body if isinstance(body, dict) else None,
+                response.headers.get("Location"),
+                _seal(),
+            )
+    return response
+
+
+@bp.teardown_request
+def release_unanswered(_exc: BaseException | None) -> None:
+    """A request that ended without an answer (an exception past every handler) lets its claim
+    go, so a retry runs it again."""
+    claimed = g.pop("claimed", None)
+    if claimed is not None:
+        db.end_session()
+        with db.new_session(current_app) as session:
+            idempotency.release(session, *claimed)
 
 
 def _partner() -> Partner:
@@ -181,13 +255,22 @@ _MUST_BE_STRING = Problem(ProblemCode.WRONG_TYPE, "must be a string")
 _MUST_BE_BOOLEAN = Problem(ProblemCode.WRONG_TYPE, "must be true or false")
 _NOT_VALID_TEXT = Problem(ProblemCode.WRONG_TYPE, "contains characters that are not valid text")
 _NOT_DATE = Problem(ProblemCode.NOT_DATE, "is not an ISO 8601 date such as 2024-06-14T00:00:00Z")
+_GIVEN_TWICE = Problem(
+    ProblemCode.WRONG_TYPE, "is given more than once, in different cases, with different values"
+)
 
 
 _ABSENT = object()
 
 
 class Fields:
-    """Reads fields out of a JSON body, naming every missing or wrong-typed one at once."""
+    """Reads fields out of a JSON body, naming every missing or wrong-typed one at once.
+
+    Names are matched without regard to case, and ``null`` is a field left out, as
+    Newtonsoft.Json reads them: the .NET SDK and the PowerShell module send PascalCase names
+    (``"PrimaryContact"``) with every unset field written out as ``null``. Problems name the
+    documented (camelCase) path.
+    """
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.body = body
@@ -204,10 +287,23 @@ class Fields:
             if not isinstance(value, dict):
                 self.problems.setdefault(".".join(walked[:-1]), _MUST_BE_OBJECT)
                 return absent
-            if part not in value:
+            found = self._member(value, part, ".".join(walked))
+            if found is _ABSENT:
                 return absent
-            value = value[part]
+            value = found
         return value
+
+    def _member(self, obj: dict[str, Any], name: str, path: str) -> Any:
+        """``obj``'s member ``name`` in any case; ``_ABSENT`` when there is none (or only
+        nulls), and a problem when two spellings carry different values."""
+        lowered = name.lower()
+        spellings = [v for k, v in obj.items() if k.lower() == lowered and v is not None]
+        if not spellings:
+            return _ABSENT
+        if any(v != spellings[0] for v in spellings[1:]):
+            self.problems.setdefault(path, _GIVEN_TWICE)
+            return _ABSENT
+        return spellings[0]
 
     def string(self, path: str, required: bool = True) -> str:
         value = self._lookup(path)

@@ -1,0 +1,286 @@
+"""What Partner Center's own clients send: PascalCase bodies with nulls written out, their
+tracking headers used as idempotency keys, their pagers, and providers creating for resellers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from portal.core import db
+from portal.core.models import ApiRequest, Partner, utcnow
+from portal.domain import customers, idempotency, partners
+from tests.conftest import customer_body
+
+
+def pascal(value: Any) -> Any:
+    """``value`` as Newtonsoft's default resolver writes it: PascalCase names."""
+    if isinstance(value, dict):
+        return {key[:1].upper() + key[1:]: pascal(item) for key, item in value.items()}
+    return value
+
+
+def test_pascal_case_customer_with_nulls_is_created(api):
+    body = pascal(customer_body(culture="EN-US", language="En"))
+    # What the .NET SDK writes out for the fields left unset.
+    body.update(Id=None, CommerceId=None, UserCredentials=None, AssociatedPartnerId=None)
+    body["CompanyProfile"].update(TenantId=None, CompanyName=None, Email=None)
+    body["BillingProfile"]["DefaultAddress"]["AddressLine2"] = None
+    body["BillingProfile"]["Attributes"] = {"ObjectType": "CustomerBillingProfile"}
+    response = api.post("/v1/customers", json=body)
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert created["billingProfile"]["culture"] == "en-US"
+    assert created["billingProfile"]["language"] == "en"
+    assert created["billingProfile"]["defaultAddress"]["addressLine1"] == "1 Main Street"
+    # Answers stay camelCase.
+    assert "companyProfile" in created
+    assert "CompanyProfile" not in created
+
+
+def test_field_names_in_any_case_and_null_means_absent(api):
+    body = customer_body()
+    body["BILLINGPROFILE"] = body.pop("billingProfile")
+    body["companyprofile"] = body.pop("companyProfile")
+    body["primaryContact"] = None
+    assert api.post("/v1/customers", json=body).status_code == 201
+
+
+def test_a_required_field_sent_as_null_is_missing(api):
+    body = pascal(customer_body())
+    body["CompanyProfile"]["Domain"] = None
+    response = api.post("/v1/customers", json=body)
+    assert response.status_code == 400
+    assert "companyProfile.domain" in response.get_json()["parameters"]
+
+
+def test_two_spellings_with_different_values_are_refused(api):
+    body = customer_body()
+    body["CompanyProfile"] = {"Domain": "other.example.test"}
+    response = api.post("/v1/customers", json=body)
+    assert response.status_code == 400
+    problem = response.get_json()["parameters"]["companyProfile"]
+    assert "more than once" in problem
+    assert api.get("/v1/customers").get_json()["totalCount"] == 0
+
+
+def test_two_spellings_with_the_same_value_are_one(api):
+    body = customer_body()
+    body["CompanyProfile"] = dict(body["companyProfile"])
+    assert api.post("/v1/customers", json=body).status_code == 201
+
+
+def test_pascal_case_attestation(api):
+    created = api.create_customer()
+    body = {
+        "PrimaryContact": {
+            "FirstName": "Tania",
+            "LastName": "Carr",
+            "Email": "someone@example.com",
+            "PhoneNumber": None,
+        },
+        "TemplateId": "117a77b0-9360-443b-8795-c6dedc750cf9",
+        "DateAgreed": "2018-06-14T00:00:00Z",
+        "Type": "MicrosoftCustomerAgreement",
+        "UserId": None,
+        "AgreementLink": None,
+        "Attributes": {"ObjectType": "Agreement"},
+    }
+    response = api.post(f"/v1/customers/{created['id']}/agreements", json=body)
+    assert response.status_code == 201, response.get_json()
+    answer = response.get_json()
+    assert answer["primaryContact"]["email"] == "someone@example.com"
+    assert answer["type"] == "MicrosoftCustomerAgreement"
+
+
+def test_a_retried_create_gets_the_first_answer_with_its_credentials(api):
+    body = customer_body()
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    first = api.post("/v1/customers", json=body, headers=headers)
+    assert first.status_code == 201
+    again = api.post("/v1/customers", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.get_json() == first.get_json()
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["MS-RequestId"] == headers["MS-RequestId"]
+    assert api.get("/v1/customers").get_json()["totalCount"] == 1
+    # A new id is a new request: the domain is taken now.
+    other = api.post("/v1/customers", json=body, headers={"MS-RequestId": str(uuid.uuid4())})
+    assert other.status_code == 409
+    assert other.get_json()["code"] == 10409
+
+
+def test_another_key_of_the_partner_gets_the_answer_without_credentials(app, api):
+    with app.app_context():
+        session = db.session()
+        second = partners.create_key(session, session.get_one(Partner, api.partner_id))
+        session.commit()
+        secret = second.secret
+    body = customer_body()
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    first = api.post("/v1/customers", json=body, headers=headers).get_json()
+    replay = api.client.post(
+        "/v1/customers", json=body, headers={**headers, "Authorization": f"Bearer {secret}"}
+    )
+    assert replay.status_code == 201
+    replayed = replay.get_json()
+    assert "userCredentials" not in replayed
+    assert replayed == {k: v for k, v in first.items() if k != "userCredentials"}
+
+
+def test_credentials_are_not_stored_in_clear(app, api):
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    created = api.post("/v1/customers", json=customer_body(), headers=headers).get_json()
+    with app.app_context():
+        row = db.session().scalars(select(ApiRequest)).one()
+        password = created["userCredentials"]["password"]
+        assert row.status == 201
+        assert password not in (row.body or "")
+        assert password not in (row.sealed or "")
+        assert row.sealed
+
+
+def test_the_same_id_for_another_request_is_refused(api):
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    assert api.post("/v1/customers", json=customer_body(), headers=headers).status_code == 201
+    response = api.post("/v1/customers", json=customer_body(), headers=headers)
+    assert response.status_code == 409
+    assert response.get_json()["errorName"] == "RequestIdReused"
+    assert api.get("/v1/customers").get_json()["totalCount"] == 1
+
+
+def test_request_ids_are_per_partner(api, make_api):
+    other = make_api(name="Northwind")
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    assert api.post("/v1/customers", json=customer_body(), headers=headers).status_code == 201
+    assert other.post("/v1/customers", json=customer_body(), headers=headers).status_code == 201
+
+
+def test_a_retried_attestation_gets_the_first_answer(api):
+    created = api.create_customer()
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    path = f"/v1/customers/{created['id']}/agreements"
+    first = api.post(path, json=ATTESTATION, headers=headers)
+    assert first.status_code == 201
+    again = api.post(path, json=ATTESTATION, headers=headers)
+    assert (again.status_code, again.get_json()) == (201, first.get_json())
+    assert api.get(path, query_string={"agreementType": "*"}).get_json()["totalCount"] == 1
+
+
+def test_an_error_answer_is_replayed_too(api):
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    body = customer_body(country="XX")
+    first = api.post("/v1/customers", json=body, headers=headers)
+    assert first.status_code == 400
+    again = api.post("/v1/customers", json=body, headers=headers)
+    assert (again.status_code, again.get_json()) == (400, first.get_json())
+
+
+def test_a_failed_request_lets_its_id_go(app, api, monkeypatch):
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    body = customer_body()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(customers, "create_customer", broken)
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # a 500, as in production
+    assert api.post("/v1/customers", json=body, headers=headers).status_code == 500
+    monkeypatch.undo()
+    retried = api.post("/v1/customers", json=body, headers=headers)
+    assert retried.status_code == 201
+
+
+@pytest.mark.parametrize(("age", "status"), [(timedelta(seconds=-1), 201), (timedelta(1), 409)])
+def test_an_abandoned_claim_is_taken_over(app, api, age, status, monkeypatch):
+    """A claim left with no answer (its process died) is taken over by a retry once it is
+    ``ABANDONED`` old; before that the retry waits, then is told the request is in progress."""
+    request_id = str(uuid.uuid4())
+    data = json.dumps(customer_body()).encode()
+    with app.app_context():
+        db.session().add(
+            ApiRequest(
+                partner_id=api.partner_id,
+                request_id=request_id,
+                fingerprint=idempotency.fingerprint("POST", "/v1/customers", b"", data),
+                claimed_at=utcnow() - idempotency.ABANDONED + age,
+            )
+        )
+        db.session().commit()
+    if status == 409:
+        monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.2)
+    headers = {"MS-RequestId": request_id}
+    answer = api.post("/v1/customers", data=data, content_type="application/json", headers=headers)
+    assert answer.status_code == status
+    if status == 409:
+        assert answer.get_json()["errorName"] == "RequestInProgress"
+        assert answer.headers["Retry-After"] == "1"
+    # Another body under the same id is refused either way.
+    refused = api.post("/v1/customers", json=customer_body(), headers=headers)
+    assert refused.get_json()["errorName"] == "RequestIdReused"
+
+
+def test_answers_are_forgotten_after_a_day(app, api):
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    body = customer_body()
+    assert api.post("/v1/customers", json=body, headers=headers).status_code == 201
+    with app.app_context():
+        db.session().execute(
+            update(ApiRequest).values(claimed_at=utcnow() - idempotency.KEEP - timedelta(1))
+        )
+        db.session().commit()
+    # Past keeping, the id is new again: the customer exists, so this is a 409 of its own.
+    assert api.post("/v1/customers", json=body, headers=headers).status_code == 409
+
+
+@pytest.mark.parametrize("times", [8])
+def test_duplicates_delivered_at_once_create_one_customer(app, api, times):
+    body = customer_body()
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    answers = at_once(app, api, "/v1/customers", body, headers, times)
+    assert {status for status, _ in answers} == {201}
+    assert len({json.dumps(answer, sort_keys=True) for _, answer in answers}) == 1
+    assert api.get("/v1/customers").get_json()["totalCount"] == 1
+
+
+def test_duplicate_attestations_at_once_record_one(app, api):
+    created = api.create_customer()
+    path = f"/v1/customers/{created['id']}/agreements"
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    answers = at_once(app, api, path, ATTESTATION, headers, 8)
+    assert {status for status, _ in answers} == {201}
+    assert api.get(path, query_string={"agreementType": "*"}).get_json()["totalCount"] == 1
+
+
+def at_once(app, api, path, body, headers, times):
+    barrier = threading.Barrier(times)
+    answers: list[tuple[int, Any]] = []
+
+    def post() -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(
+            path, json=body, headers={**headers, "Authorization": f"Bearer {api.key}"}
+        )
+        answers.append((response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=post) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == times
+    return answers
+
+
+ATTESTATION = {
+    "primaryContact": {"firstName": "Tania", "lastName": "Carr", "email": "someone@example.com"},
+    "templateId": "117a77b0-9360-443b-8795-c6dedc750cf9",
+    "dateAgreed": "2018-06-14T00:00:00Z",
+    "type": "MicrosoftCustomerAgreement",
+}
