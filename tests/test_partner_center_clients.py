@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from portal.core import db
-from portal.core.models import ApiRequest, Partner, utcnow
+from portal.core.models import ApiRequest, Partner, PartnerKind, utcnow
 from portal.domain import customers, idempotency, partners
 from tests.conftest import customer_body
 
@@ -284,3 +284,41 @@ ATTESTATION = {
     "dateAgreed": "2018-06-14T00:00:00Z",
     "type": "MicrosoftCustomerAgreement",
 }
+
+
+def test_a_provider_creates_a_customer_for_its_reseller(api, make_api):
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Provider")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Reseller")
+    body = pascal(customer_body())
+    body["AssociatedPartnerId"] = reseller.partner_id.upper()
+    response = provider.post("/v1/customers", json=body)
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert created["associatedPartnerId"] == reseller.partner_id
+    # The reseller serves it as its own; the provider sees it through the reseller.
+    own = reseller.get(f"/v1/customers/{created['id']}").get_json()
+    assert "associatedPartnerId" not in own
+    seen = provider.get(f"/v1/customers/{created['id']}").get_json()
+    assert seen["associatedPartnerId"] == reseller.partner_id
+    assert api.get(f"/v1/customers/{created['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("who", ["direct", "other-provider", "reseller-itself", "unknown"])
+def test_associated_partner_id_must_be_the_callers_reseller(api, make_api, who):
+    provider = make_api(PartnerKind.INDIRECT_PROVIDER, name="Provider")
+    reseller = make_api(PartnerKind.INDIRECT_RESELLER, provider=provider, name="Reseller")
+    caller = {
+        "direct": api,
+        "other-provider": make_api(PartnerKind.INDIRECT_PROVIDER, name="Other"),
+        "reseller-itself": reseller,
+        "unknown": provider,
+    }[who]
+    body = customer_body()
+    body["associatedPartnerId"] = str(uuid.uuid4()) if who == "unknown" else reseller.partner_id
+    response = caller.post("/v1/customers", json=body)
+    assert response.status_code == 403
+    answer = response.get_json()
+    assert answer["errorName"] == "NotYourPartner"
+    assert "associatedPartnerId" in answer["parameters"]
+    for partner in (api, provider, reseller):
+        assert partner.get("/v1/customers").get_json()["totalCount"] == 0

@@ -70,8 +70,11 @@ class OutsideRegion(PortalError):
     description = "The partner may serve customers in its own country or region only."
 
 
-def requester(session: Session, partner: Partner, reseller_id: str | None) -> Partner:
-    """Whose link a partner asks for: its own, or a provider's for one of its resellers."""
+def requester(
+    session: Session, partner: Partner, reseller_id: str | None, field: str = "indirectResellerId"
+) -> Partner:
+    """Whose link a partner asks for (or for whom it creates a customer): its own, or a
+    provider's for one of its resellers; else ``NotYourPartner`` naming ``field``."""
     if not reseller_id:
         return partner
     reseller = session.get(Partner, reseller_id.lower()[:64])
@@ -80,7 +83,12 @@ def requester(session: Session, partner: Partner, reseller_id: str | None) -> Pa
         or reseller is None
         or reseller.provider_id != partner.id
     ):
-        raise NotYourPartner(indirectResellerId=reseller_id[:64])
+        why = (
+            None
+            if field == "indirectResellerId"
+            else f"{field} must name one of your indirect resellers."
+        )
+        raise NotYourPartner(why, **{field: reseller_id[:64]})
     return reseller
 
 

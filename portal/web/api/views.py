@@ -480,10 +480,14 @@ def create_customer() -> ResponseReturnValue:
     }
     values = {attr: fields.string(path, attr in required) for attr, path in names.items()}
     secrecy = fields.boolean(SECRECY_FIELD, False)
+    # A provider creates a customer for one of its indirect resellers, as in Partner Center.
+    associated = fields.string("associatedPartnerId", required=False) or None
     fields.check()
     names["requires_secrecy_amendment"] = SECRECY_FIELD
     data = customers.NewCustomer(**values, requires_secrecy_amendment=secrecy, names=names)
-    partner = _partner()
+    partner = relationship_requests.requester(
+        db.session(), _partner(), associated, field="associatedPartnerId"
+    )
     # Nothing is written yet: end the transaction that checked the key, so the one that writes
     # (on SQLite, holding the write lock) begins after the checks and the hashing.
     db.session().commit()
@@ -493,10 +497,10 @@ def create_customer() -> ResponseReturnValue:
         data,
         catalog.current(),
         current_app.extensions["portal.peppers"][0],
-        actor=f"partner:{partner.id}",
+        actor=f"partner:{_partner().id}",
     )
     db.session().commit()
-    body = customer_json(created.customer)
+    body = customer_json(created.customer, through=partner.id if associated else None)
     body["userCredentials"] = {"userName": created.user_name, "password": created.password}
     response = jsonify(body)
     response.status_code = 201
