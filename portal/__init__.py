@@ -63,6 +63,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # A link whose token holds an encoded slash stays one link (no redirect to another path).
     app.url_map.merge_slashes = False
     app.register_blueprint(api.bp)
+    app.wsgi_app = api.SlashTolerantPaths(app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(pages.bp)
     app.register_blueprint(dashboard.bp)
     # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.

@@ -202,6 +202,8 @@ def test_repeated_attestation_is_409_600061(app, api):
         "code": 600061,
         "errorName": "PartnerConfirmedAgreementAlreadyExists",
         "description": "A partner confirmed agreement already exists for the customer.",
+        "message": "A partner confirmed agreement already exists for the customer.",
+        "errorMessageExtended": "A partner confirmed agreement already exists for the customer.",
         "isRetryable": False,
         "parameters": {},
     }

@@ -43,6 +43,10 @@ def test_missing_or_malformed_key_is_one_uniform_401(api, path, header):
         "code": 10401,
         "errorName": "Unauthorized",
         "description": "A valid API key is required: send 'Authorization: Bearer <api key>'.",
+        "message": "A valid API key is required: send 'Authorization: Bearer <api key>'.",
+        "errorMessageExtended": (
+            "A valid API key is required: send 'Authorization: Bearer <api key>'."
+        ),
         "isRetryable": False,
         "parameters": {},
     }

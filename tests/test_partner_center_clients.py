@@ -322,3 +322,114 @@ def test_associated_partner_id_must_be_the_callers_reseller(api, make_api, who):
     assert "associatedPartnerId" in answer["parameters"]
     for partner in (api, provider, reseller):
         assert partner.get("/v1/customers").get_json()["totalCount"] == 0
+
+
+def official_sdk_path(uri: str) -> str:
+    """The official .NET SDK: a uri not beginning with /v1 gets "/v1/" (its slash trimmed)."""
+    return uri if uri.lower().startswith("/v1") else "/v1/" + uri.lstrip("/")
+
+
+def dotnet_path(uri: str) -> str:
+    """PartnerCenter.DotNet (the PowerShell module) and the Java SDK: "/v1/" + uri, verbatim."""
+    return "/v1/" + uri
+
+
+def walk(api, first: str, to_path, headers=True) -> list[list[str]]:
+    """Follow ``links.next`` from ``first`` as a client does; the ids of each page."""
+    pages: list[list[str]] = []
+    response = api.get(first)
+    while True:
+        assert response.status_code == 200, response.get_json()
+        page = response.get_json()
+        pages.append([item["id"] for item in page["items"]])
+        link = page["links"].get("next")
+        if link is None:
+            assert "continuationToken" not in page
+            return pages
+        sent = {h["key"]: h["value"] for h in link["headers"]} if headers else {}
+        response = api.get(to_path(link["uri"]), headers=sent)
+        assert len(pages) < 20
+
+
+@pytest.mark.parametrize("to_path", [official_sdk_path, dotnet_path])
+def test_every_client_follows_the_next_links(api, to_path):
+    made = [api.create_customer()["id"] for _ in range(5)]
+    pages = walk(api, "/v1/customers?size=2", to_path)
+    assert pages == [made[0:2], made[2:4], made[4:5]]
+
+
+def test_partner_centers_own_link_forms_are_served(api):
+    """Links as Partner Center writes them ("/customers?…", "/v1/customers?…"), followed by
+    PartnerCenter.DotNet and Java ("/v1/" + uri), reach the same resource."""
+    made = [api.create_customer()["id"] for _ in range(3)]
+    first = api.get("/v1/customers?size=2").get_json()
+    token = first["continuationToken"]
+    for path in (
+        f"/v1//customers?size=2&seekOperation=Next&continuationToken={token}",
+        f"/v1//v1/customers?size=2&seekOperation=Next&continuationToken={token}",
+    ):
+        page = api.get(path).get_json()
+        assert [item["id"] for item in page["items"]] == made[2:]
+
+
+def test_seek_queries_carry_only_the_operation_and_the_token(api):
+    """The SDKs' seek query sends ``?seekOperation=Next`` and the MS-ContinuationToken header,
+    without size or filter: the token remembers both."""
+    contoso = [api.create_customer(company_name=f"Contoso {n}")["id"] for n in range(3)]
+    api.create_customer(company_name="Fabrikam")
+    query = json.dumps({"Field": "CompanyName", "Value": "Contoso", "Operator": "starts_with"})
+    first = api.get("/v1/customers", query_string={"size": 2, "filter": query}).get_json()
+    assert first["totalCount"] == 3
+    token = {"MS-ContinuationToken": first["continuationToken"]}
+    second = api.get("/v1/customers?seekOperation=Next", headers=token).get_json()
+    assert [item["id"] for item in second["items"]] == contoso[2:]
+    assert second["totalCount"] == 3
+    back = second["links"]["previous"]
+    assert "seekOperation=Previous" in back["uri"]
+    previous = api.get(
+        "/v1/customers?seekOperation=Previous",
+        headers={back["headers"][0]["key"]: back["headers"][0]["value"]},
+    ).get_json()
+    assert [item["id"] for item in previous["items"]] == contoso[:2]
+    assert "previous" not in previous["links"]
+    assert previous["links"]["next"]
+
+
+def test_previous_walks_back_through_every_page(api):
+    made = [api.create_customer()["id"] for _ in range(7)]
+    pages = walk(api, "/v1/customers?size=3", dotnet_path)
+    last = api.get("/v1/customers?size=3").get_json()
+    while "next" in last["links"]:
+        last = api.get(dotnet_path(last["links"]["next"]["uri"])).get_json()
+    back: list[list[str]] = [[item["id"] for item in last["items"]]]
+    while "previous" in last["links"]:
+        last = api.get(dotnet_path(last["links"]["previous"]["uri"])).get_json()
+        back.insert(0, [item["id"] for item in last["items"]])
+    assert back == pages == [made[0:3], made[3:6], made[6:7]]
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("seekOperation=Next", "seekOperation"),
+        ("seekOperation=Sideways", "seekOperation"),
+        ("continuationToken=forged", "continuationToken"),
+    ],
+)
+def test_seeking_without_a_usable_token_is_400(api, query, named):
+    api.create_customer()
+    response = api.get(f"/v1/customers?{query}")
+    assert response.status_code == 400
+    assert named in response.get_json()["parameters"]
+
+
+def test_the_java_sdks_filter_is_understood(api):
+    wanted = api.create_customer(company_name="Contoso Java")["id"]
+    api.create_customer(company_name="Fabrikam")
+    query = json.dumps(
+        {"operator": "StartsWith", "fieldType": "String", "field": "CompanyName", "value": "Con"}
+    )
+    page = api.get("/v1/customers", query_string={"size": 40, "filter": query}).get_json()
+    assert [item["id"] for item in page["items"]] == [wanted]
+    wrong = query.replace('"String"', '"Number"')
+    assert api.get("/v1/customers", query_string={"filter": wrong}).status_code == 400

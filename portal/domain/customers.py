@@ -224,6 +224,8 @@ class Page:
     total: int
     #: (began_at, customer id) of the last item when more follow, else None.
     after: tuple[datetime, str] | None
+    #: (began_at, customer id) of the first item when some come before it, else None.
+    before: tuple[datetime, str] | None = None
 
 
 #: Partner Center's customer query fields, in every spelling its clients send (the .NET SDK's
@@ -257,38 +259,59 @@ def page(
     size: int,
     after: tuple[datetime, str] | None = None,
     where: ColumnElement[bool] | None = None,
+    before: tuple[datetime, str] | None = None,
 ) -> Page:
     """One page of the customers a partner sees, in the order it began serving them, by keyset
-    (stable under inserts); ``where``: a filter (``starts_with``)."""
+    (stable under inserts): the first, the one ``after`` a key or the one ``before`` a key
+    (Partner Center's ``seekOperation=Previous``); ``where``: a filter (``starts_with``)."""
     partner_ids = relationships.partner_ids(session, partner_id)
     shown = relationships.shown_to(partner_id, partner_ids)
     if where is not None:
         shown = and_(shown, where)
     began = CustomerRelationship.began_at
-    query = (
-        select(Customer, CustomerRelationship)
-        .join(CustomerRelationship, CustomerRelationship.customer_id == Customer.id)
-        .where(shown)
-        .order_by(began, CustomerRelationship.customer_id)
+    query = select(Customer, CustomerRelationship).join(
+        CustomerRelationship, CustomerRelationship.customer_id == Customer.id
     )
-    if after is not None:
-        began_at, customer_id = after
+    if before is not None:
+        began_at, customer_id = before
         query = query.where(
+            shown,
             or_(
-                began > began_at,
-                and_(began == began_at, CustomerRelationship.customer_id > customer_id),
+                began < began_at,
+                and_(began == began_at, CustomerRelationship.customer_id < customer_id),
+            ),
+        ).order_by(began.desc(), CustomerRelationship.customer_id.desc())
+        rows = list(session.execute(query.limit(size + 1)))
+        earlier = len(rows) > size
+        rows = rows[:size][::-1]
+    else:
+        query = query.where(shown).order_by(began, CustomerRelationship.customer_id)
+        if after is not None:
+            began_at, customer_id = after
+            query = query.where(
+                or_(
+                    began > began_at,
+                    and_(began == began_at, CustomerRelationship.customer_id > customer_id),
+                )
             )
-        )
-    rows = list(session.execute(query.limit(size + 1)))
+        rows = list(session.execute(query.limit(size + 1)))
+        earlier = after is not None
     counted = select(func.count()).select_from(CustomerRelationship)
     if where is not None:
         counted = counted.join(Customer, Customer.id == CustomerRelationship.customer_id)
     total = session.scalar(counted.where(shown))
-    more = len(rows) > size
+    # Going back, the items that follow are where the caller came from.
+    more = before is not None or len(rows) > size
     rows = rows[:size]
     items = [(c, None if r.partner_id == partner_id else r.partner_id) for c, r in rows]
-    last = rows[-1][1] if more else None
-    return Page(items, total or 0, (last.began_at, last.customer_id) if last else None)
+    last = rows[-1][1] if more and rows else None
+    first = rows[0][1] if earlier and rows else None
+    return Page(
+        items,
+        total or 0,
+        (last.began_at, last.customer_id) if last else None,
+        (first.began_at, first.customer_id) if first else None,
+    )
 
 
 # --- a customer as the customer pages show it -------------------------------------------------

@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,26 @@ def _bearer() -> str:
 #: Partner Center's tracking headers: the SDKs send both on every request, and expect them back.
 TRACKING_HEADERS = ("MS-RequestId", "MS-CorrelationId")
 _TRACKING_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+
+
+class SlashTolerantPaths:
+    """WSGI middleware: ``/v1//customers`` (and ``/v1//v1/customers``) is ``/v1/customers``.
+
+    PartnerCenter.DotNet (under the PowerShell module) and the Java SDK request a link's uri
+    as ``"/v1/" + uri``; Partner Center's own uris begin with ``/`` or ``/v1/``, so partners'
+    scripts following links (ours or ones they build the same way) ask for these paths."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path: str = environ.get("PATH_INFO", "")
+        if path.startswith("/v1//"):
+            rest = path[4:].lstrip("/")
+            if rest.startswith("v1/"):
+                rest = rest[3:].lstrip("/")
+            environ["PATH_INFO"] = "/v1/" + rest
+        return self.app(environ, start_response)
 
 
 @bp.after_app_request
@@ -523,25 +544,76 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where a continuation token stands: its page's first and last item, size and filter.
+    A seek query sends only ``seekOperation`` and the token, so the token carries the rest."""
+
+    first: tuple[datetime, str] | None
+    last: tuple[datetime, str] | None
+    size: int
+    filter: str | None
+
+    def dumps(self) -> str:
+        def key(item: tuple[datetime, str] | None) -> list[str] | None:
+            return [item[0].isoformat(), item[1]] if item else None
+
+        return _page_serializer().dumps([key(self.first), key(self.last), self.size, self.filter])
+
+
+def _read_place(token: str) -> _Place:
+    def key(item: Any) -> tuple[datetime, str] | None:
+        return (datetime.fromisoformat(item[0]), str(item[1])) if item else None
+
+    try:
+        loaded = _page_serializer().loads(token)
+        if len(loaded) == 2:  # a token of the portal before 2026-12: the last item only
+            return _Place(None, key(loaded), 0, None)
+        first, last, size, raw_filter = loaded
+        return _Place(key(first), key(last), int(size), raw_filter)
+    except (BadSignature, ValueError, TypeError, IndexError) as exc:
+        raise InvalidParameter(
+            "continuationToken is not one this API gave out.", continuationToken=token[:50]
+        ) from exc
+
+
+_SEEK_OPERATIONS = {"next", "previous", "first"}
+
+
 @bp.get("/customers")
 def list_customers() -> ResponseReturnValue:
+    """Partner Center's customer list: ``size`` (0: the default), ``filter``, and paging by
+    ``seekOperation`` (Next, Previous, First) with the continuation token, in the query or in
+    ``MS-ContinuationToken`` as the links and the SDKs' seek queries send it."""
     config = current_app.config
-    # size=0, as the SDKs' simple query sends it, means the default page size.
-    size = _int_arg("size", config["API_PAGE_SIZE"], 0, config["API_MAX_PAGE_SIZE"])
-    size = size or config["API_PAGE_SIZE"]
     token = request.args.get("continuationToken") or request.headers.get("MS-ContinuationToken")
-    after = None
-    if token:
-        try:
-            stamp, last_id = _page_serializer().loads(token)
-            after = (datetime.fromisoformat(stamp), str(last_id))
-        except (BadSignature, ValueError, TypeError) as exc:
-            raise InvalidParameter(
-                "continuationToken is not one this API gave out.", continuationToken=token[:50]
-            ) from exc
-    raw_filter = request.args.get("filter")
+    place = _read_place(token) if token else None
+    # size=0, as the SDKs' simple query sends it, means the default page size.
+    size = _int_arg("size", place.size if place else 0, 0, config["API_MAX_PAGE_SIZE"])
+    size = size or config["API_PAGE_SIZE"]
+    raw_filter = request.args.get("filter") or (place.filter if place else None)
     where = _customer_filter(raw_filter) if raw_filter else None
-    page = customers.page(db.session(), _partner().id, size, after, where)
+    seek = request.args.get("seekOperation", "Next" if place else "First")
+    if seek.lower() not in _SEEK_OPERATIONS:
+        raise InvalidParameter(
+            "seekOperation must be Next, Previous or First.", seekOperation=seek[:50]
+        )
+    if seek.lower() != "first" and place is None:
+        raise InvalidParameter(
+            f"seekOperation={seek} needs the continuation token of the page it starts from "
+            "(the MS-ContinuationToken header, or continuationToken).",
+            seekOperation=seek[:50],
+        )
+    after = before = None
+    if place is not None and seek.lower() == "next":
+        after = place.last
+        if after is None:  # the last page has no next one
+            raise InvalidParameter("This page is the last one.", seekOperation=seek[:50])
+    elif place is not None and seek.lower() == "previous":
+        before = place.first
+        if before is None:
+            raise InvalidParameter("This page is the first one.", seekOperation=seek[:50])
+    page = customers.page(db.session(), _partner().id, size, after, where, before)
     links: dict[str, Any] = {"self": {"uri": request.full_path.rstrip("?"), "method": "GET"}}
     body: dict[str, Any] = {
         "totalCount": page.total,
@@ -550,17 +622,27 @@ def list_customers() -> ResponseReturnValue:
         "links": links,
         "attributes": {"objectType": "Collection"},
     }
+    if page.after is None and page.before is None:
+        return jsonify(body)
+    token = _Place(page.before, page.after, size, raw_filter).dumps()
+    # Relative to /v1 and without a leading slash: the official SDK prepends "/v1/" when the
+    # uri does not begin with "/v1", PartnerCenter.DotNet (PowerShell) and the Java SDK always
+    # do, so this is the one form all three request as /v1/customers?…
+    query = f"size={size}&continuationToken={token}"
+    if raw_filter:
+        query += "&filter=" + quote(raw_filter, safe="")
+    for name, there, operation in (
+        ("next", page.after, "Next"),
+        ("previous", page.before, "Previous"),
+    ):
+        if there is not None:
+            links[name] = {
+                "uri": f"customers?{query}&seekOperation={operation}",
+                "method": "GET",
+                "headers": [{"key": "MS-ContinuationToken", "value": token}],
+            }
     if page.after is not None:
-        next_token = _page_serializer().dumps([page.after[0].isoformat(), page.after[1]])
-        query = f"size={size}&seekOperation=Next&continuationToken={next_token}"
-        if raw_filter:
-            query += "&filter=" + quote(raw_filter, safe="")
-        links["next"] = {
-            "uri": f"/v1/customers?{query}",
-            "method": "GET",
-            "headers": [{"key": "MS-ContinuationToken", "value": next_token}],
-        }
-        body["continuationToken"] = next_token
+        body["continuationToken"] = token
     return jsonify(body)
 
 
@@ -585,9 +667,12 @@ def _customer_filter(raw: str) -> Any:
     if not isinstance(parsed, dict):
         raise refuse("must be a JSON object")
     named = {str(key).lower(): value for key, value in parsed.items()}
-    unknown = sorted(set(named) - {"field", "value", "operator"})
+    unknown = sorted(set(named) - {"field", "value", "operator", "fieldtype"})
     if unknown:
         raise refuse(f"has unknown members {', '.join(unknown)}")
+    # The Java SDK adds "fieldType": "String", the only type a customer field has.
+    if str(named.get("fieldtype", "String")).lower() != "string":
+        raise refuse("fieldType must be String")
     field, value, operator = (named.get(name) for name in ("field", "value", "operator"))
     if not isinstance(field, str) or field.lower() not in customers.FILTER_FIELDS:
         raise refuse(
