@@ -203,7 +203,7 @@ def test_repeated_attestation_is_409_600061(app, api):
         "errorName": "PartnerConfirmedAgreementAlreadyExists",
         "description": "A partner confirmed agreement already exists for the customer.",
         "message": "A partner confirmed agreement already exists for the customer.",
-        "errorMessageExtended": "A partner confirmed agreement already exists for the customer.",
+        "errorMessageExtended": "InternalErrorCode=600061",
         "isRetryable": False,
         "parameters": {},
     }

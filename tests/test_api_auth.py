@@ -44,9 +44,7 @@ def test_missing_or_malformed_key_is_one_uniform_401(api, path, header):
         "errorName": "Unauthorized",
         "description": "A valid API key is required: send 'Authorization: Bearer <api key>'.",
         "message": "A valid API key is required: send 'Authorization: Bearer <api key>'.",
-        "errorMessageExtended": (
-            "A valid API key is required: send 'Authorization: Bearer <api key>'."
-        ),
+        "errorMessageExtended": "InternalErrorCode=10401",
         "isRetryable": False,
         "parameters": {},
     }

@@ -411,7 +411,6 @@ def test_previous_walks_back_through_every_page(api):
 @pytest.mark.parametrize(
     ("query", "named"),
     [
-        ("seekOperation=Next", "seekOperation"),
         ("seekOperation=Sideways", "seekOperation"),
         ("continuationToken=forged", "continuationToken"),
     ],
@@ -421,6 +420,13 @@ def test_seeking_without_a_usable_token_is_400(api, query, named):
     response = api.get(f"/v1/customers?{query}")
     assert response.status_code == 400
     assert named in response.get_json()["parameters"]
+
+
+def test_without_a_token_every_seek_starts_at_the_first_page(api):
+    made = [api.create_customer()["id"] for _ in range(3)]
+    for operation in ("Next", "previous", "FIRST"):
+        page = api.get(f"/v1/customers?size=2&seekOperation={operation}").get_json()
+        assert [item["id"] for item in page["items"]] == made[:2]
 
 
 def test_the_java_sdks_filter_is_understood(api):
@@ -433,3 +439,45 @@ def test_the_java_sdks_filter_is_understood(api):
     assert [item["id"] for item in page["items"]] == [wanted]
     wrong = query.replace('"String"', '"Number"')
     assert api.get("/v1/customers", query_string={"filter": wrong}).status_code == 400
+
+
+# --- what New-PartnerCustomer asks before it creates ------------------------------------------
+
+
+def test_domain_check_is_404_when_free_and_200_when_taken(api, make_api):
+    taken = make_api(name="Other").create_customer()["companyProfile"]["domain"]
+    assert (
+        api.client.head("/v1/domains/free.example.test", headers=api._headers(None)).status_code
+        == 404
+    )
+    response = api.client.head(f"/v1/domains/{taken.upper()}", headers=api._headers(None))
+    assert response.status_code == 200
+    assert api.client.head(f"/v1/domains/{taken}").status_code == 401
+
+
+def test_country_validation_rules_say_what_the_portal_checks(api):
+    us = api.get("/v1/countryvalidationrules/US").get_json()
+    assert us["iso2Code"] == "US"
+    assert us["defaultCulture"] == "en-US"
+    assert "WA" in us["supportedStatesList"]
+    assert us["isStateRequired"] is False
+    germany = api.get("/v1/countryvalidationrules/de").get_json()
+    assert germany["supportedCulturesList"][0] == "de-DE"
+    assert "de" in germany["supportedLanguagesList"]
+    assert germany["supportedStatesList"] == []
+    assert api.get("/v1/countryvalidationrules/XX").status_code == 404
+
+
+def test_address_validation_is_true_or_names_the_fields(api):
+    address = {
+        "AddressLine1": "One Microsoft Way",
+        "City": "Redmond",
+        "Country": "US",
+        "PostalCode": "98052",
+        "State": "WA",
+    }
+    ok = api.post("/v1/validations/address", json=address)
+    assert (ok.status_code, ok.get_json()) == (200, True)
+    bad = api.post("/v1/validations/address", json={**address, "Country": "XX", "City": "a\nb"})
+    assert bad.status_code == 400
+    assert set(bad.get_json()["parameters"]) == {"country", "city"}

@@ -77,18 +77,14 @@ class PortalError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         """Partner Center's error body: the SDKs read ``code`` and ``description``; its current
-        format adds ``message`` (the same text) and ``errorMessageExtended`` (the text with
-        what it concerns)."""
-        extended = self.message
-        if self.parameters:
-            named = ", ".join(f"{key}: {value}" for key, value in self.parameters.items())
-            extended = f"{self.message} ({named})"
+        format adds ``message`` (the same text) and ``errorMessageExtended``
+        (``InternalErrorCode=<code>``, as Partner Center writes it)."""
         return {
             "code": self.code,
             "errorName": self.error_name,
             "description": self.message,
             "message": self.message,
-            "errorMessageExtended": extended,
+            "errorMessageExtended": f"InternalErrorCode={self.code}",
             "isRetryable": self.retryable,
             "parameters": self.parameters,
         }

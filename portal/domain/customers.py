@@ -70,14 +70,7 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, Problem]:
         "email": validate.email(data.email),
         "culture": validate.culture(data.culture),
         "language": validate.language(data.language),
-        "first_name": validate.text(data.first_name, 100),
-        "last_name": validate.text(data.last_name, 100),
-        "address_line1": validate.text(data.address_line1, 200, required=False),
-        "address_line2": validate.text(data.address_line2, 200, required=False),
-        "city": validate.text(data.city, 100, required=False),
-        "state": validate.text(data.state, 100, required=False),
-        "postal_code": validate.text(data.postal_code, 20, required=False),
-        "phone": validate.phone(data.phone),
+        **address_checks(Address(**{name: getattr(data, name) for name in ADDRESS_FIELDS})),
         "contact_first_name": validate.text(data.contact_first_name, 100, required=False),
         "contact_last_name": validate.text(data.contact_last_name, 100, required=False),
         "contact_email": validate.email(data.contact_email) if data.contact_email else None,
@@ -89,12 +82,56 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, Problem]:
         checks["requires_secrecy_amendment"] = Problem(
             ProblemCode.GERMANY_ONLY, "applies only to customers in Germany (DE)"
         )
-    if data.country not in catalog.countries:
-        checks["country"] = Problem(
-            ProblemCode.UNKNOWN_COUNTRY,
-            f"is an unknown country {data.country!r} (ISO 3166 alpha-2, e.g. DE)",
-        )
+    checks["country"] = country_check(data.country, catalog)
     return {data.names.get(k, k): v for k, v in checks.items() if v}
+
+
+@dataclass(frozen=True)
+class Address:
+    """A billing address as Partner Center sends it (``defaultAddress``)."""
+
+    country: str
+    first_name: str
+    last_name: str
+    address_line1: str = ""
+    address_line2: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    phone: str = ""
+
+
+ADDRESS_FIELDS = tuple(Address.__dataclass_fields__)
+
+
+def address_checks(address: Address, names_required: bool = True) -> dict[str, Problem | None]:
+    """Each address field's problem (None: fine), the country aside (``country_check``). A
+    customer's billing address names a person; an address merely checked need not."""
+    return {
+        "first_name": validate.text(address.first_name, 100, required=names_required),
+        "last_name": validate.text(address.last_name, 100, required=names_required),
+        "address_line1": validate.text(address.address_line1, 200, required=False),
+        "address_line2": validate.text(address.address_line2, 200, required=False),
+        "city": validate.text(address.city, 100, required=False),
+        "state": validate.text(address.state, 100, required=False),
+        "postal_code": validate.text(address.postal_code, 20, required=False),
+        "phone": validate.phone(address.phone),
+    }
+
+
+def domain_exists(session: Session, domain: str) -> bool:
+    """Whether any customer has this domain (Partner Center's ``HEAD /v1/domains/{domain}``)."""
+    found = session.scalar(select(Customer.id).where(Customer.domain == domain.strip().lower()))
+    return found is not None
+
+
+def country_check(country: str, catalog: Catalog) -> Problem | None:
+    if country in catalog.countries:
+        return None
+    return Problem(
+        ProblemCode.UNKNOWN_COUNTRY,
+        f"is an unknown country {country!r} (ISO 3166 alpha-2, e.g. DE)",
+    )
 
 
 @dataclass(frozen=True)
@@ -226,6 +263,9 @@ class Page:
     after: tuple[datetime, str] | None
     #: (began_at, customer id) of the first item when some come before it, else None.
     before: tuple[datetime, str] | None = None
+    #: (began_at, customer id) of the first and the last item; None when the page is empty.
+    first: tuple[datetime, str] | None = None
+    last: tuple[datetime, str] | None = None
 
 
 #: Partner Center's customer query fields, in every spelling its clients send (the .NET SDK's
@@ -304,13 +344,15 @@ def page(
     more = before is not None or len(rows) > size
     rows = rows[:size]
     items = [(c, None if r.partner_id == partner_id else r.partner_id) for c, r in rows]
-    last = rows[-1][1] if more and rows else None
-    first = rows[0][1] if earlier and rows else None
+    first = (rows[0][1].began_at, rows[0][1].customer_id) if rows else None
+    last = (rows[-1][1].began_at, rows[-1][1].customer_id) if rows else None
     return Page(
         items,
         total or 0,
-        (last.began_at, last.customer_id) if last else None,
-        (first.began_at, first.customer_id) if first else None,
+        last if more else None,
+        first if earlier else None,
+        first,
+        last,
     )
 
 

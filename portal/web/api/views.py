@@ -30,6 +30,7 @@ from portal.core.errors import (
     InvalidFields,
     InvalidParameter,
     NoDocuments,
+    NotFound,
     Problem,
     ProblemCode,
     TemplateNotFound,
@@ -51,6 +52,7 @@ from portal.core.models import (
 )
 from portal.domain import (
     acceptance,
+    countries,
     customers,
     idempotency,
     invitations,
@@ -529,6 +531,52 @@ def create_customer() -> ResponseReturnValue:
     return response
 
 
+@bp.route("/domains/<domain>", methods=["HEAD", "GET"])
+def domain_exists(domain: str) -> ResponseReturnValue:
+    """Partner Center's domain check: 200 when a customer has the domain, 404 when it is free
+    (the PowerShell module's New-PartnerCustomer asks before it creates)."""
+    if not customers.domain_exists(db.session(), domain):
+        raise NotFound("No customer has this domain.", domain=domain[:254])
+    return jsonify({"domain": domain.strip().lower(), "exists": True})
+
+
+@bp.get("/countryvalidationrules/<country>")
+def country_validation_rules(country: str) -> ResponseReturnValue:
+    """Partner Center's ``CountryValidationRules``: what the portal checks in an address there,
+    and the cultures and languages the customer agreement is published in."""
+    found = countries.rules(country.upper(), catalog.current())
+    if found is None:
+        raise NotFound("No such country (ISO 3166 alpha-2, e.g. DE).", country=country[:50])
+    return jsonify(found)
+
+
+@bp.post("/validations/address")
+def validate_address() -> ResponseReturnValue:
+    """Partner Center's address check: ``true``, or 400 naming each field that would be
+    refused in a customer's ``defaultAddress``."""
+    fields = Fields(_json_body())
+    names = {
+        "country": "country",
+        "first_name": "firstName",
+        "last_name": "lastName",
+        "address_line1": "addressLine1",
+        "address_line2": "addressLine2",
+        "city": "city",
+        "state": "state",
+        "postal_code": "postalCode",
+        "phone": "phoneNumber",
+    }
+    values = {attr: fields.string(path, attr == "country") for attr, path in names.items()}
+    fields.check()
+    address = customers.Address(**values)
+    checks = customers.address_checks(address, names_required=False)
+    checks["country"] = customers.country_check(address.country, catalog.current())
+    problems = {names[key]: problem for key, problem in checks.items() if problem}
+    if problems:
+        raise InvalidFields(problems)
+    return jsonify(True)
+
+
 def _page_serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_PAGE_SALT)
 
@@ -598,21 +646,18 @@ def list_customers() -> ResponseReturnValue:
         raise InvalidParameter(
             "seekOperation must be Next, Previous or First.", seekOperation=seek[:50]
         )
-    if seek.lower() != "first" and place is None:
-        raise InvalidParameter(
-            f"seekOperation={seek} needs the continuation token of the page it starts from "
-            "(the MS-ContinuationToken header, or continuationToken).",
-            seekOperation=seek[:50],
-        )
+    # Without a token every operation starts from the beginning: the first page.
     after = before = None
     if place is not None and seek.lower() == "next":
         after = place.last
-        if after is None:  # the last page has no next one
-            raise InvalidParameter("This page is the last one.", seekOperation=seek[:50])
     elif place is not None and seek.lower() == "previous":
         before = place.first
-        if before is None:
-            raise InvalidParameter("This page is the first one.", seekOperation=seek[:50])
+    if place is not None and seek.lower() != "first" and not (after or before):
+        # Only a token of the portal before 2026-12 (it knew its page's last item only).
+        raise InvalidParameter(
+            "This continuation token cannot go back: ask for the first page again.",
+            seekOperation=seek[:50],
+        )
     page = customers.page(db.session(), _partner().id, size, after, where, before)
     links: dict[str, Any] = {"self": {"uri": request.full_path.rstrip("?"), "method": "GET"}}
     body: dict[str, Any] = {
@@ -624,7 +669,7 @@ def list_customers() -> ResponseReturnValue:
     }
     if page.after is None and page.before is None:
         return jsonify(body)
-    token = _Place(page.before, page.after, size, raw_filter).dumps()
+    token = _Place(page.first, page.last, size, raw_filter).dumps()
     # Relative to /v1 and without a leading slash: the official SDK prepends "/v1/" when the
     # uri does not begin with "/v1", PartnerCenter.DotNet (PowerShell) and the Java SDK always
     # do, so this is the one form all three request as /v1/customers?…
@@ -918,6 +963,8 @@ def purchase_eligibility(customer_id: str) -> ResponseReturnValue:
         "code": AGREEMENT_REQUIRED_CODE,
         "errorName": "CustomerAgreementNotAccepted",
         "description": AGREEMENT_REQUIRED_DESCRIPTION,
+        "message": AGREEMENT_REQUIRED_DESCRIPTION,
+        "errorMessageExtended": f"InternalErrorCode={AGREEMENT_REQUIRED_CODE}",
         "isRetryable": False,
         "parameters": {},
     }
