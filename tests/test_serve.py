@@ -71,7 +71,12 @@ def test_serve_migrates_and_answers_through_gunicorn(fresh_env, tmp_path):
         document = json.loads(wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process))
         assert document["openapi"].startswith("3.1")
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/agreements", headers={"Authorization": "Bearer ptl_wrong"}
+            f"http://127.0.0.1:{port}/v1/agreements",
+            headers={
+                "Authorization": "Bearer ptl_wrong",
+                "MS-RequestId": "5c1e9a52-aaaa-4bbb-8ccc-0123456789ab",
+                "MS-CorrelationId": "0d9b2f6e-dddd-4eee-8fff-0123456789ab",
+            },
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback
@@ -97,6 +102,12 @@ def test_serve_migrates_and_answers_through_gunicorn(fresh_env, tmp_path):
     finally:
         output = stop(process)
     assert "gunicorn" in output.lower()
+    # The access log names the request by Partner Center's tracking ids.
+    assert '"GET /v1/agreements HTTP/1.1" 401' in output
+    assert (
+        "ms-requestid=5c1e9a52-aaaa-4bbb-8ccc-0123456789ab "
+        "ms-correlationid=0d9b2f6e-dddd-4eee-8fff-0123456789ab"
+    ) in output
 
 
 def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):

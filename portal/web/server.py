@@ -62,6 +62,14 @@ class AccessLog(Logger):  # type: ignore[misc]
         }
 
 
+#: gunicorn's default line, then the API's tracking ids as answered (the client's, or those made
+#: for it): a partner quoting MS-RequestId or MS-CorrelationId finds its request. "-" elsewhere.
+ACCESS_LOG_FORMAT = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
+    "ms-requestid=%({ms-requestid}o)s ms-correlationid=%({ms-correlationid}o)s"
+)
+
+
 class CannotListen(Exception):
     """The address ``portal serve`` was asked to use is taken, or is not one of this machine."""
 
@@ -114,6 +122,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: b
         "timeout": 60,
         "graceful_timeout": 20,
         "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
         "logger_class": AccessLog,
         "post_fork": _post_fork,
         "when_ready": when_ready,
