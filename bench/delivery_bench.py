@@ -356,6 +356,9 @@ def create_with_test_client(client: Any, key: str, count: int, tag: str) -> Timi
 def _post(
     connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, bytes]:
+    # A fresh MS-RequestId on every POST, as Partner Center's SDKs send it: the API claims
+    # each one (idempotency), and that cost is part of what is measured.
+    headers = {**headers, "MS-RequestId": str(uuid.uuid4())}
     connection.request("POST", path, body=body, headers=headers)
     response = connection.getresponse()
     data = response.read()

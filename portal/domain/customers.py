@@ -33,15 +33,10 @@ from portal.domain.relationships import visible_to
 MAX_DOMAIN = 254 - len("admin@")
 
 
-@dataclass
-class NewCustomer:
-    """What a partner gives to create a customer (Partner Center's fields, flattened)."""
+@dataclass(kw_only=True)
+class Address:
+    """A billing address as Partner Center sends it (``defaultAddress``)."""
 
-    domain: str
-    company_name: str
-    email: str
-    culture: str
-    language: str
     country: str
     first_name: str
     last_name: str
@@ -51,6 +46,18 @@ class NewCustomer:
     state: str = ""
     postal_code: str = ""
     phone: str = ""
+
+
+@dataclass(kw_only=True)
+class NewCustomer(Address):
+    """What a partner gives to create a customer (Partner Center's fields, flattened): the
+    billing address and the rest."""
+
+    domain: str
+    company_name: str
+    email: str
+    culture: str
+    language: str
     #: The primary contact; by default the billing address's person and the billing email.
     contact_first_name: str = ""
     contact_last_name: str = ""
@@ -70,7 +77,7 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, Problem]:
         "email": validate.email(data.email),
         "culture": validate.culture(data.culture),
         "language": validate.language(data.language),
-        **address_checks(Address(**{name: getattr(data, name) for name in ADDRESS_FIELDS})),
+        **address_checks(data),
         "contact_first_name": validate.text(data.contact_first_name, 100, required=False),
         "contact_last_name": validate.text(data.contact_last_name, 100, required=False),
         "contact_email": validate.email(data.contact_email) if data.contact_email else None,
@@ -86,22 +93,6 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, Problem]:
     return {data.names.get(k, k): v for k, v in checks.items() if v}
 
 
-@dataclass(frozen=True)
-class Address:
-    """A billing address as Partner Center sends it (``defaultAddress``)."""
-
-    country: str
-    first_name: str
-    last_name: str
-    address_line1: str = ""
-    address_line2: str = ""
-    city: str = ""
-    state: str = ""
-    postal_code: str = ""
-    phone: str = ""
-
-
-ADDRESS_FIELDS = tuple(Address.__dataclass_fields__)
 
 
 def address_checks(address: Address, names_required: bool = True) -> dict[str, Problem | None]:
