@@ -481,3 +481,27 @@ def test_address_validation_is_true_or_names_the_fields(api):
     bad = api.post("/v1/validations/address", json={**address, "Country": "XX", "City": "a\nb"})
     assert bad.status_code == 400
     assert set(bad.get_json()["parameters"]) == {"country", "city"}
+
+
+def test_a_retried_delete_and_invitation_get_the_first_answers(app, api):
+    """DELETE too: a revocation retried answers as the first did (not 409 InvitationClosed), and
+    a retried invitation comes back with its password to the same key."""
+    created = api.create_customer()
+    path = f"/v1/customers/{created['id']}/invitations"
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    made = api.post(path, json={}, headers=headers)
+    assert made.status_code == 201
+    again = api.post(path, json={}, headers=headers)
+    assert again.get_json() == made.get_json()
+    assert again.get_json()["password"]
+    assert api.get(path).get_json()["totalCount"] == 1
+    revoke = {"MS-RequestId": str(uuid.uuid4()), **api._headers(None)}
+    target = f"{path}/{made.get_json()['id']}"
+    first = api.client.delete(target, headers=revoke)
+    assert first.status_code == 200
+    retried = api.client.delete(target, headers=revoke)
+    assert (retried.status_code, retried.get_json()) == (200, first.get_json())
+    with app.app_context():
+        kept = db.session().get(ApiRequest, (api.partner_id, revoke["MS-RequestId"]))
+        assert kept is not None
+        assert kept.status == 200

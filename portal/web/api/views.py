@@ -147,11 +147,11 @@ def _replay_or_claim() -> Response | None:
     print_ = idempotency.fingerprint(
         request.method, request.path, request.query_string, request.get_data()
     )
-    with db.new_session(current_app) as session:
+    with db.new_session(current_app, reading=True) as session:  # no write lock to look
         partner = partners.partner_for_key(session, _bearer())
-        if partner is None:
-            raise Unauthorized()
-        session.commit()
+    if partner is None:
+        raise Unauthorized()
+    with db.new_session(current_app) as session:
         found = idempotency.claim(session, partner.id, request_id, print_, _seal())
     if found is None:
         g.claimed = (partner.id, request_id)
