@@ -93,8 +93,6 @@ def check(data: NewCustomer, catalog: Catalog) -> dict[str, Problem]:
     return {data.names.get(k, k): v for k, v in checks.items() if v}
 
 
-
-
 def address_checks(address: Address, names_required: bool = True) -> dict[str, Problem | None]:
     """Each address field's problem (None: fine), the country aside (``country_check``). A
     customer's billing address names a person; an address merely checked need not."""

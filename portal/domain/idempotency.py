@@ -19,16 +19,17 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import delete, update
+from sqlalchemy import Engine, Table, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from portal.core.db import WRITE
 from portal.core.errors import RequestIdReused, RequestInProgress
 from portal.core.models import ApiRequest, utcnow
 
@@ -64,70 +65,73 @@ def sealer(secret_key: str, api_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
+_TABLE = cast(Table, ApiRequest.__table__)
+
+
 def claim(
-    session: Session,
-    partner_id: str,
-    request_id: str,
-    print_: str,
-    seal: Fernet,
+    engine: Engine, partner_id: str, request_id: str, print_: str, seal: Fernet
 ) -> Answer | None:
     """Claim ``request_id`` for this request (None: go on, then call ``answer``), or the first
-    delivery's answer. Commits. Raises ``RequestIdReused`` or ``RequestInProgress``."""
-    now = utcnow()
-    # Forgetting what is past keeping rides on the claim's transaction (an indexed range).
-    session.execute(delete(ApiRequest).where(ApiRequest.claimed_at < now - KEEP))
+    delivery's answer. Short transactions of its own, on ``engine`` (not the request's
+    session). Raises ``RequestIdReused`` or ``RequestInProgress``."""
+    key = {"partner_id": partner_id, "request_id": request_id}
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
-        session.expunge_all()  # a claim seen pending on the last round is no longer news
-        session.add(
-            ApiRequest(
-                partner_id=partner_id, request_id=request_id, fingerprint=print_, claimed_at=now
-            )
-        )
+        now = utcnow()
         try:
-            session.commit()
+            with _writing(engine).begin() as connection:
+                if random.random() < PURGE_CHANCE:  # noqa: S311 - not a secret
+                    connection.execute(delete(_TABLE).where(_TABLE.c.claimed_at < now - KEEP))
+                connection.execute(insert(_TABLE).values(**key, fingerprint=print_, claimed_at=now))
             return None
         except IntegrityError:
-            session.rollback()
-        found = session.get(ApiRequest, (partner_id, request_id), populate_existing=True)
+            pass
+        with engine.connect() as connection:
+            found = connection.execute(select(_TABLE).where(_is(key))).first()
         if found is None:  # answered with a 5xx and let go in the meantime: claim it again
             continue
+        if found.claimed_at < now - KEEP:  # past keeping: forget it, and claim anew
+            with _writing(engine).begin() as connection:
+                connection.execute(
+                    delete(_TABLE).where(_is(key), _TABLE.c.claimed_at == found.claimed_at)
+                )
+            continue
         if found.fingerprint != print_:
-            session.rollback()
             raise RequestIdReused(requestId=request_id)
         if found.status is not None:
-            answer = _answer(found, seal)
-            session.rollback()
-            return answer
-        if _take_over(session, found, now):
+            return _answer(found, seal)
+        if found.claimed_at <= now - ABANDONED and _take_over(engine, key, found.claimed_at, now):
             return None
-        session.rollback()
         if time.monotonic() > deadline:
             raise RequestInProgress(requestId=request_id)
         time.sleep(0.05)
-        now = utcnow()
 
 
-def _take_over(session: Session, found: ApiRequest, now: datetime) -> bool:
+#: Now and then a claim also forgets every answer past keeping (an indexed range); an old
+#: answer met by a retry is forgotten then and there.
+PURGE_CHANCE = 1 / 32
+
+
+def _is(key: dict[str, str]) -> Any:
+    return and_(_TABLE.c.partner_id == key["partner_id"], _TABLE.c.request_id == key["request_id"])
+
+
+def _writing(engine: Engine) -> Engine:
+    return engine.execution_options(**{WRITE: True})
+
+
+def _take_over(engine: Engine, key: dict[str, str], claimed_at: datetime, now: datetime) -> bool:
     """Take over a claim its process abandoned (only one retry can)."""
-    if found.claimed_at > now - ABANDONED:
-        return False
-    taken = session.execute(
-        update(ApiRequest)
-        .where(
-            ApiRequest.partner_id == found.partner_id,
-            ApiRequest.request_id == found.request_id,
-            ApiRequest.claimed_at == found.claimed_at,
-            ApiRequest.status.is_(None),
+    with _writing(engine).begin() as connection:
+        taken = connection.execute(
+            update(_TABLE)
+            .where(_is(key), _TABLE.c.claimed_at == claimed_at, _TABLE.c.status.is_(None))
+            .values(claimed_at=now)
         )
-        .values(claimed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return bool(getattr(taken, "rowcount", 0))
+    return bool(taken.rowcount)
 
 
-def _answer(found: ApiRequest, seal: Fernet) -> Answer:
+def _answer(found: Any, seal: Fernet) -> Answer:
     body: dict[str, Any] = json.loads(found.body or "{}")
     if found.sealed:
         try:
@@ -135,11 +139,11 @@ def _answer(found: ApiRequest, seal: Fernet) -> Answer:
             body.update(json.loads(plain))
         except InvalidToken:
             pass  # another key of the partner: the answer without its secrets
-    return Answer(found.status or 0, body, found.location)
+    return Answer(found.status, body, found.location)
 
 
 def answer(
-    session: Session,
+    engine: Engine,
     partner_id: str,
     request_id: str,
     status: int,
@@ -147,28 +151,23 @@ def answer(
     location: str | None,
     seal: Fernet,
 ) -> None:
-    """Store the answer to a claimed request; commits."""
+    """Store the answer to a claimed request."""
     public = dict(body or {})
     secrets = {name: public.pop(name) for name in SECRET_MEMBERS if name in public}
     sealed = None
     if secrets:
         sealed = seal.encrypt(json.dumps(secrets).encode()).decode()
-    session.execute(
-        update(ApiRequest)
-        .where(ApiRequest.partner_id == partner_id, ApiRequest.request_id == request_id)
-        .values(status=status, body=json.dumps(public), sealed=sealed, location=location)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-
-
-def release(session: Session, partner_id: str, request_id: str) -> None:
-    """Let a claim go (the request failed in a way a retry may succeed); commits."""
-    session.execute(
-        delete(ApiRequest).where(
-            ApiRequest.partner_id == partner_id,
-            ApiRequest.request_id == request_id,
-            ApiRequest.status.is_(None),
+    key = {"partner_id": partner_id, "request_id": request_id}
+    with _writing(engine).begin() as connection:
+        connection.execute(
+            update(_TABLE)
+            .where(_is(key))
+            .values(status=status, body=json.dumps(public), sealed=sealed, location=location)
         )
-    )
-    session.commit()
+
+
+def release(engine: Engine, partner_id: str, request_id: str) -> None:
+    """Let a claim go (the request failed in a way a retry may succeed)."""
+    key = {"partner_id": partner_id, "request_id": request_id}
+    with _writing(engine).begin() as connection:
+        connection.execute(delete(_TABLE).where(_is(key), _TABLE.c.status.is_(None)))

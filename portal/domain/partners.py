@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from portal.core import catalog, credentials, validate
@@ -144,6 +144,19 @@ _PARTNER_FOR_KEY = (
     .join(ApiKey, ApiKey.partner_id == Partner.id)
     .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
 )
+
+
+_PARTNER_ID_FOR_KEY = select(ApiKey.partner_id).where(
+    ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
+)
+
+
+def partner_id_for_key(connection: Connection, secret: str) -> str | None:
+    """The id of the partner that owns this live key (Core: no session needed)."""
+    found: str | None = connection.scalar(
+        _PARTNER_ID_FOR_KEY, {"key_hash": credentials.api_key_hash(secret)}
+    )
+    return found
 
 
 def partner_for_key(session: Session, secret: str) -> Partner | None:

@@ -147,14 +147,13 @@ def _replay_or_claim() -> Response | None:
     print_ = idempotency.fingerprint(
         request.method, request.path, request.query_string, request.get_data()
     )
-    with db.new_session(current_app, reading=True) as session:  # no write lock to look
-        partner = partners.partner_for_key(session, _bearer())
-    if partner is None:
+    with db.engine().connect() as connection:  # on SQLite, no write lock to look
+        partner_id = partners.partner_id_for_key(connection, _bearer())
+    if partner_id is None:
         raise Unauthorized()
-    with db.new_session(current_app) as session:
-        found = idempotency.claim(session, partner.id, request_id, print_, _seal())
+    found = idempotency.claim(db.engine(), partner_id, request_id, print_, _seal())
     if found is None:
-        g.claimed = (partner.id, request_id)
+        g.claimed = (partner_id, request_id)
         return None
     response = jsonify(found.body)
     response.status_code = found.status
@@ -164,7 +163,10 @@ def _replay_or_claim() -> Response | None:
 
 
 def _seal() -> Fernet:
-    return idempotency.sealer(current_app.config["SECRET_KEY"], _bearer())
+    if "seal" not in g:
+        g.seal = idempotency.sealer(current_app.config["SECRET_KEY"], _bearer())
+    seal: Fernet = g.seal
+    return seal
 
 
 @bp.after_request
@@ -174,21 +176,20 @@ def answer_claimed(response: Response) -> Response:
     if claimed is None:
         return response
     db.end_session()  # the view committed what it meant to; its session must not hold a lock
-    with db.new_session(current_app) as session:
-        if response.status_code >= 500 or response.status_code == 429:
-            idempotency.release(session, *claimed)
-        else:
-            body = response.get_json(silent=True) if response.is_json else None
-            partner_id, request_id = claimed
-            idempotency.answer(
-                session,
-                partner_id,
-                request_id,
-                response.status_code,
-                body if isinstance(body, dict) else None,
-                response.headers.get("Location"),
-                _seal(),
-            )
+    partner_id, request_id = claimed
+    if response.status_code >= 500 or response.status_code == 429:
+        idempotency.release(db.engine(), partner_id, request_id)
+    else:
+        body = response.get_json(silent=True) if response.is_json else None
+        idempotency.answer(
+            db.engine(),
+            partner_id,
+            request_id,
+            response.status_code,
+            body if isinstance(body, dict) else None,
+            response.headers.get("Location"),
+            _seal(),
+        )
     return response
 
 
@@ -199,8 +200,7 @@ def release_unanswered(_exc: BaseException | None) -> None:
     claimed = g.pop("claimed", None)
     if claimed is not None:
         db.end_session()
-        with db.new_session(current_app) as session:
-            idempotency.release(session, *claimed)
+        idempotency.release(db.engine(), *claimed)
 
 
 def _partner() -> Partner:
