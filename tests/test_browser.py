@@ -543,3 +543,31 @@ def test_error_and_notice_pages_are_accessible(portal, open_browser):
     visit(page, portal.base_url + "/no-such-page", status=404)
     assert heading(page) == "Page not found"
     assert_accessible(page)
+
+
+def scrolls_sideways(page: Page) -> int:
+    """How many CSS pixels the page is wider than the window (0: it fits)."""
+    return int(
+        page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    )
+
+
+@pytest.mark.parametrize(("culture", "language"), [("de-DE", "de"), ("ar-SA", "ar")])
+def test_the_journey_fits_a_phone(portal, open_browser, culture, language):
+    """Customers open the emailed link on a phone more often than not: at 375 px no page of the
+    journey scrolls sideways (the header's language picker wraps)."""
+    country = culture.split("-")[1]
+    _, invitation = portal.invited_customer(country=country, culture=culture, language=language)
+    mail = portal.invitation_mail(invitation["to"])
+    page = open_browser(portal)
+    page.set_viewport_size({"width": 375, "height": 740})
+    visit(page, mail.link)
+    assert scrolls_sideways(page) == 0, "invitation page"
+    page.locator("#password").fill(mail.password)
+    submit(page)
+    page.wait_for_url("**/password")
+    assert scrolls_sideways(page) == 0, "password page"
+    choose_password(page)
+    assert scrolls_sideways(page) == 0, "agreement page"
+    accept(page)
+    assert scrolls_sideways(page) == 0, "thank-you page"

@@ -381,7 +381,11 @@ def test_invitation_screen_offers_copy_mailto_and_send(app: Any, partner: Any, c
         assert message.invitation_id == invitation.id
     html = client.get(f"/dashboard/customers/{made['id']}/invitations/{invitation.id}/email.html")
     assert html.status_code == 200
-    assert html.headers["Content-Security-Policy"].startswith("sandbox")
+    # One policy, the sandbox's, which lets the email's inline styles apply (a second,
+    # stricter one would be enforced too, and show the email unstyled).
+    [policy] = html.headers.getlist("Content-Security-Policy")
+    assert policy.startswith("sandbox")
+    assert "style-src 'unsafe-inline'" in policy
     customer_page = client.get(f"/dashboard/customers/{made['id']}").get_data(as_text=True)
     assert "Waiting to be sent" in customer_page
     assert "Invitation created" in customer_page
@@ -490,10 +494,11 @@ def test_send_delivers_the_partners_edit(app: Any, partner: Any, client: Any, sm
     shown = client.get(f"/dashboard/customers/{made['id']}/invitations/{invitation_id}/email.html")
     assert "&lt;script&gt;" in shown.get_data(as_text=True)
     assert _resent_events(app) == [
-        {"invitation_id": invitation_id, "message_id": queued.id, "edited": True}
+        {"invitation_id": invitation_id, "message_id": queued.id, "edited": True, "first": True}
     ]
     page = client.get(f"/dashboard/customers/{made['id']}").get_data(as_text=True)
-    assert "Invitation sent again" in page
+    assert "Invitation sent<" in page  # its first send: not "sent again"
+    assert "Invitation sent again" not in page
 
 
 @pytest.mark.mail
@@ -1066,3 +1071,27 @@ def test_a_providers_list_pages_across_its_resellers_newest_first(app: Any, make
         gone = {f"Shop {n:02}" for n in (3, 6)}
         assert every_page(state=reports.EXPIRED) == [n for n in expected if n in gone]
         assert every_page(query="shop 0") == [n for n in expected if n.startswith("Shop 0")]
+
+
+def test_the_timeline_says_sent_the_first_time_and_again_after(partner: Any, client: Any) -> None:
+    made = partner.create_customer()
+    screen, invitation_id, text = _invitation_screen(client, made["id"])
+    for _ in range(2):
+        sent = _send(client, made["id"], invitation_id, csrf_token=csrf(screen), text_body=text)
+        assert sent.status_code == 302
+    page = client.get(f"/dashboard/customers/{made['id']}").get_data(as_text=True)
+    timeline = page[page.index("<ol") :]
+    assert timeline.count("Invitation sent again") == 1
+    assert timeline.count("Invitation sent\n") + timeline.count("Invitation sent<") == 1
+
+
+def test_wrong_addresses_under_the_dashboard_say_what_is_wrong(client: Any) -> None:
+    missing = client.get("/dashboard/no-such-page")
+    assert missing.status_code == 404
+    text = missing.get_data(as_text=True)
+    assert "Page not found" in text
+    assert 'href="/dashboard/"' in text
+    assert "invitation email" not in text
+    wrong_method = client.post("/dashboard/")
+    assert wrong_method.status_code == 405
+    assert "This page cannot do that" in wrong_method.get_data(as_text=True)

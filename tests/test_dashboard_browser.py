@@ -783,3 +783,32 @@ def test_overview_draws_both_charts(dashboard, open_dashboard):
     press(page, page.get_by_role("link", name="Not invited", exact=True))
     assert page.locator("table.customers tbody tr").count() == 2
     check_page(page)
+
+
+def test_the_dashboard_fits_a_phone(dashboard, open_dashboard):
+    """At 375 px no dashboard page scrolls sideways: the menu wraps, and a wide table scrolls
+    within itself."""
+    fabrikam = dashboard.fabrikam()
+    email = dashboard.user(fabrikam, ADMIN)
+    customer = fabrikam.customer(company_name="Kundenvereinbarungsverwaltungsgesellschaft mbH")
+    status, invited = fabrikam.api.call("POST", f"/v1/customers/{customer['id']}/invitations", {})
+    assert status == 201, invited
+    page = open_dashboard(dashboard)
+    page.set_viewport_size({"width": 375, "height": 740})
+    sign_in(page, dashboard, email)
+    pages = ("/", "/customers", f"/customers/{customer['id']}", "/customers/new", "/import")
+    invitation = f"/customers/{customer['id']}/invitations/{invited['id']}"
+    for path in (*pages, "/relationships", invitation):
+        visit(page, dashboard.url + path)
+        wider = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        culprits = page.evaluate(
+            """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right
+               > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName + '.'
+               + e.className + ' ' + Math.round(e.getBoundingClientRect().width)).concat(
+               [...document.querySelectorAll('body *')].filter(e => e.scrollWidth > e.clientWidth
+               + 1 && getComputedStyle(e).overflowX == 'visible').slice(0, 5).map(e => 'sw:'
+               + e.tagName + '.' + e.className + ' ' + e.scrollWidth + '/' + e.clientWidth))"""
+        )
+        assert wider == 0, (path, wider, culprits)

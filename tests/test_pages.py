@@ -535,3 +535,28 @@ def test_a_signed_in_customer_can_open_an_invitation_link(api, client):
     page = client.get(link_path(other))
     assert page.status_code == 200
     assert "Northwind Traders" in page.get_data(as_text=True)
+
+
+def test_the_icon_is_there_where_browsers_look(client):
+    page = client.get("/signin")
+    assert b'rel="icon" href="/static/favicon.svg"' in page.data
+    moved = client.get("/favicon.ico")
+    assert (moved.status_code, moved.headers["Location"]) == (301, "/static/favicon.svg")
+    with client.get("/static/favicon.svg") as icon:
+        assert icon.status_code == 200
+        assert icon.mimetype == "image/svg+xml"
+        assert b"<svg" in icon.data
+
+
+@pytest.mark.parametrize("mail_server", ["", "127.0.0.1"])
+def test_the_thank_you_page_promises_an_email_only_when_mail_goes_out(
+    app, api, client, mail_server
+):
+    app.config["MAIL_SERVER"] = mail_server
+    _customer, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    assert accept(client).status_code == 302
+    page = client.get("/account?accepted=1").get_data(as_text=True)
+    assert "Thank you: the agreement is accepted" in page
+    assert ("A confirmation is on its way to you by email." in page) is bool(mail_server)

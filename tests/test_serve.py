@@ -97,11 +97,15 @@ def test_serve_migrates_and_answers_through_gunicorn(fresh_env, tmp_path):
             )
             assert second.returncode == 1, second.stdout + second.stderr
             assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in second.stderr
+            assert f"choose another port with --port, e.g. --port {port + 1}" in second.stderr
         assert not (tmp_path / "other").exists()
         assert wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process)  # still serving
     finally:
         output = stop(process)
     assert "gunicorn" in output.lower()
+    # One line says where it listens, with the address (not gunicorn's empty one).
+    assert f"Listening at: http://127.0.0.1:{port}" in output
+    assert "Listening at:  (" not in output
     # The access log names the request by Partner Center's tracking ids.
     assert '"GET /v1/agreements HTTP/1.1" 401' in output
     assert (
@@ -110,11 +114,11 @@ def test_serve_migrates_and_answers_through_gunicorn(fresh_env, tmp_path):
     ) in output
 
 
-def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
-    port = free_port()
+def run_demo(env: dict[str, str], port: int, *options: str) -> str:
+    """Start ``portal demo``, wait until it answers, stop it; what it printed."""
     process = subprocess.Popen(
-        [*PORTAL, "demo", "--port", str(port)],
-        env=fresh_env,
+        [*PORTAL, "demo", "--port", str(port), *options],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -123,6 +127,12 @@ def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
         wait_for(f"http://127.0.0.1:{port}/v1/openapi.json", process)
     finally:
         output = stop(process)
+    return output
+
+
+def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
+    port = free_port()
+    output = run_demo(fresh_env, port)
     key = re.search(r"API key:\s+(ptl_\S+)", output)
     customer = re.search(r"Demo customer: .* \(([0-9a-f-]{36})\)", output)
     assert key, output
@@ -153,3 +163,58 @@ def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
         check=True,
     )
     assert check.stdout.split() == ["200", "invited", "200", "True"]
+    # A dashboard sign-in, and where to read the invitation email in it.
+    signin = re.search(r"sign in   (demo@demo-partner\.example) / (\S+)", output)
+    assert signin, output
+    assert f"open      http://127.0.0.1:{port}/dashboard/" in output
+    screen = re.search(rf"the email http://127\.0\.0\.1:{port}(/dashboard/customers/\S+)", output)
+    assert screen, output
+    dashboard = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import re\n"
+                "from portal import create_app\n"
+                "c = create_app({'TESTING': True}).test_client()\n"
+                "form = c.get('/dashboard/signin').get_data(as_text=True)\n"
+                'token = re.search(r\'name="csrf_token" value="([^"]+)\', form).group(1)\n'
+                f"r = c.post('/dashboard/signin', data={{'email': '{signin.group(1)}', "
+                f"'password': '{signin.group(2)}', 'csrf_token': token}})\n"
+                "print(r.status_code, r.headers.get('Location'))\n"
+                f"r = c.get('{screen.group(1)}')\n"
+                "print(r.status_code, 'admin@contoso-demo.example' in r.get_data(as_text=True))"
+            ),
+        ],
+        env=fresh_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert dashboard.stdout.split() == ["302", "/dashboard/", "200", "True"], dashboard.stderr
+
+    # A second run keeps the data (a new password); --fresh starts over with a new customer.
+    again = run_demo(fresh_env, port)
+    assert f"({customer.group(1)})" in again
+    assert "Started over" not in again
+    fresh = run_demo(fresh_env, port, "--fresh")
+    assert "Started over: deleted" in fresh
+    renewed = re.search(r"Demo customer: .* \(([0-9a-f-]{36})\)", fresh)
+    assert renewed, fresh
+    assert renewed.group(1) != customer.group(1)
+
+
+def test_demo_fresh_leaves_a_named_database_alone(fresh_env, tmp_path):
+    env = {**fresh_env, "PORTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'mine.db'}"}
+    result = subprocess.run(
+        [*PORTAL, "demo", "--port", str(free_port()), "--fresh"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "--fresh deletes only the embedded default database" in result.stderr
+    assert not (tmp_path / "mine.db").exists()

@@ -12,13 +12,20 @@ from portal.core import db
 
 
 def check_port(host: str, port: int) -> None:
-    """Refuse a taken address before anything is done (migrations, demo data)."""
+    """Refuse a taken address before anything is done (migrations, demo data), saying how to
+    pick another port."""
     from portal.web import server
 
     try:
         server.ensure_free(host, port)
     except server.CannotListen as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(
+            f"{exc}; choose another port with --port, e.g. --port {_other(port)}"
+        ) from exc
+
+
+def _other(port: int) -> int:
+    return port + 1 if port < 65535 else port - 1
 
 
 def serve_app(app: Flask, host: str, port: int, workers: int | None, threads: int | None) -> None:
@@ -37,7 +44,9 @@ def serve_app(app: Flask, host: str, port: int, workers: int | None, threads: in
             threads=threads or app.config["SERVE_THREADS"],
         )
     except server.CannotListen as exc:  # taken since the check
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(
+            f"{exc}; choose another port with --port, e.g. --port {_other(port)}"
+        ) from exc
 
 
 @click.command()

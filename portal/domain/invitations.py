@@ -484,6 +484,7 @@ def resend(
         email = emails.Email(
             invitation.subject, invitation.text_body, invitation.html_body, invitation.language
         )
+    first = not session.scalar(select(exists().where(OutboxMessage.invitation_id == invitation.id)))
     message = outbox.queue(
         session,
         INVITATION_MAIL,
@@ -498,6 +499,8 @@ def resend(
     data: dict[str, Any] = {"invitation_id": invitation.id, "message_id": message.id}
     if edited:
         data["edited"] = True
+    if first:  # the partner reviewed it first, then sent it: not "again"
+        data["first"] = True
     events.record(
         session,
         EventKind.INVITATION_RESENT,

@@ -274,7 +274,7 @@ def timeline(session: Session, partner_id: str, customer: Customer) -> list[Mome
     email's delivery of its own dealings (and its resellers'), and the customer's acceptance."""
     seen_by = relationships.partner_ids(session, partner_id)
     moments = [
-        Moment(e.occurred_at, e.kind, e.actor, _detail(e))
+        Moment(e.occurred_at, _moment_kind(e), e.actor, _detail(e))
         for e in session.scalars(
             select(Event)
             .where(
@@ -297,6 +297,16 @@ def timeline(session: Session, partner_id: str, customer: Customer) -> list[Mome
             moments.append(Moment(at, MailOutcome.FAILED, "", message.last_error[:200]))
     moments.sort(key=lambda m: m.at)
     return moments
+
+
+#: A timeline kind of its own: an invitation's email queued for the first time on request.
+INVITATION_FIRST_SENT = "invitation.sent"
+
+
+def _moment_kind(event: Event) -> str:
+    if event.kind == EventKind.INVITATION_RESENT and (event.data or {}).get("first"):
+        return INVITATION_FIRST_SENT
+    return event.kind
 
 
 def _detail(event: Event) -> str:

@@ -94,8 +94,12 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def security_headers(response: Response) -> Response:
-        # No view sets these itself, so they are appended without looking first.
-        response.headers.extend(HEADERS)
+        # A view may set its own policy (the HTML email's sandbox lets its inline styles
+        # apply): a second policy would be enforced as well, and undo it.
+        if "Content-Security-Policy" in response.headers:
+            response.headers.extend(HEADERS[1:])
+        else:
+            response.headers.extend(HEADERS)
         if strict_transport:
             response.headers.add(*HSTS)
         if not request.path.startswith(CACHEABLE):

@@ -54,6 +54,13 @@ class AccessLog(Logger):  # type: ignore[misc]
     """gunicorn's logger, whose access log shows no invitation token (request line, path,
     referrer, and every header or environ atom)."""
 
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        # With a socket per worker the arbiter listens on none itself, and would log
+        # "Listening at:  (PID)"; the portal logs the address when ready instead.
+        if msg.startswith("Listening at:") and args and not args[0]:
+            return
+        super().info(msg, *args, **kwargs)
+
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         return {

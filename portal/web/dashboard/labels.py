@@ -70,6 +70,7 @@ def moment_name(kind: str) -> str:
     names: dict[str, str] = {
         EventKind.CUSTOMER_CREATED: _("Customer created"),
         EventKind.INVITATION_CREATED: _("Invitation created"),
+        reports.INVITATION_FIRST_SENT: _("Invitation sent"),
         EventKind.INVITATION_RESENT: _("Invitation sent again"),
         EventKind.INVITATION_REVOKED: _("Invitation withdrawn"),
         EventKind.INVITATION_OPENED: _("Invitation link opened"),

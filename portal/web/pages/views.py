@@ -467,6 +467,7 @@ def account() -> ResponseReturnValue:
         accepted=_direct_acceptances(customer.id),
         partners=relationships.partners_of(db.session(), customer.id),
         just_accepted=bool(request.args.get("accepted")),
+        mail_sent=bool(current_app.config.get("MAIL_SERVER")),
         notice=session.pop(NOTICE_KEY, None),
     )
 
@@ -633,6 +634,12 @@ def home() -> ResponseReturnValue:
     if g.signed_in is not None:
         return redirect(url_for("pages.account"))
     return redirect(url_for("pages.signin_form"))
+
+
+@bp.get("/favicon.ico")
+def favicon() -> ResponseReturnValue:
+    """The icon, where browsers look for it without a page's link (a 404 otherwise)."""
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.post("/language")
