@@ -812,3 +812,17 @@ def test_the_dashboard_fits_a_phone(dashboard, open_dashboard):
                + e.tagName + '.' + e.className + ' ' + e.scrollWidth + '/' + e.clientWidth))"""
         )
         assert wider == 0, (path, wider, culprits)
+
+
+def test_the_api_reference_renders_within_its_policy(dashboard, open_dashboard):
+    """/docs: the vendored Redoc renders the OpenAPI document with the page's CSP in force and
+    nothing loaded from elsewhere (the context aborts any other address)."""
+    page = open_dashboard(dashboard)
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    visit(page, dashboard.portal.base_url + "/docs")
+    page.get_by_role("heading", name="List your customers").first.wait_for()
+    assert page.get_by_text("Retries: MS-RequestId").count() >= 1
+    blocked = page.evaluate("window.__cspViolations")
+    assert blocked == [], blocked
+    assert failed == [], failed

@@ -560,3 +560,18 @@ def test_the_thank_you_page_promises_an_email_only_when_mail_goes_out(
     page = client.get("/account?accepted=1").get_data(as_text=True)
     assert "Thank you: the agreement is accepted" in page
     assert ("A confirmation is on its way to you by email." in page) is bool(mail_server)
+
+
+def test_the_api_reference_is_served_from_the_portal_alone(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert 'spec-url="/v1/openapi.json"' in text
+    assert 'src="/static/vendor/redoc/redoc.standalone.js"' in text
+    assert "http" not in text.replace("http-equiv", "")  # nothing from elsewhere
+    [policy] = page.headers.getlist("Content-Security-Policy")
+    assert "script-src 'self';" in policy
+    assert "unsafe-eval" not in policy
+    with client.get("/static/vendor/redoc/redoc.standalone.js") as script:
+        assert script.status_code == 200
+        assert script.mimetype in ("text/javascript", "application/javascript")

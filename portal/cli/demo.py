@@ -96,7 +96,7 @@ The customer's invitation (new for this run):
 Try the partner API:
   curl -H {key_header} {base}/v1/customers/{customer.id}/acceptanceStatus
   curl -H {key_header} {base}/v1/customers
-API description: {base}/v1/openapi.json
+API reference: {base}/docs   (the OpenAPI document: {base}/v1/openapi.json)
 """)
     serve_app(app, host, port, None, None)
 
