@@ -1095,3 +1095,36 @@ def test_wrong_addresses_under_the_dashboard_say_what_is_wrong(client: Any) -> N
     wrong_method = client.post("/dashboard/")
     assert wrong_method.status_code == 405
     assert "This page cannot do that" in wrong_method.get_data(as_text=True)
+
+
+def test_charts_mirror_for_arabic_and_thin_out_long_week_labels(partner: Any, client: Any) -> None:
+    partner.create_customer(company_name="Waiting Co")
+    page = client.get("/dashboard/")
+    client.post("/language", data={"csrf_token": csrf(page), "lang": "ar", "next": "/dashboard/"})
+    text = client.get("/dashboard/").get_data(as_text=True)
+    assert 'dir="rtl"' in text
+    funnel, weekly = re.findall(r"<svg class=\"chart\".*?</svg>", text, re.S)
+    for svg in (funnel, weekly):
+        assert 'direction="ltr"' in svg  # physical coordinates, drawn mirrored
+        assert 'preserveAspectRatio="xMaxYMin meet"' in svg
+    # Labels sit on the right (their left edge at 560 - 162), bars grow leftwards from 390.
+    labels = re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="start" font-size="14"', funnel)
+    assert labels
+    assert {float(x) for x in labels} == {398.0}
+    bars = re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', funnel)
+    assert all(abs(float(x) + float(w) - 390) < 0.1 for x, w in bars)
+
+
+def test_week_labels_that_would_run_together_are_thinned() -> None:
+    from portal.web.dashboard import charts
+
+    short = charts.columns([(f"W{n}", n) for n in range(12)])
+    assert short.label_every == 1
+    german = charts.columns([(f"{n} Sept.", n) for n in range(10, 22)])
+    assert german.label_every == 2
+    slot = german.width / 12
+    widest = charts.text_width("21 Sept.", 11)
+    assert widest > slot - 6  # side by side they would touch
+    assert widest < 2 * slot - 6  # every other one has room
+    japanese = charts.columns([(f"{n}月{n}日", n) for n in range(1, 13)])
+    assert japanese.label_every >= 2

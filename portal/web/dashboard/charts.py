@@ -5,6 +5,7 @@ Functions return plain shapes; ``templates/dashboard/_charts.html`` turns them i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ class Chart:
     bars: list[Bar]
     #: Where bar labels end (horizontal bars) or sit (columns).
     label_at: float
+    #: Columns: label every n-th column, so that long labels ("14 Sept.") do not run together.
+    label_every: int = 1
 
 
 def horizontal_bars(
@@ -52,4 +55,11 @@ def columns(items: Sequence[tuple[str, int]], width: int = 560, height: int = 22
         bars.append(
             Bar(label, value, index * slot + slot * 0.15, 20 + room - tall, slot * 0.7, tall)
         )
-    return Chart(width, height, bars, height - 12)
+    widest = max((text_width(label, 11) for label, _ in items), default=0)
+    every = max(1, math.ceil((widest + 6) / slot))
+    return Chart(width, height, bars, height - 12, every)
+
+
+def text_width(text: str, size: float) -> float:
+    """About how wide ``text`` is at font ``size``: CJK characters a full em, others 0.62."""
+    return sum(size if ord(char) >= 0x2E80 else size * 0.62 for char in text)
