@@ -13,7 +13,7 @@ from flask import Flask
 from portal.cli.base import in_app, invite_one
 from portal.cli.demo import DEMO_CUSTOMER, DEMO_PARTNER
 from portal.core import db
-from portal.core.models import PartnerKind, UserRole
+from portal.core.models import CustomerRelationship, PartnerKind, UserRole
 from portal.domain import (
     acceptance,
     customers,
@@ -96,7 +96,7 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
     script = f"{parsed.script}-" if parsed.script else ""
     catalog = app.extensions["portal.catalog"]
     country = territory if territory in catalog.countries else "US"
-    partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT, country="US")
+    partner = partners.create_partner(session, DEMO_PARTNER, PartnerKind.DIRECT, country=country)
     customer = customers.create_customer(
         session,
         partner,
@@ -170,7 +170,11 @@ def _preview_pages(app: Flask, locale: str, target: Path) -> list[Path]:
         if message.kind == acceptance.ACCEPTANCE_CONFIRMATION:
             name = "acceptance_confirmation"
         elif message.kind == relationships.REMOVAL_NOTICE:
-            name = "relationship_removed"
+            # Sent in the language of the partner's country; the preview shows it in LOCALE.
+            removed = session.get_one(CustomerRelationship, (customer.id, second.id))
+            notice = relationships.removal_notice(removed, customer, locale)
+            _email(pages, "relationship_removed", notice.subject, notice.text, notice.html)
+            continue
         elif message.kind == resets.RESET_EMAIL:
             name = "password_reset"
             reset = re.search(r"/password/reset/\S+", message.text_body)

@@ -33,7 +33,7 @@ from portal.core.models import (
     utcnow,
 )
 from portal.domain import events
-from portal.i18n.languages import DEFAULT_LOCALE
+from portal.i18n import languages
 from portal.mail import emails, outbox
 
 #: Outbox kind of the email telling a partner that a customer removed it.
@@ -206,7 +206,8 @@ def _notify_removal(
     session: Session, relationship: CustomerRelationship, customer: Customer, *, base_url: str
 ) -> None:
     """One email per admin agent of the removed partner and of its provider. Partners' users
-    have no language of their own yet: the notice is in the portal's default language."""
+    have no language of their own yet: the notice is in the language of the partner's country
+    (English where the portal does not speak it)."""
     partner_ids = [relationship.partner_id, relationship.provider_id]
     admins = session.scalars(
         select(PartnerUser)
@@ -217,24 +218,9 @@ def _notify_removal(
         )
         .order_by(PartnerUser.email)
     )
-    partner_name = relationship.partner.name
+    locale = languages.country_locale(relationship.partner.country, languages.available_locales())
     for admin in admins:
-        email = emails.render(
-            "relationship_removed",
-            DEFAULT_LOCALE,
-            subject=lambda: gettext(
-                # Translators: subject of the email telling a partner that a customer ended the
-                # partner's relationship with it.
-                "%(company)s removed %(partner)s as its partner",
-                company=customer.company_name,
-                partner=partner_name,
-            ),
-            partner_name=partner_name,
-            company_name=customer.company_name,
-            domain=customer.domain,
-            customer_id=customer.id,
-            removed_at=emails.day(relationship.removed_at or utcnow(), DEFAULT_LOCALE),
-        )
+        email = removal_notice(relationship, customer, locale)
         outbox.queue(
             session,
             REMOVAL_NOTICE,
@@ -244,6 +230,29 @@ def _notify_removal(
             customer_id=customer.id,
             partner_id=admin.partner_id,
         )
+
+
+def removal_notice(
+    relationship: CustomerRelationship, customer: Customer, locale: str
+) -> emails.Email:
+    """The email telling a partner that the customer removed it, in ``locale``."""
+    partner_name = relationship.partner.name
+    return emails.render(
+        "relationship_removed",
+        locale,
+        subject=lambda: gettext(
+            # Translators: subject of the email telling a partner that a customer ended the
+            # partner's relationship with it.
+            "%(company)s removed %(partner)s as its partner",
+            company=customer.company_name,
+            partner=partner_name,
+        ),
+        partner_name=partner_name,
+        company_name=customer.company_name,
+        domain=customer.domain,
+        customer_id=customer.id,
+        removed_at=emails.day(relationship.removed_at or utcnow(), locale),
+    )
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,27 @@ def best_locale(candidates: Iterable[str | None], available: Iterable[str]) -> s
     return DEFAULT_LOCALE
 
 
+def country_locale(country: str | None, available: Iterable[str]) -> str:
+    """The language most spoken in ``country`` (CLDR's likely subtags: DE is de, BR is pt_BR,
+    CN is zh_Hans) if the portal speaks it; else English. For people who have no language of
+    their own on record, such as a partner's users."""
+    from babel.core import get_global
+
+    if not country:
+        return DEFAULT_LOCALE
+    likely = get_global("likely_subtags").get(f"und_{country.upper()}")
+    if not likely:
+        return DEFAULT_LOCALE
+    parsed = Locale.parse(likely)
+    candidates = [
+        f"{parsed.language}_{parsed.script}_{parsed.territory}" if parsed.script else None,
+        f"{parsed.language}_{parsed.territory}",
+        f"{parsed.language}_{parsed.script}" if parsed.script else None,
+        parsed.language,
+    ]
+    return best_locale(candidates, available)
+
+
 def select_locale() -> Locale | str:
     """Flask-Babel's locale selector: the customer's own pick (remembered), else the culture on
     the customer record, else the browser's Accept-Language, else English.
