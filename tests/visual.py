@@ -34,7 +34,8 @@ _MEASURE = """() => {
       if (e.classList && e.classList.contains('skip')) return false;
       if (e.tagName === 'SUMMARY') return true;  // a closed <details> shows its summary only
       if (e.tagName === 'DETAILS' && !e.open) return false;
-      if (['TITLE', 'OPTION', 'SELECT', 'SCRIPT', 'STYLE', 'TEXTAREA'].includes(e.tagName)) return false;
+      const unseen = ['TITLE', 'OPTION', 'SELECT', 'SCRIPT', 'STYLE', 'TEXTAREA'];
+      if (unseen.includes(e.tagName)) return false;
     }
     return true;
   };
