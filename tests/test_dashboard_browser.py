@@ -826,3 +826,19 @@ def test_the_api_reference_renders_within_its_policy(dashboard, open_dashboard):
     blocked = page.evaluate("window.__cspViolations")
     assert blocked == [], blocked
     assert failed == [], failed
+
+
+def test_the_invitation_screens_actions_are_one_size(dashboard, open_dashboard):
+    """Copy, Open in email and See the HTML email sit side by side at the same height."""
+    fabrikam = dashboard.fabrikam()
+    email = dashboard.user(fabrikam, ADMIN)
+    customer = fabrikam.customer()
+    status, invited = fabrikam.api.call("POST", f"/v1/customers/{customer['id']}/invitations", {})
+    assert status == 201, invited
+    page = open_dashboard(dashboard)
+    sign_in(page, dashboard, email)
+    visit(page, f"{dashboard.url}/customers/{customer['id']}/invitations/{invited['id']}")
+    actions = page.locator("main p.actions").first.locator("button:visible, a.button")
+    heights = {round(box["height"]) for box in (b.bounding_box() for b in actions.all()) if box}
+    assert actions.count() == 3
+    assert len(heights) == 1, heights
