@@ -645,3 +645,66 @@ def test_agreement_names_follow_the_page_language_and_each_apps_catalogs(
     other = make_app(BABEL_TRANSLATION_DIRECTORIES=str(locales))
     with other.test_request_context(), force_locale("de"):
         assert wording.agreement_name(CUSTOMER_AGREEMENT) == "Eigene Übersetzung"
+
+
+@pytest.mark.slow
+def test_preview_serve_shows_the_pages_and_follows_the_catalog(locales, german, tmp_path):
+    """`portal i18n preview de --serve`: the pages on a local server, written again when the
+    catalog is saved, and told to reload (they ask /__version)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.test_serve import free_port
+
+    translate(german, {"Sign in": "Anmelden"})
+    port = free_port()
+    env = {**os.environ, "PORTAL_LOCALES_DIR": str(locales)}
+    command = [sys.executable, "-m", "portal.cli", "i18n", "preview", "de", "--serve"]
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def fetch(path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:  # noqa: S310 - loopback
+            return str(answer.read().decode())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                index = fetch("/")
+                break
+            except OSError:
+                assert process.poll() is None, process.communicate()[0]
+                assert time.monotonic() < deadline, "the preview did not start"
+                time.sleep(0.3)
+        assert 'href="/signin.html"' in index
+        page = fetch("/signin.html")
+        assert "<h1>Anmelden</h1>" in page
+        assert "/__version" in page  # it reloads itself
+        version = fetch("/__version")
+        saved = german.read_text(encoding="utf-8")
+        german.write_text(
+            saved.replace(
+                'msgid "Sign in"\nmsgstr "Anmelden"', 'msgid "Sign in"\nmsgstr "Einloggen"'
+            ),
+            encoding="utf-8",
+        )
+        newer_than_mo(german)
+        while fetch("/__version") == version:
+            assert time.monotonic() < deadline, "the preview did not follow the catalog"
+            time.sleep(0.2)
+        assert "<h1>Einloggen</h1>" in fetch("/signin.html")
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert f"http://127.0.0.1:{port}/" in output
+    assert process.returncode == 0, output

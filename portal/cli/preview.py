@@ -41,15 +41,35 @@ SECOND_PARTNER = "Northwind Traders"
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the files (default: preview/LOCALE/).",
 )
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Serve the files on this machine, and write them again when the catalog changes.",
+)
+@click.option("--port", default=8010, show_default=True, type=click.IntRange(1, 65535))
 @click.pass_obj
-def i18n_preview(locales_dir: Path, locale: str, out: Path | None) -> None:
+def i18n_preview(locales_dir: Path, locale: str, out: Path | None, serve: bool, port: int) -> None:
     """Write the invitation email and the customer's pages in LOCALE to files, for a demo
-    customer on a temporary database (no server needed)."""
+    customer on a temporary database (no server needed). With --serve, show them in a browser,
+    reloaded whenever the .po file is saved."""
     locale = locale.replace("-", "_")
     target = out or Path("preview") / locale
     written = _preview(locales_dir, locale, target)
-    for path in written:
-        click.echo(files.shown(path))
+    if not serve:
+        for path in written:
+            click.echo(files.shown(path))
+        return
+    from portal.i18n import live
+
+    catalog = locales_dir / locale / "LC_MESSAGES" / "messages.po"
+    with live.Preview(
+        target, port, lambda: _preview(locales_dir, locale, target), catalog
+    ) as shown:
+        click.echo(
+            f"Preview of {locale}: {shown.url}  (reloads when {files.shown(catalog)} is saved;"
+        )
+        click.echo("Ctrl+C stops)")
+        shown.serve_forever()
 
 
 def _preview(locales_dir: Path, locale: str, target: Path) -> list[Path]:
