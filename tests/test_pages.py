@@ -575,3 +575,13 @@ def test_the_api_reference_is_served_from_the_portal_alone(client):
     with client.get("/static/vendor/redoc/redoc.standalone.js") as script:
         assert script.status_code == 200
         assert script.mimetype in ("text/javascript", "application/javascript")
+
+
+def test_the_language_form_returns_to_the_page_without_a_stray_question_mark(client):
+    response = client.get("/signin")
+    assert '<input type="hidden" name="next" value="/signin">' in response.get_data(as_text=True)
+    with_query = client.get("/signin?signed_out=1").get_data(as_text=True)
+    assert 'name="next" value="/signin?signed_out=1"' in with_query
+    data = {"csrf_token": csrf(response), "lang": "de", "next": "/signin"}
+    moved = client.post("/language", data=data)
+    assert moved.headers["Location"] == "/signin"
