@@ -90,6 +90,15 @@ def test_dashboard_pages_look_right(browser: Browser, dashboard: Any, locale: st
         fabrikam.customer(company_name=f"Waiting {n}")
     status, invited = fabrikam.api.call("POST", f"/v1/customers/{customer['id']}/invitations", {})
     assert status == 201, invited
+    # A country, so that the partner has relationship requests to show (and a personal one).
+    made = CliRunner(env=dashboard.env).invoke(cli.main, ["partners", "country", fabrikam.id, "US"])
+    assert made.exit_code == 0, made.output
+    status, request = fabrikam.api.call(
+        "POST",
+        "/v1/relationshiprequests",
+        {"domain": "northwind.example", "email": "it@northwind.example", "language": "en"},
+    )
+    assert status == 201, request
     base = dashboard.url
     paths = {
         "overview": "/",
@@ -99,6 +108,7 @@ def test_dashboard_pages_look_right(browser: Browser, dashboard: Any, locale: st
         "new-customer": "/customers/new",
         "import": "/import",
         "requests": "/relationships",
+        "personal-request": f"/relationships/{request['id']}",
     }
     english = english_for(locale)
     shots = ARTIFACTS / locale
