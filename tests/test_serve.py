@@ -130,6 +130,15 @@ def run_demo(env: dict[str, str], port: int, *options: str) -> str:
     return output
 
 
+def in_python(env: dict[str, str], code: str) -> str:
+    """What ``code`` prints, run in a Python of its own with ``env`` (the demo's settings)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
     port = free_port()
     output = run_demo(fresh_env, port)
@@ -142,57 +151,41 @@ def test_demo_prints_what_to_open_and_the_printed_key_works(fresh_env):
     assert link, output
     assert "sign in   admin@contoso-demo.example / " in output
     # The demo data is there for the printed key (checked without a server).
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            (
-                "from portal import create_app\n"
-                "c = create_app().test_client()\n"
-                f"r = c.get('/v1/customers/{customer.group(1)}/acceptanceStatus', "
-                f"headers={{'Authorization': 'Bearer {key.group(1)}'}})\n"
-                "print(r.status_code, r.get_json()['state'])\n"
-                f"r = c.get('{link.group(1)}')\n"
-                "print(r.status_code, 'admin@contoso-demo.example' in r.get_data(as_text=True))"
-            ),
-        ],
-        env=fresh_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    check = in_python(
+        fresh_env,
+        (
+            "from portal import create_app\n"
+            "c = create_app().test_client()\n"
+            f"r = c.get('/v1/customers/{customer.group(1)}/acceptanceStatus', "
+            f"headers={{'Authorization': 'Bearer {key.group(1)}'}})\n"
+            "print(r.status_code, r.get_json()['state'])\n"
+            f"r = c.get('{link.group(1)}')\n"
+            "print(r.status_code, 'admin@contoso-demo.example' in r.get_data(as_text=True))"
+        ),
     )
-    assert check.stdout.split() == ["200", "invited", "200", "True"]
+    assert check.split() == ["200", "invited", "200", "True"]
     # A dashboard sign-in, and where to read the invitation email in it.
     signin = re.search(r"sign in   (demo@demo-partner\.example) / (\S+)", output)
     assert signin, output
     assert f"open      http://127.0.0.1:{port}/dashboard/" in output
     screen = re.search(rf"the email http://127\.0\.0\.1:{port}(/dashboard/customers/\S+)", output)
     assert screen, output
-    dashboard = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            (
-                "import re\n"
-                "from portal import create_app\n"
-                "c = create_app({'TESTING': True}).test_client()\n"
-                "form = c.get('/dashboard/signin').get_data(as_text=True)\n"
-                'token = re.search(r\'name="csrf_token" value="([^"]+)\', form).group(1)\n'
-                f"r = c.post('/dashboard/signin', data={{'email': '{signin.group(1)}', "
-                f"'password': '{signin.group(2)}', 'csrf_token': token}})\n"
-                "print(r.status_code, r.headers.get('Location'))\n"
-                f"r = c.get('{screen.group(1)}')\n"
-                "print(r.status_code, 'admin@contoso-demo.example' in r.get_data(as_text=True))"
-            ),
-        ],
-        env=fresh_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    dashboard = in_python(
+        fresh_env,
+        (
+            "import re\n"
+            "from portal import create_app\n"
+            "c = create_app({'TESTING': True}).test_client()\n"
+            "form = c.get('/dashboard/signin').get_data(as_text=True)\n"
+            'token = re.search(r\'name="csrf_token" value="([^"]+)\', form).group(1)\n'
+            f"r = c.post('/dashboard/signin', data={{'email': '{signin.group(1)}', "
+            f"'password': '{signin.group(2)}', 'csrf_token': token}})\n"
+            "print(r.status_code, r.headers.get('Location'))\n"
+            f"r = c.get('{screen.group(1)}')\n"
+            "print(r.status_code, 'admin@contoso-demo.example' in r.get_data(as_text=True))"
+        ),
     )
-    assert dashboard.stdout.split() == ["302", "/dashboard/", "200", "True"], dashboard.stderr
+    assert dashboard.split() == ["302", "/dashboard/", "200", "True"]
 
     # A second run keeps the data (a new password); --fresh starts over with a new customer.
     again = run_demo(fresh_env, port)

@@ -57,10 +57,7 @@ def test_customer_pages_and_emails_look_right(browser: Browser, tmp_path: Path, 
     assert result.exit_code == 0, result.output
     pages = sorted(written.glob("*.html"))
     assert len(pages) >= 10, pages
-    english = english_for(locale)
-    shots = ARTIFACTS / locale
-    shots.mkdir(parents=True, exist_ok=True)
-    problems: list[str] = []
+    look = Looker(locale)
     for name, (width, height) in WIDTHS.items():
         context = browser.new_context(viewport={"width": width, "height": height})
         # Nothing leaves the machine (the pages' links to documents and icons go nowhere).
@@ -68,15 +65,26 @@ def test_customer_pages_and_emails_look_right(browser: Browser, tmp_path: Path, 
         page = context.new_page()
         for path in pages:
             page.goto(path.as_uri())
-            page.screenshot(path=str(shots / f"{path.stem}-{name}.png"), full_page=True)
-            problems += [f"{path.stem} ({name}): {p}" for p in visual.layout_problems(page)]
-            if name == "desktop":
-                problems += [
-                    f"{path.stem}: untranslated {text!r}"
-                    for text in visual.untranslated(page, english)
-                ]
+            look(page, path.stem, name)
         context.close()
-    assert not problems, "\n".join(problems)
+    assert not look.problems, "\n".join(look.problems)
+
+
+class Looker:
+    """Screenshots a page into the artifacts and notes what is wrong with it."""
+
+    def __init__(self, locale: str) -> None:
+        self.english = english_for(locale)
+        self.shots = ARTIFACTS / locale
+        self.shots.mkdir(parents=True, exist_ok=True)
+        self.problems: list[str] = []
+
+    def __call__(self, page: Any, label: str, width: str) -> None:
+        page.screenshot(path=str(self.shots / f"{label}-{width}.png"), full_page=True)
+        self.problems += [f"{label} ({width}): {p}" for p in visual.layout_problems(page)]
+        if width == "desktop":
+            found = visual.untranslated(page, self.english)
+            self.problems += [f"{label}: untranslated {text!r}" for text in found]
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -110,10 +118,7 @@ def test_dashboard_pages_look_right(browser: Browser, dashboard: Any, locale: st
         "requests": "/relationships",
         "personal-request": f"/relationships/{request['id']}",
     }
-    english = english_for(locale)
-    shots = ARTIFACTS / locale
-    shots.mkdir(parents=True, exist_ok=True)
-    problems: list[str] = []
+    look = Looker(locale)
     for name, (width, height) in WIDTHS.items():
         context = browser.new_context(viewport={"width": width, "height": height})
         context.route(
@@ -130,14 +135,9 @@ def test_dashboard_pages_look_right(browser: Browser, dashboard: Any, locale: st
                 with page.expect_navigation():
                     page.locator("main form button[type=submit]").click()
             customer_side.visit(page, base + path)
-            page.screenshot(path=str(shots / f"dashboard-{label}-{name}.png"), full_page=True)
-            problems += [f"{label} ({name}): {p}" for p in visual.layout_problems(page)]
-            if name == "desktop":
-                problems += [
-                    f"{label}: untranslated {text!r}" for text in visual.untranslated(page, english)
-                ]
+            look(page, f"dashboard-{label}", name)
         context.close()
-    assert not problems, "\n".join(problems)
+    assert not look.problems, "\n".join(look.problems)
 
 
 def choose_language(page: Any, locale: str) -> None:
