@@ -505,3 +505,30 @@ def test_a_retried_delete_and_invitation_get_the_first_answers(app, api):
         kept = db.session().get(ApiRequest, (api.partner_id, revoke["MS-RequestId"]))
         assert kept is not None
         assert kept.status == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/domains/" + "a" * 10_000,
+        "/v1/domains/%00.example",
+        "/v1/domains/bücher.example",
+        "/v1/countryvalidationrules/" + "x" * 10_000,
+        "/v1/countryvalidationrules/%00",
+        "/v1//v1//v1/customers",
+    ],
+)
+def test_new_paths_refuse_odd_input_cleanly(api, path):
+    response = api.get(path)
+    assert 400 <= response.status_code < 500, response.status_code
+    assert response.get_json()["code"] in (10003, 10404)
+
+
+def test_idempotency_keys_that_are_not_usable_are_ignored(api):
+    """An MS-RequestId the portal would not echo (too long, odd characters) is no key: the
+    request runs as if it carried none, and nothing is stored under it."""
+    for odd in ("x" * 65, "a b", "ü"):
+        body = customer_body()
+        first = api.post("/v1/customers", json=body, headers={"MS-RequestId": odd})
+        assert first.status_code == 201
+        assert first.headers["MS-RequestId"] != odd
