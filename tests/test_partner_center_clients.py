@@ -532,3 +532,13 @@ def test_idempotency_keys_that_are_not_usable_are_ignored(api):
         first = api.post("/v1/customers", json=body, headers={"MS-RequestId": odd})
         assert first.status_code == 201
         assert first.headers["MS-RequestId"] != odd
+
+
+def test_a_retried_address_check_answers_true_again(api):
+    """Not every answer is an object: the address check's ``true`` comes back as it was."""
+    headers = {"MS-RequestId": str(uuid.uuid4())}
+    address = {"Country": "US", "City": "Redmond"}
+    first = api.post("/v1/validations/address", json=address, headers=headers)
+    again = api.post("/v1/validations/address", json=address, headers=headers)
+    assert (first.status_code, first.get_json()) == (200, True)
+    assert (again.status_code, again.get_json()) == (200, True)

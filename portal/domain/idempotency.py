@@ -45,7 +45,9 @@ SECRET_MEMBERS = ("userCredentials", "userName", "password", "textBody", "htmlBo
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: dict[str, Any]
+    #: The first answer's JSON value (an object, or ``true`` from the address check); None
+    #: when it had no JSON body.
+    body: Any
     location: str | None
 
 
@@ -132,8 +134,8 @@ def _take_over(engine: Engine, key: dict[str, str], claimed_at: datetime, now: d
 
 
 def _answer(found: Any, seal: Fernet) -> Answer:
-    body: dict[str, Any] = json.loads(found.body or "{}")
-    if found.sealed:
+    body: Any = json.loads(found.body) if found.body else None
+    if found.sealed and isinstance(body, dict):
         try:
             plain = seal.decrypt(found.sealed.encode())
             body.update(json.loads(plain))
@@ -147,13 +149,17 @@ def answer(
     partner_id: str,
     request_id: str,
     status: int,
-    body: dict[str, Any] | None,
+    body: Any,
     location: str | None,
     seal: Fernet,
 ) -> None:
-    """Store the answer to a claimed request."""
-    public = dict(body or {})
-    secrets = {name: public.pop(name) for name in SECRET_MEMBERS if name in public}
+    """Store the answer to a claimed request: its JSON value (None: no JSON body)."""
+    public = dict(body) if isinstance(body, dict) else body
+    secrets = (
+        {name: public.pop(name) for name in SECRET_MEMBERS if name in public}
+        if isinstance(public, dict)
+        else {}
+    )
     sealed = None
     if secrets:
         sealed = seal.encrypt(json.dumps(secrets).encode()).decode()
@@ -162,7 +168,12 @@ def answer(
         connection.execute(
             update(_TABLE)
             .where(_is(key))
-            .values(status=status, body=json.dumps(public), sealed=sealed, location=location)
+            .values(
+                status=status,
+                body=None if public is None else json.dumps(public),
+                sealed=sealed,
+                location=location,
+            )
         )
 
 

@@ -155,7 +155,7 @@ def _replay_or_claim() -> Response | None:
     if found is None:
         g.claimed = (partner_id, request_id)
         return None
-    response = jsonify(found.body)
+    response = jsonify(found.body) if found.body is not None else Response()
     response.status_code = found.status
     if found.location:
         response.headers["Location"] = found.location
@@ -180,13 +180,12 @@ def answer_claimed(response: Response) -> Response:
     if response.status_code >= 500 or response.status_code == 429:
         idempotency.release(db.engine(), partner_id, request_id)
     else:
-        body = response.get_json(silent=True) if response.is_json else None
         idempotency.answer(
             db.engine(),
             partner_id,
             request_id,
             response.status_code,
-            body if isinstance(body, dict) else None,
+            response.get_json(silent=True) if response.is_json else None,
             response.headers.get("Location"),
             _seal(),
         )
