@@ -137,13 +137,9 @@ def _reads_first() -> bool:
     return bool(getattr(view, _READS_FIRST, False))
 
 
-def new_session(app: Flask, reading: bool = False) -> Session:
-    """A session apart from the app context's, that may write (``reading``: that only reads,
-    and on SQLite does not take the write lock): for work beside the request's, or in a
-    thread of its own."""
-    factory: sessionmaker[Session] = app.extensions[
-        "portal.reader" if reading else "portal.sessionmaker"
-    ]
+def new_session(app: Flask) -> Session:
+    """A session apart from the app context's, that may write: for work in a thread of its own."""
+    factory: sessionmaker[Session] = app.extensions["portal.sessionmaker"]
     return factory()
 
 

@@ -12,10 +12,9 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from portal.core.catalog import Catalog
+from portal.core.catalog import CUSTOMER_AGREEMENT, Catalog
 
 STATES = Path(__file__).parent.parent / "core" / "states.tsv"
-CUSTOMER_AGREEMENT = "MicrosoftCustomerAgreement"
 
 
 @functools.cache
