@@ -418,12 +418,14 @@ def test_customer_credentials_and_event_are_written_together_in_a_transaction_of
     app, api
 ):
     """Through the API the four rows (the customer, its credentials, the creating partner's
-    relationship, the event) are the whole of the transaction that writes, so no savepoint is
-    needed (a bulk import's are tested below)."""
+    relationship, the event) and the event's link of the evidence chain (after a read of the
+    chain's head) are the whole of the transaction that writes, so no savepoint is needed (a
+    bulk import's are tested below)."""
     with statements(app) as ran:
         api.create_customer()
     inserts = [i for i, s in enumerate(ran) if s.startswith("INSERT")]
     assert sorted(ran[i].split(" (")[0] for i in inserts) == [
+        "INSERT INTO audit_chain",
         "INSERT INTO customer_credentials",
         "INSERT INTO customer_relationships",
         "INSERT INTO customers",
@@ -431,7 +433,12 @@ def test_customer_credentials_and_event_are_written_together_in_a_transaction_of
     ]
     assert not [s for s in ran if "SAVEPOINT" in s]
     assert all(s.startswith("SELECT") for s in ran[: min(inserts)] if not s.startswith("BEGIN"))
-    assert inserts == list(range(min(inserts), len(ran)))  # nothing after them but the commit
+    after = [s for s in ran[min(inserts) :] if not s.startswith("INSERT")]
+    # Nothing after them but the chain's head (PostgreSQL: under its advisory lock), and the
+    # commit.
+    assert [s for s in after if not s.startswith("SELECT pg_advisory_xact_lock(")] == after[-1:]
+    assert after[-1].startswith("SELECT audit_chain.seq, audit_chain.hash")
+    assert ran[-1].startswith("INSERT INTO audit_chain")
 
 
 def test_the_key_is_checked_without_holding_the_write_lock(app, api):
@@ -444,7 +451,9 @@ def test_the_key_is_checked_without_holding_the_write_lock(app, api):
     begins = [i for i, s in enumerate(ran) if s.startswith("BEGIN")]
     assert [ran[i] for i in begins] == ["BEGIN", "BEGIN IMMEDIATE"]
     assert all(s.startswith("SELECT") for s in ran[begins[0] + 1 : begins[1]])
-    assert all(s.startswith("INSERT") for s in ran[begins[1] + 1 :])
+    # In the writer: inserts only, but for the evidence chain's head, read under the lock.
+    written = [s for s in ran[begins[1] + 1 :] if not s.startswith("SELECT audit_chain.seq")]
+    assert all(s.startswith("INSERT") for s in written)
 
 
 def test_a_taken_domain_undoes_that_customer_and_keeps_the_transactions_other_work(app, api):

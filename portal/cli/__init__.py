@@ -6,6 +6,8 @@ from __future__ import annotations
 import click
 
 from portal.cli import (
+    audit,
+    customers,
     database,
     demo,
     invite,
@@ -28,11 +30,15 @@ for command in (
     serving.serve,
     demo.demo,
     database.db_group,
+    database.backup,
+    database.restore,
     partners.partners_group,
     mail.mail_group,
     invite.invite,
     relationships.relationships_group,
     translations.i18n_group,
+    audit.audit_group,
+    customers.customers_group,
 ):
     main.add_command(command)
 translations.i18n_group.add_command(preview.i18n_preview)

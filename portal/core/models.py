@@ -262,6 +262,9 @@ class Partner(Base):
     #: ISO 3166 code of the partner's country; empty until set (``portal partners country``).
     #: Relationships form only within its country or region (``portal.core.regions``).
     country: Mapped[str] = mapped_column(String(2), default="", server_default="")
+    #: Where customers' replies to the partner's emails go (``Reply-To``); empty: none, unless a
+    #: dashboard user issued the email (``portal partners contact``).
+    contact_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
 
     provider: Mapped[Partner | None] = relationship(remote_side=[id])
 
@@ -472,6 +475,37 @@ class Event(Base):
     #: Who did it: ``partner:<id>``, ``key:<id>``, ``customer:<user>``, ``cli``.
     actor: Mapped[str] = mapped_column(String(300), default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuditEntry(Base):
+    """One link of the evidence chain (``portal.domain.audit``): an ``events`` or
+    ``agreement_acceptances`` row's digest, chained by hash to the entry before it and sealed
+    with the audit key, written in the transaction that writes the row. The database refuses
+    updates and deletes."""
+
+    __tablename__ = "audit_chain"
+    __table_args__ = (UniqueConstraint("entry_table", "entry_id"),)
+
+    #: 1, 2, 3, ... with no gaps: a missing number is a removed entry.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    #: The row's table: ``events`` or ``agreement_acceptances``.
+    entry_table: Mapped[str] = mapped_column(String(32))
+    #: The row's id, as text (an event's number, an acceptance's GUID).
+    entry_id: Mapped[str] = mapped_column(String(36))
+    #: SHA-256 (hex) of the row's evidence columns as canonical JSON (``audit.digest``).
+    digest: Mapped[str] = mapped_column(String(64))
+    #: The previous entry's ``hash``; 64 zeros for the first.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    #: SHA-256 (hex) of ``prev_hash|seq|entry_table|entry_id|digest``: anyone can recompute it.
+    hash: Mapped[str] = mapped_column(String(64))
+    #: HMAC-SHA256 (hex) of ``hash`` with the audit key: only the key's holder can make it, so
+    #: someone who can only write SQL cannot chain an edit again. Empty when chained by a
+    #: migration run without the key.
+    seal: Mapped[str] = mapped_column(String(64))
+    #: Which key sealed it: the first 12 hex digits of the key's SHA-256.
+    key_id: Mapped[str] = mapped_column(String(12))
 
 
 class Invitation(Base):
@@ -701,3 +735,62 @@ class ApiRequest(Base):
     #: the same key reads them back.
     sealed: Mapped[str | None] = mapped_column(Text)
     location: Mapped[str | None] = mapped_column(String(300))
+
+
+class WebhookStatus(enum.StrEnum):
+    #: Waiting for a sender (again, after a failed attempt: see ``next_attempt_at``).
+    QUEUED = "queued"
+    #: Claimed by a sender until ``claimed_until``.
+    SENDING = "sending"
+    #: The receiver answered 2xx.
+    DELIVERED = "delivered"
+    #: Given up after the last attempt; ``last_error`` says why. A partner may send it again.
+    FAILED = "failed"
+
+
+class WebhookEndpoint(Base):
+    """A partner's receiver of events (``portal.domain.webhooks``): a URL and the secret that
+    signs what is sent to it."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    partner_id: Mapped[str] = mapped_column(ForeignKey("partners.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    #: The signing secret, encrypted with a key derived from the portal's secret key.
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    #: The event types it receives; empty: all of them.
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Deleted by the partner: nothing more is sent to it (its deliveries are kept, unlisted).
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, written in the same transaction as what caused it (the
+    webhooks' outbox), sent after commit, retried with backoff."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    #: The event's own id, the same in every endpoint's delivery of it: receivers drop repeats.
+    event_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(64))
+    #: The JSON body, exactly as signed and sent.
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[WebhookStatus] = mapped_column(
+        _enum(WebhookStatus), default=WebhookStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The receiver's last HTTP status; None if it could not be reached.
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
