@@ -288,7 +288,7 @@ def test_when_recording_fails_at_most_a_group_is_sent_and_nothing_is_lost(
     count = sending.SENT_GROUP + 5
     queue_invitations(api, count)
 
-    def broken(session, ids):
+    def broken(session, ids, hooks=()):
         raise OperationalError("UPDATE outbox", {}, Exception("disk I/O error"))
 
     with smtp_server() as server:
@@ -339,7 +339,7 @@ def shape(raw: bytes) -> list[tuple[str, str | None, str | None]]:
 
 
 @pytest.mark.parametrize("html", ["<p>Hallo Ana, Ihr Kennwort: <b>x&lt;y</b></p>", ""])
-def test_built_message_is_flask_mails_structure_with_the_outbox_message_id(app, html):
+def test_built_message_is_flask_mails_alternatives_with_the_outbox_message_id(app, html):
     message = OutboxMessage(
         to_address="ana@example.test",
         subject="Fabrikam bittet Contoso GmbH, die Microsoft-Kundenvereinbarung zu akzeptieren",
@@ -361,7 +361,12 @@ def test_built_message_is_flask_mails_structure_with_the_outbox_message_id(app, 
         # As the outbox serialised Flask-Mail's message before (its own as_bytes re-parses the
         # headers and puts a space before a folded subject).
         theirs = flask_mails._message().as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))
-    assert shape(ours) == shape(theirs)
+    expected = shape(theirs)
+    if html:
+        # Flask-Mail wraps the alternatives in a multipart/mixed that holds nothing else.
+        assert expected[0][0] == "multipart/mixed"
+        expected = expected[1:]
+    assert shape(ours) == expected
     mine = email.message_from_bytes(ours, policy=email.policy.default)
     reference = email.message_from_bytes(theirs, policy=email.policy.default)
     for header in ("Subject", "From", "To", "Message-ID"):

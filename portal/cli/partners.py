@@ -29,16 +29,26 @@ def partners_group() -> None:
     default="",
     help="ISO country code, e.g. US: the partner serves customers in its country or region.",
 )
+@click.option(
+    "--contact-email",
+    default="",
+    help="Where customers' replies to the partner's emails go (Reply-To).",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "apiKey": ...}.')
 def partners_create(
-    name: str, kind: str, provider_id: str | None, country: str, as_json: bool
+    name: str, kind: str, provider_id: str | None, country: str, contact_email: str, as_json: bool
 ) -> None:
     """Create a partner and its first API key (the key is shown this once)."""
     with in_app():
         session = db.session()
         try:
             partner = partners.create_partner(
-                session, name, PartnerKind(kind), provider_id, country=country
+                session,
+                name,
+                PartnerKind(kind),
+                provider_id,
+                country=country,
+                contact_email=contact_email,
             )
         except PortalError as exc:
             raise fail(exc) from exc
@@ -89,6 +99,24 @@ def partners_country(partner_id: str, country: str) -> None:
             raise fail(exc) from exc
         session.commit()
         click.echo(f"{partner.name}: country {partner.country}")
+
+
+@partners_group.command("contact")
+@click.argument("partner_id")
+@click.argument("email")
+def partners_contact(partner_id: str, email: str) -> None:
+    """Set where customers' replies to a partner's emails go (their Reply-To); "" for none."""
+    with in_app():
+        session = db.session()
+        partner = session.get(Partner, partner_id)
+        if partner is None:
+            raise click.ClickException(f"no partner {partner_id}")
+        try:
+            partners.set_contact(partner, email)
+        except PortalError as exc:
+            raise fail(exc) from exc
+        session.commit()
+        click.echo(f"{partner.name}: replies go to {partner.contact_email or '(nobody)'}")
 
 
 @partners_group.group("keys")

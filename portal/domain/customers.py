@@ -214,7 +214,10 @@ def _visible_query() -> Select[Customer]:
 #: Built once: most partner API requests run one of them (a built statement is reused far more
 #: cheaply than a new one is made).
 _VISIBLE = _visible_query()
-_VISIBLE_WITH_CREDENTIAL = _VISIBLE.options(joinedload(Customer.credential))
+#: With what a new invitation needs: the credentials, and the creator (its contact address).
+_VISIBLE_WITH_CREDENTIAL = _VISIBLE.options(
+    joinedload(Customer.credential), joinedload(Customer.creator)
+)
 
 
 def get_visible(

@@ -24,6 +24,7 @@ def create_partner(
     provider_id: str | None = None,
     actor: str = "cli",
     country: str = "",
+    contact_email: str = "",
 ) -> Partner:
     """A new partner; a reseller must name the indirect provider it belongs to."""
     name = name.strip()
@@ -43,6 +44,8 @@ def create_partner(
     elif provider_id:
         raise InvalidPartner("Only an indirect reseller belongs to a provider.")
     partner = Partner(name=name, kind=kind, provider=provider, country=country)
+    if contact_email:
+        set_contact(partner, contact_email)
     session.add(partner)
     session.flush()
     events.record(
@@ -68,6 +71,15 @@ def set_country(partner: Partner, country: str) -> None:
     partner.country = _country(country)
     if not partner.country:
         raise InvalidPartner("Give the partner's country, e.g. US or DE.")
+
+
+def set_contact(partner: Partner, email: str) -> None:
+    """Set where customers' replies to the partner's emails go; empty: nowhere of its own."""
+    email = email.strip()
+    problem = validate.email(email) if email else None
+    if problem:
+        raise InvalidPartner(f"The contact address {problem}.")
+    partner.contact_email = email
 
 
 def resellers(session: Session, provider: Partner) -> list[Partner]:

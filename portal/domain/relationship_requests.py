@@ -248,6 +248,7 @@ def create_personal(
     request = PersonalRequest(
         id=new_id(),
         partner=partner,
+        partner_id=partner.id,  # known before the flush: its first email names the partner
         created_by=created_by,
         domain=domain,
         recipient=recipient,

@@ -16,10 +16,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
-from portal.core.models import DeliveryStatus, Invitation, OutboxMessage, utcnow
+from portal.core import validate
+from portal.core.models import (
+    DeliveryStatus,
+    Invitation,
+    OutboxMessage,
+    Partner,
+    PartnerUser,
+    PersonalRequest,
+    utcnow,
+)
 from portal.mail import mime
 from portal.mail.emails import Email
 
@@ -53,6 +62,7 @@ def queue(
         customer_id=customer_id,
         partner_id=partner_id,
         request_id=request_id,
+        session=session,
     )
     session.add(message)
     return message
@@ -68,24 +78,84 @@ def compose(
     customer_id: str | None = None,
     partner_id: str | None = None,
     request_id: str | None = None,
+    session: Session | None = None,
 ) -> OutboxMessage:
-    """An outbox message with its MIME bytes, not yet in any session (``queue`` adds it)."""
-    host = urlsplit(base_url).hostname or "portal.invalid"
+    """An outbox message with its MIME bytes, not yet in any session (``queue`` adds it).
+
+    Its Message-ID is on the sender's domain; replies go to the partner's person who issued it
+    (``reply_to``). ``session``: where that person's account is looked up, when there is one."""
+    sender = current_app.config["MAIL_DEFAULT_SENDER"]
+    domain = mime.sender_domain(sender) or urlsplit(base_url).hostname or "portal.invalid"
+    # Before the message exists: its look-up may flush the session, which must not meet a
+    # message attached to an invitation but not added yet.
+    answer_to = reply_to(session, invitation, request_id, partner_id)
     message = OutboxMessage(
         kind=kind,
         to_address=to,
         subject=email.subject,
         text_body=email.text,
         html_body=email.html,
-        message_id=f"<{uuid.uuid4()}@{host}>",
+        message_id=f"<{uuid.uuid4()}@{domain}>",
         invitation=invitation,
         customer_id=customer_id,
         partner_id=partner_id,
         request_id=request_id,
         next_attempt_at=utcnow(),
     )
-    message.mime = mime.build(current_app.config["MAIL_DEFAULT_SENDER"], message)
+    message.mime = mime.build(
+        sender,
+        message,
+        reply_to=answer_to,
+        language=validate.language_tag(email.locale),
+    )
     return message
+
+
+def reply_to(
+    session: Session | None,
+    invitation: Invitation | None,
+    request_id: str | None,
+    partner_id: str | None = None,
+) -> str | None:
+    """Where a customer's reply to an email of a partner should go: the partner's person who
+    issued it in the dashboard (an invitation's or a personal relationship request's
+    ``created_by``), while their account is active; else the partner's contact address
+    (``portal partners contact``); else None (the reply goes to the sender).
+
+    Without ``session`` (an invitation prepared outside the database) the person is the one
+    signed in, so active, and the partner is the customer's creator, loaded with it."""
+    return _issuer(session, invitation, request_id) or _contact(session, invitation, partner_id)
+
+
+def _contact(
+    session: Session | None, invitation: Invitation | None, partner_id: str | None
+) -> str | None:
+    partner: Partner | None = None
+    if session is not None and partner_id is not None:
+        partner = session.get(Partner, partner_id)
+    elif invitation is not None and "creator" not in inspect(invitation.customer).unloaded:
+        partner = invitation.customer.creator  # loaded with the customer: no query
+    return (partner.contact_email or None) if partner is not None else None
+
+
+def _issuer(
+    session: Session | None, invitation: Invitation | None, request_id: str | None
+) -> str | None:
+    if invitation is not None:
+        issued_by = invitation.created_by
+    elif request_id is not None and session is not None:
+        request = session.get(PersonalRequest, request_id)
+        issued_by = request.created_by if request is not None else ""
+    else:
+        return None
+    kind, _, address = issued_by.partition(":")
+    if kind != "user" or validate.email(address) is not None:
+        return None
+    if session is not None and not session.scalar(
+        select(exists().where(PartnerUser.email == address, PartnerUser.disabled_at.is_(None)))
+    ):
+        return None
+    return address
 
 
 def cancel_pending(

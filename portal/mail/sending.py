@@ -10,10 +10,10 @@ from __future__ import annotations
 import smtplib
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask
 from flask_mail import BadHeaderError, Connection, Message
@@ -69,12 +69,36 @@ def _backoff(attempts: int, base: float, cap: float) -> timedelta:
     return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), cap))
 
 
+#: ``app.extensions`` key: what is told of messages sent or given up on, in the transaction that
+#: records it: each is called with the session, the messages (``Outcome``) and None (sent) or
+#: the error (failed). ``create_app`` fills it (webhooks about invitations).
+OUTCOMES = "portal.delivery_outcomes"
+
+
+class Outcome(NamedTuple):
+    id: str
+    kind: str
+    invitation_id: str | None
+    customer_id: str | None
+    partner_id: str | None
+
+
+OutcomeHook = Callable[[Session, list[Outcome], str | None], None]
+
+
+def _outcome(message: OutboxMessage) -> Outcome:
+    return Outcome(
+        message.id, message.kind, message.invitation_id, message.customer_id, message.partner_id
+    )
+
+
 def _finish(
     session: Session,
     message: OutboxMessage,
     error: str,
     config: Any,
     permanent: bool = False,
+    hooks: Sequence[OutcomeHook] = (),
 ) -> str:
     """Record a failed attempt; returns ``retrying`` or ``failed``."""
     now = utcnow()
@@ -99,12 +123,15 @@ def _finish(
             "last_error": error[:2000],
         }
         outcome = "retrying"
-    session.execute(
+    changed = session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == message.id, OutboxMessage.status == DeliveryStatus.SENDING)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    if outcome == "failed" and changed.rowcount:  # type: ignore[attr-defined]
+        for hook in hooks:
+            hook(session, [_outcome(message)], error[:500])
     session.commit()
     return outcome
 
@@ -115,8 +142,20 @@ def _finish(
 SENT_GROUP = 20
 
 
-def _send(host: smtplib.SMTP, envelope_from: str, probe: Message, message: OutboxMessage) -> None:
-    """Send the bytes built at queue time (or build them now, for a message queued without).
+def _send(
+    host: smtplib.SMTP,
+    envelope_from: str,
+    probe: Message,
+    message: OutboxMessage,
+    signer: mime.DkimSigner | None,
+) -> None:
+    """Send the bytes built at queue time (or build them now, for a message queued without),
+    DKIM-signed when ``signer`` is given.
+
+    Signed here, on each attempt, rather than when queued: a message waiting in the outbox is
+    signed with the key of the day it leaves (a key rotated meanwhile does not strand it), and
+    the signature's cost stays off the requests that queue mail. Nothing changes the bytes
+    after: smtplib sends bytes as they are (its dot-stuffing is undone by the server).
 
     ``probe`` is a Flask-Mail message with the sender set: its header check, reused."""
     probe.recipients = [message.to_address]
@@ -126,14 +165,28 @@ def _send(host: smtplib.SMTP, envelope_from: str, probe: Message, message: Outbo
     data = message.mime
     if data is None:
         data = mime.build(str(probe.sender), message)
+    if signer is not None:
+        data = signer.sign(data)
     host.sendmail(envelope_from, [message.to_address], data)
 
 
-def _mark_sent(session: Session, ids: list[str]) -> None:
+#: ``app.extensions`` key: the app's DKIM signer (None when DKIM is off), made at its first pass.
+SIGNER = "portal.dkim_signer"
+
+
+def signer(app: Flask) -> mime.DkimSigner | None:
+    """The app's DKIM signer, its key read once per process."""
+    if SIGNER not in app.extensions:
+        app.extensions[SIGNER] = mime.DkimSigner.from_config(app.config)
+    found: mime.DkimSigner | None = app.extensions[SIGNER]
+    return found
+
+
+def _mark_sent(session: Session, ids: list[str], hooks: Sequence[OutcomeHook] = ()) -> None:
     """Record accepted messages as sent, and drop their bodies (they may hold a password)."""
     if not ids:
         return
-    session.execute(
+    marked = session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(ids), OutboxMessage.status == DeliveryStatus.SENDING)
         .values(
@@ -145,8 +198,18 @@ def _mark_sent(session: Session, ids: list[str]) -> None:
             html_body="",
             mime=None,
         )
+        .returning(
+            OutboxMessage.id,
+            OutboxMessage.kind,
+            OutboxMessage.invitation_id,
+            OutboxMessage.customer_id,
+            OutboxMessage.partner_id,
+        )
         .execution_options(synchronize_session=False)
     )
+    sent = [Outcome(*row) for row in marked]
+    for hook in hooks:
+        hook(session, sent, None)
     session.commit()
     ids.clear()
 
@@ -161,9 +224,10 @@ class _Bookkeeper:
     sender's, by ``wait_for_room``, ``next_batch`` or ``close``.
     """
 
-    def __init__(self, session: Session, batch: int) -> None:
+    def __init__(self, session: Session, batch: int, hooks: Sequence[OutcomeHook] = ()) -> None:
         self._session = session
         self._batch = batch
+        self._hooks = hooks
         self._changed = threading.Condition()
         self._waiting: list[str] = []
         self._unrecorded = 0
@@ -230,7 +294,7 @@ class _Bookkeeper:
                 return  # closing, and nothing left to do
             try:
                 recorded = len(ids)
-                _mark_sent(self._session, ids)
+                _mark_sent(self._session, ids, self._hooks)
                 claimed = claim(self._session, self._batch) if wanted else None
                 # Handed to the sending thread: no longer this session's to refresh.
                 self._session.expunge_all()
@@ -281,8 +345,10 @@ def deliver_due(
     sender = app.config["MAIL_DEFAULT_SENDER"]
     envelope_from = mime.address(sender)
     probe = Message(sender=sender)
+    signs = signer(app)
     connection = VerifiedConnection(app.extensions["mail"], float(app.config["MAIL_TIMEOUT"]))
-    keeper = _Bookkeeper(db.new_session(app), batch)
+    hooks: list[OutcomeHook] = app.extensions.get(OUTCOMES, [])
+    keeper = _Bookkeeper(db.new_session(app), batch, hooks)
     remaining = messages[::-1]  # the oldest last: sent first, popped from the end
     more = False  # the next batch is being claimed
     try:
@@ -295,7 +361,7 @@ def deliver_due(
             message = remaining[-1]
             keeper.wait_for_room()
             try:
-                _send(connection.host, envelope_from, probe, message)
+                _send(connection.host, envelope_from, probe, message, signs)
             except (
                 smtplib.SMTPRecipientsRefused,
                 smtplib.SMTPDataError,
@@ -303,12 +369,20 @@ def deliver_due(
             ) as exc:
                 # This message was refused; the connection is still good for the next.
                 remaining.pop()
-                outcome = _finish(session, message, _describe(exc), app.config, _permanent(exc))
+                outcome = _finish(
+                    session, message, _describe(exc), app.config, _permanent(exc), hooks
+                )
                 _count(report, outcome, exc)
             except BadHeaderError as exc:
                 # Addresses are checked at the edge; a message that still fails this never will.
                 remaining.pop()
-                _count(report, _finish(session, message, "bad header", app.config, True), exc)
+                _count(
+                    report, _finish(session, message, "bad header", app.config, True, hooks), exc
+                )
+            except mime.SigningError as exc:
+                remaining.pop()
+                outcome = _finish(session, message, f"DKIM: {exc}", app.config, True, hooks)
+                _count(report, outcome, exc)
             else:
                 remaining.pop()
                 keeper.add(message.id)
@@ -323,7 +397,7 @@ def deliver_due(
         if more:
             remaining[:0] = keeper.next_batch()[::-1]
         for message in reversed(remaining):
-            _count(report, _finish(session, message, _describe(exc), app.config), exc)
+            _count(report, _finish(session, message, _describe(exc), app.config, False, hooks), exc)
     finally:
         _quietly_quit(connection)
         keeper.close()
