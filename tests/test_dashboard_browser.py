@@ -798,7 +798,7 @@ def test_the_dashboard_fits_a_phone(dashboard, open_dashboard):
     sign_in(page, dashboard, email)
     pages = ("/", "/customers", f"/customers/{customer['id']}", "/customers/new", "/import")
     invitation = f"/customers/{customer['id']}/invitations/{invited['id']}"
-    for path in (*pages, "/relationships", invitation):
+    for path in (*pages, "/relationships", "/webhooks", invitation):
         visit(page, dashboard.url + path)
         wider = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -812,6 +812,31 @@ def test_the_dashboard_fits_a_phone(dashboard, open_dashboard):
                + e.tagName + '.' + e.className + ' ' + e.scrollWidth + '/' + e.clientWidth))"""
         )
         assert wider == 0, (path, wider, culprits)
+
+
+def test_webhooks_add_with_an_error_then_the_secret_once(dashboard, open_dashboard):
+    """The Webhooks page: a private address is refused on the form, a public one is added and
+    its secret shown once; axe and the page's policy hold on each state."""
+    fabrikam = dashboard.fabrikam()
+    email = dashboard.user(fabrikam, ADMIN)
+    page = open_dashboard(dashboard)
+    sign_in(page, dashboard, email)
+    visit(page, dashboard.url + "/webhooks")
+    check_page(page)
+    page.locator("#url").fill("https://10.0.0.7/hooks")
+    press(page, button(page, "Add webhook"))
+    assert page.locator("#url").get_attribute("aria-invalid") == "true"
+    check_page(page)
+    page.locator("#url").fill("https://hooks.fabrikam.example/portal")
+    page.get_by_label("agreement.accepted").check()
+    press(page, button(page, "Add webhook"))
+    secret = page.get_by_text("whsec_").first.text_content() or ""
+    assert "whsec_" in secret
+    check_page(page)
+    visit(page, dashboard.url + "/webhooks")
+    assert "hooks.fabrikam.example/portal" in page.content()
+    assert "whsec_" not in page.content()
+    check_page(page)
 
 
 def test_the_api_reference_renders_within_its_policy(dashboard, open_dashboard):

@@ -306,6 +306,12 @@ def _schemathesis_config(world: World) -> schemathesis.Config:
                         "coverage": {"checks": {"positive_data_acceptance": {"enabled": False}}}
                     },
                 },
+                {
+                    # A webhook's URL must be at a public address, which a pattern cannot say
+                    # (https://127.0.0.1 fits it), and a partner has ten at most (then 409).
+                    "include-operation-id": "createWebhook",
+                    "checks": {"positive_data_acceptance": {"enabled": False}},
+                },
             ],
         }
     )

@@ -11,6 +11,7 @@ the dashboard's are checked against a running server in ``test_dashboard_visual`
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ LOCALES = sorted(
 )
 #: A phone (the customer's usual way in) and a desktop.
 WIDTHS = {"phone": (375, 740), "desktop": (1280, 900)}
+#: A long receiver address, as partners' systems have them.
+WEBHOOK_URL = "https://hooks.fabrikam.example/partner-center/customer-agreement/events/v2/receive"
 ARTIFACTS = Path(os.environ.get("PORTAL_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "visual"
 
 pytestmark = pytest.mark.slow
@@ -107,6 +110,15 @@ def test_dashboard_pages_look_right(browser: Browser, dashboard: Any, locale: st
         {"domain": "northwind.example", "email": "it@northwind.example", "language": "en"},
     )
     assert status == 201, request
+    # A webhook with a delivery: another customer's invitation link, opened, is an event it is
+    # told of (its address does not resolve, so the delivery waits with an error).
+    status, hook = fabrikam.api.call("POST", "/v1/webhooks", {"url": WEBHOOK_URL})
+    assert status == 201, hook
+    other = fabrikam.customer(company_name="Northwind Traders", domain="northwind.example.test")
+    status, link = fabrikam.api.call("POST", f"/v1/customers/{other['id']}/invitations", {})
+    assert status == 201, link
+    with urllib.request.urlopen(link["url"], timeout=10) as opened:
+        assert opened.status == 200
     base = dashboard.url
     paths = {
         "overview": "/",
@@ -117,6 +129,8 @@ def test_dashboard_pages_look_right(browser: Browser, dashboard: Any, locale: st
         "import": "/import",
         "requests": "/relationships",
         "personal-request": f"/relationships/{request['id']}",
+        "webhooks": "/webhooks",
+        "webhook": f"/webhooks/{hook['id']}",
     }
     look = Looker(locale)
     for name, (width, height) in WIDTHS.items():
@@ -136,6 +150,13 @@ def test_dashboard_pages_look_right(browser: Browser, dashboard: Any, locale: st
                     page.locator("main form button[type=submit]").click()
             customer_side.visit(page, base + path)
             look(page, f"dashboard-{label}", name)
+        # The page that shows a new webhook's secret, once: the answer to the form.
+        customer_side.visit(page, base + "/webhooks")
+        page.locator("main input[name=url]").fill(f"{WEBHOOK_URL}?width={name}")
+        page.locator("main input[name=events]").first.check()
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+        look(page, "dashboard-webhook-created", name)
         context.close()
     assert not look.problems, "\n".join(look.problems)
 

@@ -45,6 +45,8 @@ class ProblemCode(enum.StrEnum):
     #: An invitation's edited email without the invitation's link.
     NO_LINK = "no-link"
     WRONG_CURRENT = "wrong-current"
+    #: Not a URL a webhook may be sent to (scheme, host, a private address).
+    NOT_URL = "not-url"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,13 @@ from portal.core.models import (
     utcnow,
 )
 
+# Every event is chained as its transaction commits: ``audit`` listens for the inserts (those of
+# ``write_now`` too), and importing it here puts its listeners in place for every writer.
+from portal.domain import (
+    audit,  # noqa: F401 - imported for its listeners
+    webhooks,
+)
+
 _BEFORE_ACCEPTANCE = frozenset(
     {Progress.NOT_INVITED, Progress.INVITED, Progress.OPENED, Progress.SIGNED_IN}
 )
@@ -57,6 +64,10 @@ def record(
         session.add(event)
     if customer_id is not None and kind in STEPS:
         _advance(session, kind, customer_id, partner_id, write_now)
+    if kind in webhooks.FROM_EVENTS:
+        webhooks.notify(
+            session, kind, partner_id=partner_id, customer_id=customer_id, data=event.data
+        )
     return event
 
 

@@ -39,7 +39,7 @@ ABANDONED = timedelta(minutes=2)
 #: How long a retry waits for the first delivery's answer before it is told to come back.
 WAIT_SECONDS = 10.0
 #: Members of an answer that only the key that made the request may read back.
-SECRET_MEMBERS = ("userCredentials", "userName", "password", "textBody", "htmlBody")
+SECRET_MEMBERS = ("userCredentials", "userName", "password", "textBody", "htmlBody", "secret")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ from portal.core.models import (
     Partner,
     PersonalRequest,
     RelationshipState,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookStatus,
     is_id,
     iso,
 )
@@ -59,6 +62,7 @@ from portal.domain import (
     partners,
     relationship_requests,
     relationships,
+    webhooks,
 )
 from portal.domain.acceptance import Contact, Status
 from portal.i18n import languages
@@ -275,6 +279,7 @@ _NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
 _MUST_BE_OBJECT = Problem(ProblemCode.WRONG_TYPE, "must be an object")
 _MUST_BE_STRING = Problem(ProblemCode.WRONG_TYPE, "must be a string")
 _MUST_BE_BOOLEAN = Problem(ProblemCode.WRONG_TYPE, "must be true or false")
+_MUST_BE_STRINGS = Problem(ProblemCode.WRONG_TYPE, "must be a list of strings")
 _NOT_VALID_TEXT = Problem(ProblemCode.WRONG_TYPE, "contains characters that are not valid text")
 _NOT_DATE = Problem(ProblemCode.NOT_DATE, "is not an ISO 8601 date such as 2024-06-14T00:00:00Z")
 _GIVEN_TWICE = Problem(
@@ -342,6 +347,16 @@ class Fields:
         if required and not value.strip():
             self.problems.setdefault(path, validate.REQUIRED)
         return value
+
+    def strings(self, path: str) -> list[str]:
+        """A list of strings; an absent field is an empty list."""
+        value = self._lookup(path)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.problems.setdefault(path, _MUST_BE_STRINGS)
+            return []
+        return list(value)
 
     def boolean(self, path: str, default: bool) -> bool:
         value = self._lookup(path, absent=_ABSENT)
@@ -1211,6 +1226,99 @@ def withdraw_personal_request(request_id: str) -> ResponseReturnValue:
     db.session().commit()
     db.session().refresh(found)
     return jsonify(personal_request_json(found))
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+def webhook_json(endpoint: WebhookEndpoint, secret: str | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "events": endpoint.events,
+        "createdAt": iso(endpoint.created_at),
+    }
+    if secret is not None:
+        result["secret"] = secret
+    result["attributes"] = {"objectType": "Webhook"}
+    return result
+
+
+def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "eventId": delivery.event_id,
+        "eventType": delivery.event_type,
+        "status": delivery.status.value,
+        "attempts": delivery.attempts,
+        "lastStatus": delivery.last_status,
+        "lastError": delivery.last_error or None,
+        "createdAt": iso(delivery.created_at),
+        "nextAttemptAt": iso(delivery.next_attempt_at)
+        if delivery.status == WebhookStatus.QUEUED
+        else None,
+        "deliveredAt": iso(delivery.delivered_at),
+        "payload": json.loads(delivery.payload),
+        "attributes": {"objectType": "WebhookDelivery"},
+    }
+
+
+@bp.post("/webhooks")
+def create_webhook() -> ResponseReturnValue:
+    """A receiver for this partner's events; the answer carries its signing secret, once."""
+    fields = Fields(_json_body())
+    url = fields.string("url")
+    events = fields.strings("events")
+    fields.check()
+    endpoint, secret = webhooks.register(
+        db.session(),
+        _partner(),
+        url,
+        events,
+        webhooks.sealer_for(current_app.config),
+        allow_private=bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"]),
+    )
+    db.session().commit()
+    response = jsonify(webhook_json(endpoint, secret))
+    response.status_code = 201
+    response.headers["Location"] = f"/v1/webhooks/{endpoint.id}"
+    return response
+
+
+@bp.get("/webhooks")
+def list_webhooks() -> ResponseReturnValue:
+    found = webhooks.endpoints(db.session(), _partner().id)
+    return jsonify(_collection([webhook_json(endpoint) for endpoint in found]))
+
+
+@bp.get("/webhooks/<webhook_id>")
+def get_webhook(webhook_id: str) -> ResponseReturnValue:
+    return jsonify(webhook_json(webhooks.endpoint(db.session(), _partner().id, webhook_id)))
+
+
+@bp.delete("/webhooks/<webhook_id>")
+def delete_webhook(webhook_id: str) -> ResponseReturnValue:
+    endpoint = webhooks.endpoint(db.session(), _partner().id, webhook_id)
+    webhooks.remove(db.session(), endpoint)
+    db.session().commit()
+    return Response(status=204)
+
+
+@bp.get("/webhooks/<webhook_id>/deliveries")
+def list_webhook_deliveries(webhook_id: str) -> ResponseReturnValue:
+    endpoint = webhooks.endpoint(db.session(), _partner().id, webhook_id)
+    found = webhooks.deliveries(db.session(), endpoint)
+    return jsonify(_collection([delivery_json(delivery) for delivery in found]))
+
+
+@bp.post("/webhooks/<webhook_id>/deliveries/<delivery_id>/resend")
+def resend_webhook_delivery(webhook_id: str, delivery_id: str) -> ResponseReturnValue:
+    endpoint = webhooks.endpoint(db.session(), _partner().id, webhook_id)
+    delivery = webhooks.resend(db.session(), endpoint, delivery_id)
+    db.session().commit()
+    response = jsonify(delivery_json(delivery))
+    response.status_code = 202
+    return response
 
 
 # --- the contract itself ----------------------------------------------------------------------

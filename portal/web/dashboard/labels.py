@@ -7,8 +7,14 @@ from flask import g
 from flask_babel import format_number, gettext
 
 from portal.core.errors import InvalidFields, Problem, ProblemCode
-from portal.core.models import EventKind, InvitationStatus, Progress
-from portal.domain import invitations, reports
+from portal.core.models import (
+    EventKind,
+    InvitationStatus,
+    Progress,
+    WebhookDelivery,
+    WebhookStatus,
+)
+from portal.domain import invitations, reports, webhooks
 
 
 def _(message: str) -> str:
@@ -87,6 +93,30 @@ def moment_name(kind: str) -> str:
     return names.get(kind, kind)
 
 
+def webhook_event_name(event_type: str) -> str:
+    """What a webhook's event type tells (``webhooks.EVENT_TYPES``), as the timeline says it;
+    nothing for a type it does not know (its name is shown beside it anyway)."""
+    kinds: dict[str, str] = {name: kind for kind, name in webhooks.FROM_EVENTS.items()}
+    kinds[webhooks.INVITATION_DELIVERED] = reports.MailOutcome.SENT
+    kinds[webhooks.INVITATION_FAILED] = reports.MailOutcome.FAILED
+    return moment_name(kinds[event_type]) if event_type in kinds else ""
+
+
+def webhook_status_name(delivery: WebhookDelivery) -> str:
+    """A webhook delivery's status as the partner reads it."""
+    if delivery.status is WebhookStatus.QUEUED and delivery.attempts:
+        # Translators: a webhook delivery's status: an attempt failed, another one will follow.
+        return _("Failed, will be tried again")
+    names: dict[str, str] = {
+        WebhookStatus.QUEUED: _("Waiting to be sent"),
+        WebhookStatus.SENDING: _("Being sent"),
+        # Translators: a webhook delivery's status: the partner's system answered that it got it.
+        WebhookStatus.DELIVERED: _("Delivered"),
+        WebhookStatus.FAILED: _("Delivery failed"),
+    }
+    return names.get(delivery.status, delivery.status)
+
+
 def field_problem(problem: Problem) -> str:
     """A field's problem from the domain, said in the page's language."""
     words = {
@@ -97,6 +127,14 @@ def field_problem(problem: Problem) -> str:
         ProblemCode.NOT_DOMAIN: _("Enter a domain name such as contoso.example."),
         ProblemCode.UNKNOWN_COUNTRY: _("Choose a country."),
         ProblemCode.GERMANY_ONLY: _("Only customers in Germany can need this amendment."),
+        ProblemCode.NOT_URL: str(
+            gettext(
+                # Translators: example is a web address such as https://hooks.example.com/portal.
+                "Enter an https:// address that can be reached from the internet, such as "
+                "%(example)s, without spaces, a user name or a #fragment.",
+                example="https://hooks.example.com/portal",
+            )
+        ),
     }
     return words.get(problem.code) or _("Check this field.")
 

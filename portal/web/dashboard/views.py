@@ -1,4 +1,5 @@
-"""The partner dashboard (HTML, ``/dashboard``): customers, invitations, attestation, evidence.
+"""The partner dashboard (HTML, ``/dashboard``): customers, invitations, attestation, evidence,
+relationship requests, webhooks.
 
 The web twin of the partner API for people: the same domain functions, the same partner
 isolation (every customer is looked up through the signed-in user's partner), one commit per
@@ -44,7 +45,15 @@ from portal.core.errors import (
     NotFound,
     PortalError,
 )
-from portal.core.models import Customer, Invitation, Partner, PartnerUser, UserRole, iso
+from portal.core.models import (
+    Customer,
+    Invitation,
+    Partner,
+    PartnerUser,
+    UserRole,
+    WebhookEndpoint,
+    iso,
+)
 from portal.domain import (
     acceptance,
     bulk,
@@ -56,6 +65,7 @@ from portal.domain import (
     relationships,
     reports,
     users,
+    webhooks,
 )
 from portal.domain.acceptance import Contact
 from portal.domain.invitations import LinkSettings
@@ -184,6 +194,8 @@ for _helper in (
     labels.delivery_name,
     labels.request_state_name,
     labels.moment_name,
+    labels.webhook_event_name,
+    labels.webhook_status_name,
     format_number,
 ):
     bp.add_app_template_global(_helper)
@@ -850,6 +862,121 @@ def _whole_number(text: str) -> int:
     if not 0 <= number <= 1_000_000:
         raise ValueError(text)
     return number
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def _may_change_webhooks() -> bool:
+    """Only admin agents point the partner's events at a system, or change where they go (as
+    only they attest): the receiver gets every customer event, signed as coming from the portal."""
+    return _user().role is UserRole.ADMIN_AGENT
+
+
+def _webhook(webhook_id: str) -> WebhookEndpoint:
+    """The partner's webhook; the same 404 for another partner's, a deleted one and none."""
+    return webhooks.endpoint(db.session(), _partner().id, webhook_id)
+
+
+@bp.get("/webhooks")
+@signed_in
+def webhooks_page(
+    form: dict[str, Any] | None = None,
+    problems: dict[str, str] | None = None,
+    notice: str = "",
+    status: int = 200,
+) -> ResponseReturnValue:
+    """The partner's webhooks, and (for admin agents) the form that adds one."""
+    found = webhooks.endpoints(db.session(), _partner().id)
+    return render_template(
+        "dashboard/webhooks.html",
+        webhooks=found,
+        event_types=webhooks.EVENT_TYPES,
+        may_change=_may_change_webhooks(),
+        full=_too_many() if len(found) >= webhooks.MAX_ENDPOINTS else "",
+        form=form or {"url": "", "events": []},
+        problems=problems or {},
+        notice=notice,
+    ), status
+
+
+@bp.post("/webhooks")
+@signed_in
+def add_webhook() -> ResponseReturnValue:
+    """Register a receiver; its secret is in this answer's page and nowhere else (as a new
+    customer's password: no redirect, nothing kept in the session)."""
+    form: dict[str, Any] = {
+        "url": request.form.get("url", "")[: webhooks.MAX_URL_LENGTH + 1],
+        "events": [name[:100] for name in request.form.getlist("events")[:50]],
+    }
+    if not _may_change_webhooks():
+        return webhooks_page(form=form, notice=_("You cannot change the webhooks."), status=403)
+    try:
+        endpoint, secret = webhooks.register(
+            db.session(),
+            _partner(),
+            form["url"],
+            form["events"],
+            webhooks.sealer_for(current_app.config),
+            allow_private=bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"]),
+        )
+    except InvalidFields as exc:
+        db.session().rollback()
+        return webhooks_page(form=form, problems=labels.problems(exc), status=400)
+    except webhooks.TooManyWebhooks:  # added by someone else meanwhile: the page says so
+        db.session().rollback()
+        return webhooks_page(form=form, status=409)
+    db.session().commit()
+    return render_template("dashboard/webhook_created.html", webhook=endpoint, secret=secret), 201
+
+
+def _too_many() -> str:
+    return str(
+        gettext(
+            "You have %(most)s webhooks, as many as a partner may have. Delete one first.",
+            most=format_number(webhooks.MAX_ENDPOINTS),
+        )
+    )
+
+
+@bp.get("/webhooks/<webhook_id>")
+@signed_in
+def webhook(webhook_id: str) -> ResponseReturnValue:
+    return _webhook_screen(_webhook(webhook_id))
+
+
+def _webhook_screen(
+    found: WebhookEndpoint, notice: str = "", status: int = 200
+) -> ResponseReturnValue:
+    return render_template(
+        "dashboard/webhook.html",
+        webhook=found,
+        deliveries=webhooks.deliveries(db.session(), found),
+        may_change=_may_change_webhooks(),
+        notice=notice,
+    ), status
+
+
+@bp.post("/webhooks/<webhook_id>/deliveries/<delivery_id>/resend")
+@signed_in
+def resend_delivery(webhook_id: str, delivery_id: str) -> ResponseReturnValue:
+    found = _webhook(webhook_id)
+    if not _may_change_webhooks():
+        return _webhook_screen(found, _("You cannot change the webhooks."), 403)
+    webhooks.resend(db.session(), found, delivery_id)
+    db.session().commit()
+    return redirect(url_for("dashboard.webhook", webhook_id=found.id, done="resent"))
+
+
+@bp.post("/webhooks/<webhook_id>/delete")
+@signed_in
+def delete_webhook(webhook_id: str) -> ResponseReturnValue:
+    found = _webhook(webhook_id)
+    if not _may_change_webhooks():
+        return _webhook_screen(found, _("You cannot change the webhooks."), 403)
+    webhooks.remove(db.session(), found)
+    db.session().commit()
+    return redirect(url_for("dashboard.webhooks_page", done="deleted"))
 
 
 # --- errors --------------------------------------------------------------------------------------
