@@ -11,7 +11,7 @@ from flask import Flask
 from portal.core import catalog as catalog_module
 from portal.core import config, credentials, db
 from portal.i18n import languages
-from portal.web import auth, errorhandlers, extensions, fastpath, security
+from portal.web import auth, errorhandlers, extensions, fastpath, logs, ops, security
 
 PACKAGE = Path(__file__).resolve().parent
 #: The project's top level: in a checkout, ``templates/`` and ``locales/`` sit here, beside
@@ -37,6 +37,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         static_folder="static",
     )
     config.load(app, overrides)
+    logs.init_app(app)
     app.extensions["portal.catalog"] = catalog_module.load(app.config["AGREEMENT_CATALOG"])
     app.extensions["portal.peppers"] = [
         credentials.pepper(key)
@@ -50,10 +51,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     security.init_app(app)
     fastpath.init_app(app)
 
-    from portal.domain import resets
-    from portal.mail import delivery
+    from portal.domain import resets, webhooks
+    from portal.mail import delivery, sending
 
     app.extensions[delivery.PREPARERS] = [resets.prepare_for]
+    app.extensions[delivery.PASSES] = [webhooks.send_pass]
+    app.extensions[sending.OUTCOMES] = [webhooks.mail_outcomes]
 
     from portal.web.api import views as api
     from portal.web.dashboard import views as dashboard
@@ -68,4 +71,5 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.
     extensions.csrf.exempt(api.bp)
+    ops.init_app(app)  # last: its WSGI layer times everything else
     return app

@@ -301,7 +301,7 @@ def serving(cli_env: dict[str, str]) -> Iterator[Any]:
 
     started: list[subprocess.Popen[str]] = []
 
-    def serve(workers: int = 2, **settings: str) -> str:
+    def serve(workers: int = 2, *, options: tuple[str, ...] = (), **settings: str) -> str:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {
@@ -314,7 +314,7 @@ def serving(cli_env: dict[str, str]) -> Iterator[Any]:
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "portal.cli", "serve", "--port", str(port)]
-            + ["--workers", str(workers)],
+            + ["--workers", str(workers), *options],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -18,6 +18,8 @@ def mail_group() -> None:
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10000))
 @click.option(
     "--loop",
+    "--watch",
+    "loop",
     is_flag=True,
     help="Keep sending every PORTAL_MAIL_SEND_INTERVAL seconds "
     "until stopped (portal serve runs this beside its workers).",

@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from portal.core import credentials, fastsql
+from portal.core import credentials, fastsql, metrics
 from portal.core.errors import PortalError, ProblemCode
 from portal.core.models import (
     Customer,
@@ -69,8 +69,10 @@ def authenticate(
         ).first()
     stored = credential.password_hash if credential is not None else None
     if not credentials.verify_password(stored, password, peppers) or credential is None:
+        metrics.SIGNIN_FAILURES.labels("customer").inc()
         raise SignInFailed()
     if temporary_expired(credential.temporary, credential.updated_at, temporary_max_age):
+        metrics.SIGNIN_FAILURES.labels("customer").inc()
         raise SignInFailed()
     return credential
 

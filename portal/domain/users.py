@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.core import credentials, validate
+from portal.core import credentials, metrics, validate
 from portal.core.errors import InvalidFields, NotFound, PortalError
 from portal.core.models import EventKind, Partner, PartnerUser, PartnerUserSession, UserRole, utcnow
 from portal.domain import events, sessions
@@ -145,9 +145,8 @@ def authenticate(session: Session, email: str, password: str) -> PartnerUser:
             select(PartnerUser).where(PartnerUser.email == email.strip().lower())
         ).first()
     stored = user.password_hash if user is not None else None
-    if not credentials.verify_password(stored, password, []) or user is None:
-        raise SignInFailed()
-    if user.disabled_at is not None:
+    if not credentials.verify_password(stored, password, []) or user is None or user.disabled_at:
+        metrics.SIGNIN_FAILURES.labels("partner_user").inc()
         raise SignInFailed()
     return user
 

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from portal.core import db
+from portal.core import db, metrics
 from portal.mail import sending
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 #: Set by ``portal serve`` for its delivery process: the server's process id.
 PARENT_VARIABLE = "PORTAL_DELIVERY_PARENT"
 
+
+#: ``app.extensions`` key: what else each pass sends after the mail, called with the app (in
+#: its app context) and ``stop``. ``create_app`` fills it (the webhooks).
+PASSES = "portal.delivery_passes"
 
 #: ``app.extensions`` key: what writes mail the pages asked the sender for, called before each
 #: pass with the app (in its app context). ``create_app`` fills it (the "forgot password" links).
@@ -42,7 +46,7 @@ def prepare(app: Flask) -> None:
 
 
 def run_once(app: Flask, stop: Callable[[], bool] | None = None) -> sending.Report | None:
-    """One outbox pass; ``stop`` ends it early, between batches."""
+    """One outbox pass, mail then webhooks; ``stop`` ends it early, between batches."""
     with app.app_context():
         try:
             prepare(app)
@@ -51,7 +55,19 @@ def run_once(app: Flask, stop: Callable[[], bool] | None = None) -> sending.Repo
             # The database may be restarting: try again on the next pass.
             log.warning("outbox pass skipped: %s", exc)
             return None
+        finally:
+            db.end_session()
+        for extra in app.extensions.get(PASSES, []):
+            try:
+                extra(app, stop)
+            except SQLAlchemyError as exc:
+                log.warning("%s skipped: %s", getattr(extra, "__name__", "pass"), exc)
+            finally:
+                db.end_session()
     if report.attempted:
+        for result in ("sent", "retrying", "failed"):
+            if getattr(report, result):
+                metrics.DELIVERIES.labels(result).inc(getattr(report, result))
         log.info(
             "outbox: %d sent, %d to retry, %d failed", report.sent, report.retrying, report.failed
         )

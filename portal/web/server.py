@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import re
+import logging
+import logging.handlers
+import queue
 import socket
 import sys
 from typing import Any
@@ -10,6 +12,9 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
+
+from portal.core import metrics
+from portal.web import logs, ops
 
 #: Seconds between GIL hand-overs in the workers (Python's default is 0.005).
 SWITCH_INTERVAL = 0.001
@@ -38,21 +43,50 @@ def _post_fork(_server: Any, _worker: Any) -> None:
     # Hand the GIL between a worker's threads more often than every 5 ms: a request waiting
     # behind another thread's work is answered sooner, which keeps the latency tail short.
     sys.setswitchinterval(SWITCH_INTERVAL)
+    _write_in_background(_worker.log.access_log)
 
 
-#: An invitation link's token, wherever a path shows one.
-_INVITATION_TOKEN = re.compile(r"(/invite/)[^\s?#]+")
+#: The threads writing each worker's access lines (stopped, and so flushed, at its exit).
+_writers: list[logging.handlers.QueueListener] = []
 
 
-def redact(text: str) -> str:
-    """``text`` with the token of any invitation link replaced: a link with its token opens
-    the customer's sign-in, and access logs are read by more people than its recipient."""
-    return _INVITATION_TOKEN.sub(r"\1[redacted]", text)
+def _write_in_background(logger: logging.Logger) -> None:
+    """A request thread hands its access line to a queue; a thread of the worker's own writes
+    it, so no request waits for the log's pipe or disk."""
+    handlers = list(logger.handlers)
+    if not handlers:
+        return
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.handlers.QueueListener(lines, *handlers, respect_handler_level=True)
+    logger.handlers = [logging.handlers.QueueHandler(lines)]
+    writer.start()
+    _writers.append(writer)
+
+
+def _worker_exit(_server: Any, _worker: Any) -> None:
+    while _writers:
+        _writers.pop().stop()  # writes what is queued
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    metrics.process_exited(worker.pid)
+
+
+#: The atoms a line shows (``ACCESS_LOG_FORMAT``, ``logs.access_line``) that a client chooses.
+_FREE_TEXT = ("r", "U", "q", "f", "a", "u", "{ms-requestid}o", "{ms-correlationid}o")
 
 
 class AccessLog(Logger):  # type: ignore[misc]
-    """gunicorn's logger, whose access log shows no invitation token (request line, path,
-    referrer, and every header or environ atom)."""
+    """gunicorn's logger, whose lines show no link token, key or session (request line, path,
+    referrer, every header or environ atom, and error reports), as text or as JSON lines."""
+
+    #: Set by ``run`` from ``LOG_FORMAT`` before the workers start.
+    json_lines = False
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(logs.formatter(self.json_lines, self.error_fmt))
 
     def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
         # With a socket per worker the arbiter listens on none itself, and would log
@@ -63,10 +97,21 @@ class AccessLog(Logger):  # type: ignore[misc]
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
-        return {
-            key: redact(value) if isinstance(value, str) and "/invite/" in value else value
-            for key, value in atoms.items()
-        }
+        for key in _FREE_TEXT:
+            value = atoms.get(key)
+            if isinstance(value, str):
+                atoms[key] = logs.redact(value)
+        return atoms
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if not self.json_lines or not self.access_log_enabled:
+            super().access(resp, req, environ, request_time)
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        request_id = atoms.get("{ms-requestid}o")
+        if not request_id or request_id == "-":
+            request_id = environ.get(ops.REQUEST_ID)
+        self.access_log.info(logs.access_line(atoms, environ, request_id))
 
 
 #: gunicorn's default line, then the API's tracking ids as answered (the client's, or those made
@@ -109,12 +154,13 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: b
     ensure_free(host, port)
 
     _post_fork.app = app  # type: ignore[attr-defined]
+    AccessLog.json_lines = app.config["LOG_FORMAT"] == "json"
     delivery = DeliveryProcess()
 
     def when_ready(arbiter: Any) -> None:
         if REUSE_PORT:  # gunicorn's own line names no address: the workers open the sockets
             arbiter.log.info("Listening at: http://%s:%s (a socket per worker)", host, port)
-        if deliver and app.config.get("MAIL_SERVER"):
+        if deliver:  # mail (when an SMTP server is set) and webhooks
             delivery.start()
 
     def on_exit(_server: Any) -> None:
@@ -132,6 +178,8 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: b
         "access_log_format": ACCESS_LOG_FORMAT,
         "logger_class": AccessLog,
         "post_fork": _post_fork,
+        "worker_exit": _worker_exit,
+        "child_exit": _child_exit,
         "when_ready": when_ready,
         "on_exit": on_exit,
         # No gunicornc socket: it lives at one path per user, so two servers would collide.

@@ -1,0 +1,202 @@
+"""What operators and their tools ask the portal: is the process alive (``/healthz``), can it
+serve (``/readyz``), and what has it been doing (``/metrics``, Prometheus' text format).
+
+Every request is counted by endpoint, method and status and timed (``Instrumented``, the
+outermost WSGI layer), and carries a request id: the client's ``MS-RequestId`` under /v1, else
+an ``X-Request-Id`` (the proxy's, if it is a plain token, or a new one) that the answer echoes and
+the access log shows.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from portal.core import db
+from portal.core import metrics as counts
+from portal.core.models import DeliveryStatus, OutboxMessage, utcnow
+
+bp = Blueprint("ops", __name__)
+
+#: The environ key under which the view's endpoint name is left for ``Instrumented``.
+ENDPOINT = "portal.endpoint"
+#: The environ key of the request's id (``X-Request-Id``), for the access log.
+REQUEST_ID = "portal.request_id"
+_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Endpoints that are not counted: the scrape itself, and the probes a balancer sends every
+#: few seconds, would outnumber what partners and customers do.
+_UNCOUNTED = frozenset({"ops.metrics", "ops.healthz", "ops.readyz"})
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process answers. Nothing else is checked: a restart cannot cure a database outage."""
+    return jsonify(status="alive")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """The process can serve: its database answers, its migrations are current, its agreement
+    catalog is loaded. 503 naming what is not, so a balancer sends requests elsewhere."""
+    checks = {"database": "ok", "migrations": "ok", "catalog": "ok"}
+    try:
+        with db.engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        if _migrations_pending():
+            checks["migrations"] = "pending: run `portal db upgrade`"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["migrations"] = "unknown"
+    if not current_app.extensions.get("portal.catalog"):
+        checks["catalog"] = "not loaded"
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+
+
+#: Seconds a "migrations are current" answer is believed: the check reads the migration
+#: scripts, too slow for every probe; a deployment that upgrades the schema is seen within it.
+_MIGRATIONS_CHECKED_FOR = 30.0
+_migrations_checked: dict[str, float] = {}
+
+
+def _migrations_pending() -> bool:
+    key = str(db.engine().url)
+    checked = _migrations_checked.get(key)
+    if checked is not None and time.monotonic() - checked < _MIGRATIONS_CHECKED_FOR:
+        return False
+    if db.pending_migrations(db.engine()):
+        return True
+    _migrations_checked[key] = time.monotonic()
+    return False
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus' text format, for a scraper bearing ``METRICS_TOKEN``; 404 when it is unset."""
+    token = current_app.config.get("METRICS_TOKEN")
+    if not token:
+        return Response("Not found\n", 404, mimetype="text/plain")
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return Response(
+            "Bearer token required\n",
+            401,
+            {"WWW-Authenticate": 'Bearer realm="metrics"'},
+            mimetype="text/plain",
+        )
+    counted = CollectorRegistry()
+    if counts.multiprocess():
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
+    else:
+        counted = REGISTRY
+    asked = CollectorRegistry()
+    asked.register(_Outbox())
+    body = generate_latest(counted) + generate_latest(asked)
+    return Response(body, 200, {"Cache-Control": "no-store"}, content_type=CONTENT_TYPE_LATEST)
+
+
+class _Outbox(Collector):
+    """The outbox as the database has it at scrape time, whichever process sends it."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        waiting = OutboxMessage.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING])
+        try:
+            depth, oldest = (
+                db.session()
+                .execute(select(func.count(), func.min(OutboxMessage.created_at)).where(waiting))
+                .one()
+            )
+            failed = db.session().scalar(
+                select(func.count()).where(OutboxMessage.status == DeliveryStatus.FAILED)
+            )
+        except SQLAlchemyError:
+            return
+        finally:
+            db.session().rollback()
+        yield GaugeMetricFamily(
+            "portal_outbox_depth", "Messages waiting to be sent (queued or being sent).", depth
+        )
+        yield GaugeMetricFamily(
+            "portal_outbox_oldest_age_seconds",
+            "Age of the oldest message waiting to be sent; 0 when none waits.",
+            _age(oldest),
+        )
+        yield GaugeMetricFamily(
+            "portal_outbox_failed", "Messages given up on after their last attempt.", failed or 0
+        )
+
+
+def _age(oldest: datetime | None) -> float:
+    return max((utcnow() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+
+
+class Instrumented:
+    """WSGI middleware: gives each request an id and, with ``counting``, times and counts it."""
+
+    def __init__(self, app: Callable[..., Any], counting: bool) -> None:
+        self.app = app
+        self.counting = counting
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started = time.perf_counter()
+        given = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if _TOKEN.fullmatch(given) else uuid.uuid4().hex
+        environ[REQUEST_ID] = request_id
+        status = ["500"]
+
+        def start(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status[0] = code[:3]
+            headers.append(("X-Request-Id", request_id))
+            return start_response(code, headers, exc_info)
+
+        if not self.counting:
+            return self.app(environ, start)
+        try:
+            return self.app(environ, start)
+        finally:
+            endpoint = environ.get(ENDPOINT, "unmatched")
+            if endpoint not in _UNCOUNTED:
+                method = environ.get("REQUEST_METHOD", "")
+                counter, timer = _children(
+                    endpoint, method if method in _METHODS else "other", status[0]
+                )
+                counter.inc()
+                timer.observe(time.perf_counter() - started)
+
+
+@cache
+def _children(endpoint: str, method: str, status: str) -> tuple[Any, Any]:
+    """The counter and histogram of one kind of request (``labels`` looks them up under a lock
+    every time). Endpoints are the app's views, so the kinds are few."""
+    return counts.REQUESTS.labels(endpoint, method, status), counts.LATENCY.labels(endpoint)
+
+
+def _note_endpoint() -> None:
+    request.environ[ENDPOINT] = request.endpoint or "unmatched"
+
+
+def init_app(app: Flask) -> None:
+    """The probes, and ids for every request; counting only when someone may read the counts
+    (``METRICS_TOKEN`` set): it costs each request a few microseconds."""
+    app.register_blueprint(bp)
+    counting = bool(app.config.get("METRICS_TOKEN"))
+    if counting:
+        # First of all: a hook before it may answer, and the answer is still counted by view.
+        app.before_request_funcs.setdefault(None, []).insert(0, _note_endpoint)
+    app.wsgi_app = Instrumented(app.wsgi_app, counting)  # type: ignore[method-assign]
