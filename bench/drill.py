@@ -193,9 +193,12 @@ def creator(state: State, bases: list[str], key: str, n: int) -> Callable[[], No
         if made.status_code != 201:
             raise RuntimeError(f"customer {made.status_code}: {made.text[:120]}")
         customer_id = made.json()["id"]
-        # A retry with the same MS-RequestId after a failure must not send a second email.
+        # Retried as the SDKs do, with the same MS-RequestId, after a failure or a retryable
+        # answer (a 503; a 409 RequestInProgress while the first attempt's claim stands, which
+        # a dead attempt leaves for idempotency.ABANDONED): one invitation, one email.
         headers["MS-RequestId"] = str(uuid.uuid4())
-        for attempt in range(5):
+        deadline = time.monotonic() + 180
+        while True:
             try:
                 sent = requests.post(
                     f"{base}/v1/customers/{customer_id}/invitations",
@@ -204,7 +207,7 @@ def creator(state: State, bases: list[str], key: str, n: int) -> Callable[[], No
                     timeout=15,
                 )
             except requests.RequestException:
-                if attempt == 4:
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
                 continue
@@ -212,9 +215,10 @@ def creator(state: State, bases: list[str], key: str, n: int) -> Callable[[], No
                 with state.lock:
                     state.invitations.append(sent.json()["id"])
                 return
-            if sent.status_code < 500 or attempt == 4:
+            retryable = sent.status_code >= 500 or sent.json().get("isRetryable") is True
+            if not retryable or time.monotonic() > deadline:
                 raise RuntimeError(f"invitation {sent.status_code}: {sent.text[:120]}")
-            time.sleep(1)
+            time.sleep(float(sent.headers.get("Retry-After", 1)))
 
     return step
 
@@ -459,6 +463,9 @@ def check(
         got = sum(received[message_id] for message_id, _ in messages)
         if got != 1:
             problems.append(f"invitation {invitation_id}: {got} emails ({messages})")
+    doubled = {message_id: n for message_id, n in received.items() if n > 1}
+    if doubled:
+        problems.append(f"{len(doubled)} messages received more than once: {list(doubled)[:5]}")
     signed = 0
     for customer_id in state.journeys:
         answer = requests.get(
@@ -481,8 +488,9 @@ def check(
         problems.append(f"portal audit verify: {audit.stdout.strip()} {audit.stderr.strip()}")
 
     def window_of(call: Call) -> str:
+        """The fault a call overlapped (it began before, or during, the fault's window)."""
         for name, start, end in state.faults:
-            if start <= call.at <= end + GRACE[name]:
+            if call.at <= end + GRACE[name] and call.at + call.seconds >= start:
                 return name
         return "outside faults"
 
