@@ -49,6 +49,7 @@ from _common import (  # bench/ is on sys.path
     Cleanup,
     Server,
     free_port,
+    german_customer,
     machine,
     run_guarded,
     seed_instance,
@@ -121,27 +122,6 @@ class Mail:
         return found
 
 
-def customer_body() -> dict[str, Any]:
-    return {
-        "companyProfile": {"domain": f"drill-{uuid.uuid4().hex[:12]}.example.test"},
-        "billingProfile": {
-            "email": "billing@drill.example.test",
-            "culture": "en-US",
-            "language": "en",
-            "companyName": "Drill Ltd",
-            "defaultAddress": {
-                "country": "US",
-                "firstName": "Tania",
-                "lastName": "Carr",
-                "addressLine1": "1 Main Street",
-                "city": "Redmond",
-                "state": "WA",
-                "postalCode": "98052",
-            },
-        },
-    }
-
-
 def _csrf(text: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', text)
     if not match:
@@ -188,7 +168,7 @@ def creator(state: State, bases: list[str], key: str, n: int) -> Callable[[], No
         base = bases[counter[0] % len(bases)]
         headers = {"Authorization": f"Bearer {key}", "MS-RequestId": str(uuid.uuid4())}
         made = requests.post(
-            f"{base}/v1/customers", json=customer_body(), headers=headers, timeout=15
+            f"{base}/v1/customers", json=german_customer(), headers=headers, timeout=15
         )
         if made.status_code != 201:
             raise RuntimeError(f"customer {made.status_code}: {made.text[:120]}")
@@ -232,7 +212,7 @@ def journey(state: State, bases: list[str], key: str, n: int) -> Callable[[], No
         other = bases[(counter[0] + 1) % len(bases)]  # the customer lands on either server
         partner = {"Authorization": f"Bearer {key}"}
         made = requests.post(
-            f"{base}/v1/customers", json=customer_body(), headers=partner, timeout=15
+            f"{base}/v1/customers", json=german_customer(), headers=partner, timeout=15
         )
         if made.status_code != 201:
             raise RuntimeError(f"customer {made.status_code}")
@@ -368,7 +348,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
     for _ in range(8):
         made = requests.post(
             f"{bases[0]}/v1/customers",
-            json=customer_body(),
+            json=german_customer(),
             headers={"Authorization": f"Bearer {key}"},
             timeout=15,
         )

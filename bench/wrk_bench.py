@@ -40,6 +40,7 @@ from _common import (  # bench/ is on sys.path
     Cleanup,
     Server,
     free_port,
+    german_customer,
     machine,
     request_once,
     run_guarded,
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
     servers["portal-no-metrics"] = start_server(
         "portal-no-metrics", [str(VENV_BIN / "portal"), "serve"], env, seeded.tempdir, cleanup
     )
-    created = request_once(servers["portal"].port, "POST", "/v1/customers", auth, _customer())
+    created = request_once(servers["portal"].port, "POST", "/v1/customers", auth, german_customer())
     if created[0] != 201:
         raise RuntimeError(f"creating the polled customer: {created}")
     customer_id = json.loads(created[1])["id"]
@@ -222,29 +223,6 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
         f"{TARGET_METRICS_COST * 100:.0f} %  {'MET' if cost < TARGET_METRICS_COST else 'MISSED'}"
     )
     return 0
-
-
-def _customer() -> dict[str, object]:
-    import uuid
-
-    return {
-        "companyProfile": {"domain": f"bench-{uuid.uuid4().hex[:8]}.example.test"},
-        "billingProfile": {
-            "email": "billing@bench.example.test",
-            "culture": "en-US",
-            "language": "en",
-            "companyName": "Bench Ltd",
-            "defaultAddress": {
-                "country": "US",
-                "firstName": "Tania",
-                "lastName": "Carr",
-                "addressLine1": "1 Main Street",
-                "city": "Redmond",
-                "state": "WA",
-                "postalCode": "98052",
-            },
-        },
-    }
 
 
 def parse_args() -> argparse.Namespace:

@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,22 +37,33 @@ def _pg_url_with_schema(url: str, schema: str) -> str:
     return f"{normalise_database_url(url)}{sep}options={options}&application_name={schema}"
 
 
+@contextmanager
+def postgresql_schema(url: str, prefix: str, migrated: bool = True) -> Iterator[str]:
+    """A schema of its own in the PostgreSQL database ``url`` names (migrated, unless told
+    not), as a URL; dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = db.make_engine(normalise_database_url(url))
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    schema_url = _pg_url_with_schema(url, schema)
+    try:
+        if migrated:
+            engine = db.make_engine(schema_url)
+            db.upgrade(engine)
+            engine.dispose()
+        yield schema_url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database: a SQLite file to copy, or a PostgreSQL schema of this run."""
     if PG_URL:
-        schema = f"portal_test_{uuid.uuid4().hex[:12]}"
-        admin = db.make_engine(normalise_database_url(PG_URL))
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = _pg_url_with_schema(PG_URL, schema)
-        engine = db.make_engine(url)
-        db.upgrade(engine)
-        engine.dispose()
-        yield url
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        with postgresql_schema(PG_URL, "portal_test") as url:
+            yield url
     else:
         path = tmp_path_factory.mktemp("template") / "portal.db"
         engine = db.make_engine(f"sqlite:///{path}")
@@ -65,14 +77,8 @@ def empty_database(tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all, to migrate step by step: a SQLite file, or a PostgreSQL
     schema of its own (dropped afterwards)."""
     if PG_URL:
-        schema = f"portal_empty_{uuid.uuid4().hex[:12]}"
-        admin = db.make_engine(normalise_database_url(PG_URL))
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield _pg_url_with_schema(PG_URL, schema)
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        with postgresql_schema(PG_URL, "portal_empty", migrated=False) as url:
+            yield url
     else:
         yield f"sqlite:///{tmp_path / 'empty.db'}"
 

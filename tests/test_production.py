@@ -20,7 +20,7 @@ from portal.core import db
 from portal.core.config import normalise_database_url
 from portal.core.models import DeliveryStatus, OutboxMessage
 from tests import test_ratelimit
-from tests.conftest import PG_URL, _pg_url_with_schema, customer_body
+from tests.conftest import PG_URL, customer_body, postgresql_schema
 from tests.test_ratelimit import REDIS_URL, check_limit_holds
 
 pytestmark = pytest.mark.slow
@@ -37,18 +37,8 @@ INVITATIONS = 40
 def database_url() -> Iterator[str]:
     """A PostgreSQL schema of this test's own, migrated (this module's tests need PostgreSQL,
     whichever database the suite runs on)."""
-    schema = f"portal_production_{uuid.uuid4().hex[:12]}"
-    admin = db.make_engine(normalise_database_url(POSTGRESQL))
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = _pg_url_with_schema(POSTGRESQL, schema)
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgresql_schema(POSTGRESQL, "portal_production") as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from portal.cli.base import KINDS, emit, fail, in_app
 from portal.core import db
@@ -62,6 +63,13 @@ def partners_create(
         )
 
 
+def _partner(session: Session, partner_id: str) -> Partner:
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        raise click.ClickException(f"No partner {partner_id}.")
+    return partner
+
+
 @partners_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def partners_list(as_json: bool) -> None:
@@ -90,9 +98,7 @@ def partners_country(partner_id: str, country: str) -> None:
     region only, and needs one before it hands out relationship request links."""
     with in_app():
         session = db.session()
-        partner = session.get(Partner, partner_id)
-        if partner is None:
-            raise click.ClickException(f"no partner {partner_id}")
+        partner = _partner(session, partner_id)
         try:
             partners.set_country(partner, country)
         except PortalError as exc:
@@ -108,9 +114,7 @@ def partners_contact(partner_id: str, email: str) -> None:
     """Set where customers' replies to a partner's emails go (their Reply-To); "" for none."""
     with in_app():
         session = db.session()
-        partner = session.get(Partner, partner_id)
-        if partner is None:
-            raise click.ClickException(f"no partner {partner_id}")
+        partner = _partner(session, partner_id)
         try:
             partners.set_contact(partner, email)
         except PortalError as exc:
@@ -132,9 +136,7 @@ def keys_create(partner_id: str, label: str, as_json: bool) -> None:
     """Create another API key for a partner (shown this once)."""
     with in_app():
         session = db.session()
-        partner = session.get(Partner, partner_id)
-        if partner is None:
-            raise click.ClickException(f"No partner {partner_id}.")
+        partner = _partner(session, partner_id)
         try:
             key = partners.create_key(session, partner, label=label)
         except PortalError as exc:
@@ -217,9 +219,7 @@ def users_create(
     """Add a dashboard user to a partner."""
     with in_app():
         session = db.session()
-        partner = session.get(Partner, partner_id)
-        if partner is None:
-            raise click.ClickException(f"No partner {partner_id}.")
+        partner = _partner(session, partner_id)
         try:
             user = users.create_user(session, partner, email, password, UserRole(role), name)
         except PortalError as exc:

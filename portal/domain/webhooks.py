@@ -28,16 +28,16 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask
-from sqlalchemy import and_, literal, or_, select, union, update
+from sqlalchemy import and_, literal, select, union, update
 from sqlalchemy.orm import Session
 
-from portal.core import db, metrics
+from portal.core import db, metrics, queues
 from portal.core.errors import InvalidFields, NotFound, PortalError, Problem, ProblemCode
 from portal.core.models import (
     CustomerRelationship,
@@ -443,46 +443,18 @@ class Refused(Exception):
     """A delivery that must not be attempted at all (the receiver's address is not public)."""
 
 
-def _due(now: datetime) -> Any:
-    return or_(
-        and_(
-            WebhookDelivery.status == WebhookStatus.QUEUED,
-            WebhookDelivery.next_attempt_at <= now,
-        ),
-        and_(
-            WebhookDelivery.status == WebhookStatus.SENDING,
-            WebhookDelivery.claimed_until < now,
-        ),
-    )
-
-
 def claim(session: Session, limit: int) -> list[WebhookDelivery]:
-    """Take up to ``limit`` due deliveries for this sender and commit the claim (two senders
-    never take the same one: the UPDATE repeats the due test; PostgreSQL skips locked rows)."""
-    now = utcnow()
-    due = (
-        select(WebhookDelivery.id)
-        .where(_due(now))
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
+    """Take up to ``limit`` due deliveries for this sender and commit the claim: two senders
+    never take the same one (``queues.claim``)."""
+    return queues.claim(
+        session,
+        WebhookDelivery,
+        queued=WebhookStatus.QUEUED,
+        sending=WebhookStatus.SENDING,
+        lease=CLAIM_LEASE,
+        limit=limit,
+        now=utcnow(),
     )
-    claimed = list(
-        session.scalars(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(select(due.c.id)), _due(now))
-            .values(
-                status=WebhookStatus.SENDING,
-                claimed_until=now + CLAIM_LEASE,
-                attempts=WebhookDelivery.attempts + 1,
-            )
-            .returning(WebhookDelivery)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
-    )
-    session.commit()
-    return claimed
 
 
 def send_pass(app: Flask, stop: Callable[[], bool] | None = None) -> Report:

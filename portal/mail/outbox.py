@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import and_, exists, inspect, or_, select, update
+from sqlalchemy import exists, inspect, select, update
 from sqlalchemy.orm import Session
 
-from portal.core import validate
+from portal.core import queues, validate
 from portal.core.models import (
     DeliveryStatus,
     Invitation,
@@ -195,46 +194,17 @@ def pending(session: Session, limit: int = 100) -> list[OutboxMessage]:
     return list(session.scalars(query))
 
 
-def _due(now: datetime) -> Any:
-    return or_(
-        and_(OutboxMessage.status == DeliveryStatus.QUEUED, OutboxMessage.next_attempt_at <= now),
-        # A sender that died mid-send leaves its claim; it lapses after the lease.
-        and_(OutboxMessage.status == DeliveryStatus.SENDING, OutboxMessage.claimed_until < now),
-    )
-
-
 def claim(session: Session, limit: int, now: datetime | None = None) -> list[OutboxMessage]:
-    """Take up to ``limit`` due messages for this sender in one statement; commits the claim.
-
-    The UPDATE repeats the due test, so of two senders only one can claim a message; on
-    PostgreSQL, ``SKIP LOCKED`` lets them take different messages instead of waiting. It returns
-    the claimed rows themselves, so nothing is read again.
-    """
-    now = now or utcnow()
-    # A CTE, run once: as a subquery of the UPDATE, PostgreSQL may run the locking SELECT again
-    # for each row it updates (a nested-loop semi-join), claiming far past ``limit``.
-    due = (
-        select(OutboxMessage.id)
-        .where(_due(now))
-        .order_by(OutboxMessage.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
+    """Take up to ``limit`` due messages for this sender, oldest due first; commits the claim
+    (``queues.claim``), so no write lock is held while SMTP talks."""
+    claimed = queues.claim(
+        session,
+        OutboxMessage,
+        queued=DeliveryStatus.QUEUED,
+        sending=DeliveryStatus.SENDING,
+        lease=CLAIM_LEASE,
+        limit=limit,
+        now=now or utcnow(),
     )
-    claimed = list(
-        session.scalars(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(select(due.c.id)), _due(now))
-            .values(
-                status=DeliveryStatus.SENDING,
-                claimed_until=now + CLAIM_LEASE,
-                attempts=OutboxMessage.attempts + 1,
-            )
-            .returning(OutboxMessage)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
-    )
-    # End the transaction at once: no write lock (SQLite) is held while SMTP talks.
-    session.commit()
     claimed.sort(key=lambda message: message.next_attempt_at)
     return claimed
