@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from portal import create_app
 from portal.core import db
+from portal.core.config import normalise_database_url
 from portal.web import logs
 from tests.conftest import SECRET, customer_body
 from tests.test_dashboard import PASSWORD, add_user
@@ -181,6 +182,23 @@ def test_every_answer_carries_a_request_id(client, api):
 
 
 # --- redaction ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "postgresql://root@127.0.0.1:5432/test"])
+def test_database_errors_never_show_their_parameters(url):
+    """A failed statement's error (logged as "database unavailable: ...") names the SQL, not
+    the values bound to it: they may be password hashes or addresses."""
+    from sqlalchemy.exc import DBAPIError
+
+    engine = db.make_engine(normalise_database_url(url))
+    try:
+        with engine.connect() as connection, pytest.raises(DBAPIError) as failed:
+            connection.execute(text("SELECT * FROM no_such_table WHERE x = :p"), {"p": "s3cr3t"})
+    finally:
+        engine.dispose()
+    assert "no_such_table" in str(failed.value)
+    assert "s3cr3t" not in str(failed.value)
+    assert "hidden" in str(failed.value)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
-    kwargs: dict[str, Any] = {"echo": echo}
+    # Errors and echoed statements never show their parameters: they hold password hashes,
+    # token hashes and people's addresses, and error messages reach the logs.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if url.startswith("postgresql"):
         # Fail over cleanly after a server restart instead of handing out dead connections.
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
