@@ -80,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     # The key that chains the evidence (acceptances, attestations, events); None: derived from
     # SECRET_KEY. Keep it: ``portal audit verify`` needs the key every entry was chained with.
     "AUDIT_KEY": None,
+    "AUDIT_KEY_FALLBACKS": [],  # earlier audit keys, still accepted by ``portal audit verify``
     # /metrics (Prometheus) answers only a request bearing this token; None: /metrics is off.
     "METRICS_TOKEN": None,
     # Log lines: "text" (gunicorn's) or "json" (one object per line, for log collectors).
@@ -128,9 +129,10 @@ def load(app: Flask, overrides: dict[str, Any] | None = None) -> None:
         raise ConfigError(
             f"PORTAL_LOG_FORMAT must be text or json, not {app.config['LOG_FORMAT']!r}"
         )
-    fallbacks = app.config["SECRET_KEY_FALLBACKS"]
-    if isinstance(fallbacks, str):
-        app.config["SECRET_KEY_FALLBACKS"] = [fallbacks] if fallbacks else []
+    for name in ("SECRET_KEY_FALLBACKS", "AUDIT_KEY_FALLBACKS"):
+        fallbacks = app.config[name]
+        if isinstance(fallbacks, str):
+            app.config[name] = [fallbacks] if fallbacks else []
 
 
 def _resolve_secret_key(app: Flask) -> None:

@@ -208,6 +208,8 @@ class EventKind(enum.StrEnum):
     RELATIONSHIP_BEGAN = "relationship.began"
     RELATIONSHIP_REMOVED = "relationship.removed"
     RELATIONSHIP_DECLINED = "relationship.declined"
+    #: The customer's personal data erased on a data-protection request (``audit.erase``).
+    CUSTOMER_ERASED = "customer.erased"
 
 
 class RelationshipKind(enum.StrEnum):

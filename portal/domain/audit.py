@@ -62,6 +62,7 @@ from portal.core.models import (
     CustomerSession,
     DeliveryStatus,
     Event,
+    EventKind,
     Invitation,
     OutboxMessage,
     PasswordResetRequest,
@@ -513,7 +514,7 @@ def export(session: Session, customer_id: str) -> dict[str, Any]:
 #: What erased contact data reads, where a column must hold something.
 ERASED: Final = "[erased]"
 #: The event recording an erasure (chained like every event).
-ERASED_EVENT: Final = "customer.erased"
+ERASED_EVENT: Final = EventKind.CUSTOMER_ERASED
 
 
 @dataclass(frozen=True)
