@@ -71,5 +71,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     # The API authenticates with bearer keys and sets no cookie, so CSRF does not apply.
     extensions.csrf.exempt(api.bp)
+    app.wsgi_app = fastpath.StatusShortcut(app, app.wsgi_app)  # type: ignore[method-assign]
     ops.init_app(app)  # last: its WSGI layer times everything else
     return app

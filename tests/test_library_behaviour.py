@@ -592,3 +592,62 @@ def test_flask_wtfs_context_processor_is_left_out_and_the_global_is_ours(app):
     CSRFProtect(bare)
     added = bare.template_context_processors[None]
     assert [p for p in added if getattr(p, "__module__", "") == "flask_wtf.csrf"]
+
+
+# --- the status poll without Flask -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:8000", "https://portal.example.test"])
+def test_the_status_shortcut_answers_as_the_view_would(make_app, make_api, base_url):
+    """``fastpath.StatusShortcut`` answers a visible customer's status with the status, body
+    and headers Flask's view gives (a query string sends the request on to the view), for a
+    customer who accepted and one who did not; Flask's view is not called for it."""
+    from portal.web.api import views
+    from tests.test_pages import accept
+
+    app = make_app(BASE_URL=base_url)
+    client = app.test_client()
+    api = make_api()
+    api.client = client
+    customer, made = invited(api)
+    sign_in_from_link(client, made)
+    change_password(client)
+    accept(client)
+    unsigned = api.create_customer()
+    tracking = {"MS-RequestId": "req-1", "MS-CorrelationId": "corr-1", "X-Request-Id": "x-1"}
+    for customer_id, signed in ((customer["id"], True), (unsigned["id"], False)):
+        path = f"/v1/customers/{customer_id}/directSignedMicrosoftCustomerAgreementStatus"
+        via_flask = api.get(path + "?through=flask", headers=tracking)
+        shortcut = api.get(path, headers=tracking)
+        assert via_flask.status_code == shortcut.status_code == 200
+        assert shortcut.get_data() == via_flask.get_data()
+        assert shortcut.get_json() == {"isSigned": signed}
+        assert sorted(shortcut.headers.items()) == sorted(via_flask.headers.items())
+    view = app.view_functions["api.direct_signed_status"]
+    app.view_functions["api.direct_signed_status"] = lambda **_: (_ for _ in ()).throw(
+        AssertionError("the view was called")
+    )
+    try:
+        assert api.get(path).status_code == 200  # answered before Flask
+        upper = path.replace(unsigned["id"], unsigned["id"].upper())
+        assert api.get(upper).status_code == 200  # an id in capitals, as the view takes it
+    finally:
+        app.view_functions["api.direct_signed_status"] = view
+    assert views.TRACKING_HEADERS == ("MS-RequestId", "MS-CorrelationId")
+
+
+@pytest.mark.parametrize(
+    ("path_of", "key_of", "status"),
+    [
+        (lambda c: c, lambda k: "wrong-" + k, 401),
+        (lambda c: c[:-1] + ("0" if c[-1] != "0" else "1"), lambda k: k, 404),
+        (lambda c: "not-an-id", lambda k: k, 404),
+    ],
+)
+def test_what_the_shortcut_leaves_to_flask_is_answered_as_always(app, api, path_of, key_of, status):
+    customer = api.create_customer()
+    path = f"/v1/customers/{path_of(customer['id'])}/directSignedMicrosoftCustomerAgreementStatus"
+    answer = api.client.get(path, headers={"Authorization": f"Bearer {key_of(api.key)}"})
+    assert answer.status_code == status
+    assert answer.get_json()["code"] == {401: 10401, 404: 10404}[status]
+    assert answer.headers["MS-RequestId"]

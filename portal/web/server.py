@@ -154,7 +154,7 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int, deliver: b
     ensure_free(host, port)
 
     _post_fork.app = app  # type: ignore[attr-defined]
-    AccessLog.json_lines = app.config["LOG_FORMAT"] == "json"
+    AccessLog.json_lines = app.config.get("LOG_FORMAT") == "json"
     delivery = DeliveryProcess()
 
     def when_ready(arbiter: Any) -> None:
