@@ -71,7 +71,7 @@ def formatter(json_lines: bool, text_format: str | None = None) -> logging.Forma
     return JsonFormatter() if json_lines else TextFormatter(text_format)
 
 
-def access_line(atoms: dict[str, Any], environ: dict[str, Any], request_id: str | None) -> str:
+def access_line(atoms: dict[str, Any], request_id: str | None) -> str:
     """One request as a JSON object, from gunicorn's atoms (already redacted)."""
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),

@@ -98,13 +98,12 @@ def metrics() -> Response:
             {"WWW-Authenticate": 'Bearer realm="metrics"'},
             mimetype="text/plain",
         )
-    counted = CollectorRegistry()
+    counted = REGISTRY  # one process: its own counts
     if counts.multiprocess():
         from prometheus_client import multiprocess
 
+        counted = CollectorRegistry()
         multiprocess.MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
-    else:
-        counted = REGISTRY
     asked = CollectorRegistry()
     asked.register(_Outbox())
     body = generate_latest(counted) + generate_latest(asked)

@@ -111,7 +111,7 @@ class AccessLog(Logger):  # type: ignore[misc]
         request_id = atoms.get("{ms-requestid}o")
         if not request_id or request_id == "-":
             request_id = environ.get(ops.REQUEST_ID)
-        self.access_log.info(logs.access_line(atoms, environ, request_id))
+        self.access_log.info(logs.access_line(atoms, request_id))
 
 
 #: gunicorn's default line, then the API's tracking ids as answered (the client's, or those made
