@@ -190,6 +190,33 @@ def test_at_most_ten_webhooks(api):
     assert response.get_json()["errorName"] == "TooManyWebhooks"
 
 
+def test_webhooks_registered_at_once_stop_at_ten(app, api):
+    """Registrations at once (on PostgreSQL, really at once: the partner's row is locked
+    before counting) make ten webhooks, never more."""
+    tries = webhooks.MAX_ENDPOINTS + 6
+    barrier = threading.Barrier(tries)
+    answers: list[int] = []
+
+    def attempt(n: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        answers.append(
+            client.post(
+                "/v1/webhooks",
+                json={"url": f"https://hooks.example.com/{n}"},
+                headers={"Authorization": f"Bearer {api.key}"},
+            ).status_code
+        )
+
+    started = [threading.Thread(target=attempt, args=(n,)) for n in range(tries)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    assert sorted(answers) == [201] * webhooks.MAX_ENDPOINTS + [409] * 6
+    assert len(api.get("/v1/webhooks").get_json()["items"]) == webhooks.MAX_ENDPOINTS
+
+
 def test_another_partners_webhooks_are_not_found(api, make_api):
     made = register(api, "https://hooks.example.com/x")
     other = make_api(name="Northwind")

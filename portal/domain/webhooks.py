@@ -242,6 +242,9 @@ def register(
     """A new receiver and its secret (shown once: only its sealed form is kept)."""
     url = check_url(url, allow_private)
     types = _event_types(events)
+    # The partner's row locked first (PostgreSQL; SQLite has one writer at a time): two
+    # registrations at once must not both count nine and make eleven.
+    session.execute(select(Partner.id).where(Partner.id == partner.id).with_for_update())
     if len(endpoints(session, partner.id)) >= MAX_ENDPOINTS:
         raise TooManyWebhooks()
     secret = "whsec_" + secrets.token_urlsafe(32)
