@@ -21,7 +21,7 @@ def mail_group() -> None:
     "--watch",
     "loop",
     is_flag=True,
-    help="Keep sending every PORTAL_MAIL_SEND_INTERVAL seconds "
+    help="Keep sending emails and webhooks every PORTAL_MAIL_SEND_INTERVAL seconds "
     "until stopped (portal serve runs this beside its workers).",
 )
 def mail_send(batch: int, loop: bool) -> None:

@@ -69,8 +69,9 @@ def serve_app(
     "--delivery/--no-delivery",
     default=True,
     show_default=True,
-    help="Send the outbox from a process beside the workers (when PORTAL_MAIL_SERVER is set); "
-    "--no-delivery where senders run elsewhere (`portal mail send --watch`).",
+    help="Send the outbox from a process beside the workers: emails (when PORTAL_MAIL_SERVER "
+    "is set) and webhooks; --no-delivery where senders run elsewhere "
+    "(`portal mail send --watch`).",
 )
 def serve(host: str, port: int, workers: int | None, threads: int | None, delivery: bool) -> None:
     """Apply pending migrations, then serve with gunicorn."""

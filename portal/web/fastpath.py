@@ -181,12 +181,17 @@ def _csrf_serializer() -> TimedSerializer:
     return serializer
 
 
-_FIELD = Markup('<input type="hidden" name="csrf_token" value="{}">')
+_FIELD_START = Markup('<input type="hidden" name="csrf_token" value="')
+_FIELD_END = Markup('">')
 
 
 def csrf_field() -> Markup:
-    """The hidden field with the form token, for every form of every page."""
-    return _FIELD.format(csrf_token())
+    """The hidden field with the form token, for every form of every page (a page has up to
+    three: made once per request; ``Markup + str`` escapes the token)."""
+    field: Markup | None = g.get("portal_csrf_field")
+    if field is None:
+        field = g.portal_csrf_field = _FIELD_START + csrf_token() + _FIELD_END
+    return field
 
 
 class _Macros:
