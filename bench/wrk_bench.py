@@ -21,7 +21,11 @@ The cases:
 
 - ``status``: ``GET .../directSignedMicrosoftCustomerAgreementStatus`` of one attested customer
   (``isSigned`` false) with the partner's bearer key. Targets: throughput at least 0.70 of the
-  baseline's, p99 at most 1.5 x its p99, metrics under 5 % of the throughput;
+  baseline's, p99 at most 1.5 x its p99, metrics under 5 % of the throughput. Served runs of
+  the same server swing by about 10 % on this shared machine, more than that target, so the
+  metrics' cost is also measured in this process once the servers are stopped: the status poll
+  through the app (no server), its counting switched on and off in turns, ten times each; the
+  difference is compared to the served poll's CPU per request;
 - ``agreement``: ``GET /agreement`` of a signed-in German customer (``de-DE``, country ``DE``),
   the page with the localised agreement and the acceptance form;
 - ``landing``: ``GET /invite/<token>``, the page an invitation link opens, without a cookie like
@@ -44,6 +48,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from _common import (  # bench/ is on sys.path
     BENCH,
@@ -58,6 +63,7 @@ from _common import (  # bench/ is on sys.path
     seed_instance,
     server_cpu_seconds,
     start_server,
+    stop_server,
     wait_until_answers,
 )
 from pages_bench import (
@@ -280,7 +286,68 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> int:
                     flush=True,
                 )
     report(cases, seeded.served, seeded.db_label)
+    status = next((case for case in cases if case.name == "status"), None)
+    if status is not None:
+        for server in cleanup.servers:
+            stop_server(server)
+        cleanup.servers.clear()
+        counting_cost(
+            env, status.paths["portal"], key, mean([r.cpu_ms for r in status.runs["portal"]])
+        )
     return 0
+
+
+def counting_cost(env: dict[str, str], path: str, key: str, served_cpu_ms: float) -> None:
+    """The metrics' cost without the machine's noise: the status poll through the app in this
+    process (no server), with the same app's counting switched on and off in turns."""
+    import os
+    import statistics
+
+    from werkzeug.test import EnvironBuilder
+
+    for name in [k for k in os.environ if k.startswith("PORTAL_")]:
+        del os.environ[name]
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PORTAL_")})
+    os.environ["PORTAL_METRICS_TOKEN"] = "bench-" + "m" * 32
+    from portal import create_app
+    from portal.core import metrics
+    from portal.web import ops
+
+    folder = metrics.prepare_multiprocess()  # as portal serve counts
+    try:
+        app = create_app()
+        layer: Any = app.wsgi_app
+        while not isinstance(layer, ops.Instrumented):
+            layer = layer.app
+        environ = EnvironBuilder(
+            path=path, headers={"Authorization": f"Bearer {key}"}
+        ).get_environ()
+
+        def per_request(count: int) -> float:
+            started = time.process_time()
+            for _ in range(count):
+                answered: list[str] = []
+                b"".join(app(dict(environ), lambda s, h, e=None, a=answered: a.append(s)))
+                if not answered[0].startswith("200"):
+                    raise RuntimeError(f"in-process status poll: {answered[0]}")
+            return (time.process_time() - started) / count * 1e6
+
+        per_request(1000)
+        taken: dict[bool, list[float]] = {True: [], False: []}
+        for turn in range(10):
+            for counting in (True, False) if turn % 2 == 0 else (False, True):
+                layer.counting = counting
+                taken[counting].append(per_request(2000))
+        on, off = statistics.median(taken[True]), statistics.median(taken[False])
+        cost = (on - off) / (served_cpu_ms * 1e3)
+        print(
+            f"\nmetrics in-process (same app, counting on/off in turns, median of 10 x 2000): "
+            f"{on:.1f} / {off:.1f} µs per status poll\nmetrics cost: {on - off:+.1f} µs, "
+            f"{cost * 100:+.1f} % of the served poll's {served_cpu_ms:.3f} ms of CPU  target < "
+            f"{TARGET_METRICS_COST * 100:.0f} %  {verdict(cost < TARGET_METRICS_COST)}"
+        )
+    finally:
+        metrics.remove(folder)
 
 
 def mean(values: list[float]) -> float:
@@ -320,9 +387,9 @@ def report(cases: list[Case], served: str, db_label: str) -> None:
                 f"{TARGET_P99_RATIO:.1f}  {verdict(p99_ratio <= TARGET_P99_RATIO)}"
             )
             print(
-                f"  metrics cost (throughput):  {cost * 100:+.1f} %  target < "
-                f"{TARGET_METRICS_COST * 100:.0f} %  {verdict(cost < TARGET_METRICS_COST)}"
-                f"   (CPU per request: {cpu_cost * 100:+.1f} %)"
+                f"  metrics cost, served:       {cost * 100:+.1f} % of throughput, "
+                f"{cpu_cost * 100:+.1f} % CPU per request (a few runs swing by 10 % either "
+                "way here: the target is judged in-process, below)"
             )
 
 

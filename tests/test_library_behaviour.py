@@ -651,3 +651,40 @@ def test_what_the_shortcut_leaves_to_flask_is_answered_as_always(app, api, path_
     assert answer.status_code == status
     assert answer.get_json()["code"] == {401: 10401, 404: 10404}[status]
     assert answer.headers["MS-RequestId"]
+
+
+def test_many_durations_observed_at_once_expose_as_each_observed_alone():
+    """``metrics.observe_many`` writes prometheus_client's histogram buckets and sum itself
+    (``ops.Tally`` adds a process's requests in one go): its exposition must be the library's."""
+    from bisect import bisect_left
+
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from portal.core import metrics
+
+    durations = [0.0001, 0.002, 0.0021, 0.04, 0.04, 0.3, 7.0, 12.0, 0.0]
+    exposed = []
+    for at_once in (False, True):
+        registry = CollectorRegistry()
+        histogram = Histogram(
+            "took_seconds",
+            "Durations.",
+            ["endpoint"],
+            buckets=metrics.LATENCY_BOUNDS[:-1],
+            registry=registry,
+        ).labels("api.status")
+        if at_once:
+            buckets = [0] * len(metrics.LATENCY_BOUNDS)
+            for seconds in durations:
+                buckets[bisect_left(metrics.LATENCY_BOUNDS, seconds)] += 1
+            metrics.observe_many(histogram, buckets, sum(durations))
+        else:
+            for seconds in durations:
+                histogram.observe(seconds)
+        exposed.append(
+            b"\n".join(
+                line for line in generate_latest(registry).splitlines() if b"_created" not in line
+            )
+        )
+    assert exposed[0] == exposed[1]
+    assert b'took_seconds_bucket{endpoint="api.status",le="0.002"} 3.0' in exposed[1]

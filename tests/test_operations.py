@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -237,14 +238,19 @@ def test_metrics_add_up_every_worker(serving, api):
     for _ in range(40):  # a connection each: the kernel spreads them over both workers
         with requests.get(base + STATUS.format(customer["id"]), headers=key, timeout=10) as got:
             assert got.status_code == 200
-    seen = {
-        requests_of(
+
+    def counted() -> float:
+        return requests_of(
             scrape(lambda path, **kw: requests.get(base + path, timeout=10, **kw)),
             "api.direct_signed_status",
         )
-        for _ in range(6)
-    }
-    assert seen == {40.0}  # every scrape, whichever worker answers it, counts all of them
+
+    # Each worker adds its counts every half second (ops.Tally): wait for the first time...
+    deadline = time.monotonic() + 10
+    while counted() != 40.0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # ...then every scrape, whichever worker answers it, counts all of them, and no more.
+    assert {counted() for _ in range(6)} == {40.0}
 
 
 @pytest.mark.slow

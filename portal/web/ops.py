@@ -10,12 +10,14 @@ the access log shows.
 from __future__ import annotations
 
 import hmac
+import os
 import re
+import threading
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -98,6 +100,7 @@ def metrics() -> Response:
             {"WWW-Authenticate": 'Bearer realm="metrics"'},
             mimetype="text/plain",
         )
+    TALLY.flush()  # this process's latest; the others' are at most Tally.EVERY late
     counted = REGISTRY  # one process: its own counts
     if counts.multiprocess():
         from prometheus_client import multiprocess
@@ -172,18 +175,68 @@ class Instrumented:
             endpoint = environ.get(ENDPOINT, "unmatched")
             if endpoint not in _UNCOUNTED:
                 method = environ.get("REQUEST_METHOD", "")
-                counter, timer = _children(
-                    endpoint, method if method in _METHODS else "other", status[0]
+                TALLY.record(
+                    endpoint,
+                    method if method in _METHODS else "other",
+                    status[0],
+                    time.perf_counter() - started,
                 )
-                counter.inc()
-                timer.observe(time.perf_counter() - started)
 
 
-@cache
-def _children(endpoint: str, method: str, status: str) -> tuple[Any, Any]:
-    """The counter and histogram of one kind of request (``labels`` looks them up under a lock
-    every time). Endpoints are the app's views, so the kinds are few."""
-    return counts.REQUESTS.labels(endpoint, method, status), counts.LATENCY.labels(endpoint)
+class Tally:
+    """This process's request counts and durations, kept in plain dicts and added to
+    ``prometheus_client``'s counts in one go: by a thread of the process every ``EVERY``
+    seconds, before the process answers a scrape, and when a worker exits.
+
+    Adding each request as it ends cost the status poll about 20 µs of its 0.6-0.7 ms of CPU
+    (three values, each a lock, a process id check and a write to its memory-mapped file, on
+    cold caches): measured in-process, counting on and off in turns. This costs about 1 µs."""
+
+    #: Seconds between additions: a scrape sees another process's requests this late at most.
+    EVERY = 0.5
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Start empty (also in a forked child: the parent's counts and lock are not its own)."""
+        self.lock = threading.Lock()
+        self.running = False
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.durations: dict[str, tuple[list[int], list[float]]] = {}
+
+    def record(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        bucket = bisect_left(counts.LATENCY_BOUNDS, seconds)
+        with self.lock:
+            key = (endpoint, method, status)
+            self.requests[key] = self.requests.get(key, 0) + 1
+            timed = self.durations.get(endpoint)
+            if timed is None:
+                timed = self.durations[endpoint] = ([0] * len(counts.LATENCY_BOUNDS), [0.0])
+            timed[0][bucket] += 1
+            timed[1][0] += seconds
+            if not self.running:
+                self.running = True
+                threading.Thread(target=self._every, name="metrics", daemon=True).start()
+
+    def _every(self) -> None:
+        while True:
+            time.sleep(self.EVERY)
+            self.flush()
+
+    def flush(self) -> None:
+        """Add what this process counted since the last time to ``prometheus_client``'s."""
+        with self.lock:
+            requests, self.requests = self.requests, {}
+            durations, self.durations = self.durations, {}
+        for (endpoint, method, status), count in requests.items():
+            counts.REQUESTS.labels(endpoint, method, status).inc(count)
+        for endpoint, (buckets, total) in durations.items():
+            counts.observe_many(counts.LATENCY.labels(endpoint), buckets, total[0])
+
+
+TALLY = Tally()
+os.register_at_fork(after_in_child=TALLY.forget)
 
 
 def _note_endpoint() -> None:

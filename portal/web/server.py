@@ -108,6 +108,7 @@ def _write_in_background(logger: logging.Logger) -> None:
 
 def _worker_exit(_server: Any, _worker: Any) -> None:
     global _writer
+    ops.TALLY.flush()  # the last requests' counts
     if _writer is not None:
         _writer.stop()
         _writer = None
