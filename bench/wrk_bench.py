@@ -57,6 +57,7 @@ from _common import (  # bench/ is on sys.path
     Cleanup,
     Server,
     free_port,
+    german_customer,
     machine,
     request_once,
     run_guarded,
@@ -176,8 +177,6 @@ def as_dict(headers: list[str]) -> dict[str, str]:
 
 def polled_customer(port: int, auth: dict[str, str]) -> str:
     """A customer the partner attested (its status reads ``isSigned`` false)."""
-    from _common import german_customer
-
     created = request_once(port, "POST", "/v1/customers", auth, german_customer())
     if created[0] != 201:
         raise RuntimeError(f"creating the polled customer: {created}")

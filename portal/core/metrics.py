@@ -29,15 +29,16 @@ REQUESTS = Counter(
     "Requests answered, by endpoint (Flask's name for the view), method and status.",
     ["endpoint", "method", "status"],
 )
+_LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENCY = Histogram(
     "portal_http_request_duration_seconds",
     "Time from receiving a request to handing its answer to the server, by endpoint.",
     ["endpoint"],
-    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=_LATENCY_BUCKETS,
 )
-#: The latency histogram's upper bounds, ``+Inf`` last (a duration goes in the first bucket
-#: whose bound it does not exceed).
-LATENCY_BOUNDS: tuple[float, ...] = (*LATENCY._upper_bounds,)  # noqa: SLF001 - fixed at creation
+#: The latency histogram's upper bounds, ``+Inf`` last as prometheus_client adds it (a duration
+#: goes in the first bucket whose bound it does not exceed).
+LATENCY_BOUNDS: tuple[float, ...] = (*_LATENCY_BUCKETS, float("inf"))
 
 
 def observe_many(histogram: Any, buckets: Sequence[int], total: float) -> None:

@@ -72,7 +72,8 @@ def formatter(json_lines: bool, text_format: str | None = None) -> logging.Forma
 
 
 def access_line(atoms: dict[str, Any], request_id: str | None) -> str:
-    """One request as a JSON object, from gunicorn's atoms (already redacted)."""
+    """One request as a JSON object, from atoms named as gunicorn names them (already
+    redacted; ``server.AccessLog.line`` makes them)."""
     entry = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "level": "info",
